@@ -1,0 +1,127 @@
+"""The `rnnspec` command line: `check` and `generate`.
+
+Exit status: 0 when nothing is wrong (warnings allowed), 1 when a spec has errors,
+2 for usage and I/O problems (a missing or unreadable file, a file that is not UTF-8,
+an output file that cannot be written or must not be overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+def _use_colour(choice: str, stream) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("TERM") == "dumb":
+        return False
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnspec",
+        description="Check .rnn specs of recurrent PyTorch stacks and generate their modules.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnspec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="derive every shape and check the expectations")
+    check.add_argument("files", nargs="+", metavar="FILE", help=".rnn spec files")
+    check.add_argument("--json", action="store_true", help="print one JSON document")
+    check.add_argument("--verify", action="store_true",
+                       help="also build every stack with torch on the meta device and "
+                            "confirm the derived shapes (imports torch)")
+    check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                       help="colour the text report (auto: on a terminal, unless NO_COLOR)")
+
+    generate = commands.add_parser("generate", help="write a PyTorch module for a spec")
+    generate.add_argument("file", metavar="FILE", help=".rnn spec file")
+    generate.add_argument("-o", "--output", default="-", metavar="OUT.py",
+                          help="where to write the module; `-` (the default) for stdout")
+    generate.add_argument("--backend", choices=("fused", "explicit"), default="fused",
+                          help="fused: nn.RNN/nn.LSTM/nn.GRU modules (cuDNN on CUDA); "
+                               "explicit: the cell equations written out")
+    generate.add_argument("--force", action="store_true",
+                          help="overwrite OUT.py even if rnnspec did not generate it")
+    generate.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                          help="colour the diagnostics")
+    return parser
+
+
+def _exit_status(results) -> int:
+    if any(not r.readable for r in results):
+        return EXIT_USAGE
+    if any(not r.ok for r in results):
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def run_check(args) -> int:
+    from .check import check_path
+    from .report import json_report, text_report
+
+    results = [check_path(path) for path in args.files]
+    if args.verify and all(r.ok for r in results):
+        from .verify import verify_results
+
+        verify_results(results)
+    if args.json:
+        sys.stdout.write(json_report(results))
+    else:
+        from .diagnostics import Style
+
+        sys.stdout.write(text_report(results, Style(_use_colour(args.color, sys.stdout))))
+    return _exit_status(results)
+
+
+def run_generate(args) -> int:
+    from .check import check_path
+    from .diagnostics import Style, render
+
+    result = check_path(args.file)
+    style = Style(_use_colour(args.color, sys.stderr))
+    sources = {result.path: result.text.split("\n")}
+    for diagnostic in result.diagnostics:
+        sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
+    if not result.ok:
+        return _exit_status([result])
+    from .codegen import OutputError, generate_source, write_output
+
+    source = generate_source(result, backend=args.backend)
+    if args.output == "-":
+        sys.stdout.write(source)
+        return EXIT_OK
+    try:
+        write_output(args.output, source, force=args.force)
+    except OutputError as exc:
+        sys.stderr.write(f"{style.error('error')}: {exc}\n")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return run_check(args)
+        return run_generate(args)
+    except BrokenPipeError:
+        # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""`expect` blocks: shape assertions compared with the derived shapes, with hints for the
+mistakes people make most with PyTorch's recurrent modules."""
+
+from __future__ import annotations
+
+from . import ast, model
+from .cells import CELL_STATE_KEYS, EXPECT_KEYS, STATE_KEYS
+from .diagnostics import Diagnostic, Note, error
+from .evaluate import POISON, Evaluator
+from .names import suggest
+
+ANY = None  # a dimension written `_`, or one whose expression already failed
+
+
+def format_shape(dims) -> str:
+    return "[" + ", ".join("_" if d is ANY else str(d) for d in dims) + "]"
+
+
+class ExpectationChecker:
+    def __init__(self, values: Evaluator, stacks: dict[str, model.Stack],
+                 stack_asts: dict[str, ast.Stack], problems: list[Diagnostic]):
+        self.values = values
+        self.stacks = stacks
+        self.stack_asts = stack_asts
+        self.problems = problems
+
+    def check(self, expect: ast.Expect) -> model.ExpectationResult:
+        before = len(self.problems)
+        self._check(expect)
+        failed = any(d.is_error for d in self.problems[before:])
+        ok = not failed and expect.stack in self.stacks
+        return model.ExpectationResult(expect.stack, expect.span.path, expect.span.line, ok)
+
+    def _check(self, expect: ast.Expect) -> None:
+        if expect.stack not in self.stack_asts:
+            self.problems.append(
+                error("E040", f"no stack named `{expect.stack}`", expect.stack_span,
+                      help=suggest(expect.stack, self.stack_asts))
+            )
+            return
+        stack = self.stacks.get(expect.stack)  # None when the stack itself has errors
+        entries = self._entries(expect, stack)
+        if "input" not in entries:
+            self.problems.append(
+                error("E042", f"expectation for `{expect.stack}` has no `input`",
+                      expect.stack_span,
+                      help="add `input = [T, B, features]` (or `[T, features]` unbatched)")
+            )
+            return
+        if stack is None:
+            return
+        bound = self._input(stack, *entries.pop("input"))
+        if bound is None:
+            return
+        for entry, dims in entries.values():
+            self._compare(stack, entry, dims, bound)
+
+    def _entries(self, expect: ast.Expect, stack):
+        """Entries by (key, block), each with its evaluated dims; reports bad keys."""
+        entries: dict = {}
+        firsts: dict = {}
+        for entry in expect.entries:
+            if entry.key not in EXPECT_KEYS:
+                self.problems.append(
+                    error("E041", f"unknown expectation key `{entry.key}`", entry.key_span,
+                          help=suggest(entry.key, EXPECT_KEYS)
+                          or "the keys are " + ", ".join(f"`{k}`" for k in EXPECT_KEYS))
+                )
+                continue
+            block = self._selected_block(entry, stack)
+            if block is POISON:
+                continue
+            ident = (entry.key, block.name if block is not None else None)
+            if ident in firsts:
+                self.problems.append(
+                    error("E011", f"`{entry.key}` is expected twice", entry.key_span,
+                          notes=[Note("first expected here", firsts[ident])])
+                )
+                continue
+            firsts[ident] = entry.key_span
+            entries["input" if entry.key == "input" else ident] = (entry, self._dims(entry))
+        return entries
+
+    def _dims(self, entry: ast.ExpectEntry) -> list:
+        dims = []
+        for expr in entry.dims:
+            if isinstance(expr, ast.Name) and expr.name == "_":
+                dims.append(ANY)
+                continue
+            value = self.values.typed(expr, "int", "a dimension")
+            value = self.values.in_range(value, expr.span, "a dimension", 1)
+            dims.append(ANY if value is POISON else value)
+        return dims
+
+    def _selected_block(self, entry: ast.ExpectEntry, stack: model.Stack | None):
+        """The block a state key is about; None for the stack as a whole; POISON on error."""
+        names = [b.name for b in stack.blocks] if stack is not None else []
+        if entry.selector is None:
+            if entry.key in STATE_KEYS and stack is not None and len(stack.blocks) > 1:
+                listed = ", ".join(f"`{entry.key}[{b.name}]`" for b in stack.blocks)
+                self.problems.append(
+                    error("E045", f"`{entry.key}` needs a block: stack `{stack.name}` has "
+                          f"{len(stack.blocks)}", entry.key_span, help=f"write one of {listed}")
+                )
+                return POISON
+            if entry.key in STATE_KEYS and stack is not None:
+                return self._state_block(entry, stack.blocks[0])
+            return None
+        if entry.key == "input":
+            self.problems.append(
+                error("E045", "`input` is the stack's input and takes no block",
+                      entry.selector.span, help="write `input = [...]`")
+            )
+            return POISON
+        if stack is None:
+            return POISON
+        selector = entry.selector.value
+        if isinstance(selector, int):
+            if selector >= len(stack.blocks):
+                self.problems.append(
+                    error("E045", f"stack `{stack.name}` has no block {selector}",
+                          entry.selector.span,
+                          help=f"blocks are numbered 0 to {len(stack.blocks) - 1}")
+                )
+                return POISON
+            return self._state_block(entry, stack.blocks[selector])
+        for block in stack.blocks:
+            if block.name == selector:
+                return self._state_block(entry, block)
+        self.problems.append(
+            error("E045", f"stack `{stack.name}` has no block `{selector}`", entry.selector.span,
+                  help=suggest(selector, names)
+                  or "its blocks are " + ", ".join(f"`{n}`" for n in names))
+        )
+        return POISON
+
+    def _state_block(self, entry: ast.ExpectEntry, block: model.Block):
+        if entry.key in CELL_STATE_KEYS and not block.has_cell_state:
+            self.problems.append(
+                error("E046", f"block `{block.name}` is a `{block.cell}`, which has no cell "
+                      f"state `{entry.key}`", entry.key_span,
+                      help="only lstm blocks have `c0` and `c_n`")
+            )
+            return POISON
+        return block
+
+    # ------------------------------------------------------------------- input
+
+    def _input(self, stack: model.Stack, entry: ast.ExpectEntry, dims: list):
+        """Binds T and B from `input`; None when the input itself is wrong."""
+        if len(dims) not in (2, 3):
+            written = "[B, T, " if stack.batch_first else "[T, B, "
+            self.problems.append(
+                error("E043", f"`input` has {len(dims)} dimensions, expected 3 "
+                      f"({written}{stack.input_size}]) or 2 when unbatched "
+                      f"([T, {stack.input_size}])", entry.dims_span)
+            )
+            return None
+        features = dims[-1]
+        if features is not ANY and features != stack.input_size:
+            self.problems.append(
+                error("E044", f"`input` has {features} features, but stack `{stack.name}` "
+                      f"takes {stack.input_size}", entry.dims[-1].span,
+                      notes=[Note(f"`input_size` is {stack.input_size} here",
+                                  stack.input_size_span)],
+                      help="the last dimension of `input` must equal the stack's `input_size`")
+            )
+            return None
+        if len(dims) == 2:
+            return {"T": dims[0], "batched": False}
+        time, batch = (dims[1], dims[0]) if stack.batch_first else (dims[0], dims[1])
+        return {"T": time, "B": batch, "batched": True}
+
+    # ------------------------------------------------------------------- other keys
+
+    def _expected(self, stack: model.Stack, entry: ast.ExpectEntry, block, bound) -> list:
+        if entry.key == "output":
+            shape = (block or stack.blocks[-1]).output
+        else:
+            shape = block.states["c0" if entry.key in CELL_STATE_KEYS else "h0"]
+        if not bound["batched"]:
+            shape = tuple(d for d in shape if d != "B")
+        return [bound.get(d, ANY) if isinstance(d, str) else d for d in shape]
+
+    def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list, bound) -> None:
+        block = self._selected_block_quiet(entry, stack)
+        expected = self._expected(stack, entry, block, bound)
+        name = entry.key + (f"[{entry.selector.value}]" if entry.selector else "")
+        if len(found) != len(expected):
+            self.problems.append(
+                error("E043", f"`{name}` has {len(found)} dimensions, expected "
+                      f"{len(expected)}: {format_shape(expected)}", entry.dims_span)
+            )
+            return
+        wrong = [i for i, (e, f) in enumerate(zip(expected, found, strict=True))
+                 if e is not ANY and f is not ANY and e != f]
+        if not wrong:
+            return
+        span = entry.dims[wrong[0]].span
+        last = entry.dims[wrong[-1]].span
+        if last.line == span.line:
+            span = span.to(last)
+        self.problems.append(
+            error("E044", f"`{name}` of `{stack.name}` is {format_shape(expected)}, "
+                  f"not {format_shape(found)}", span,
+                  help=_hint(stack, block or stack.blocks[-1], entry.key, expected, found, wrong))
+        )
+
+    def _selected_block_quiet(self, entry, stack):
+        """The block already validated in `_entries` (no second diagnostic)."""
+        if entry.selector is None:
+            return stack.blocks[0] if entry.key in STATE_KEYS else None
+        if isinstance(entry.selector.value, int):
+            return stack.blocks[entry.selector.value]
+        return next(b for b in stack.blocks if b.name == entry.selector.value)
+
+
+def _hint(stack: model.Stack, block: model.Block, key: str, expected, found, wrong) -> str | None:
+    """A `help:` for the mistakes that explain a mismatch, most specific first."""
+    batched = len(expected) == 3
+    swapped = (batched and sorted(wrong) == [0, 1] and found[0] == expected[1]
+               and found[1] == expected[0])
+    last = len(expected) - 1
+    if key in STATE_KEYS:
+        if swapped:
+            if stack.batch_first:
+                return ("`batch_first` applies to input and output only: states stay "
+                        "[num_layers * num_directions, batch, features]")
+            return ("the batch and layer axes are swapped: states are "
+                    "[num_layers * num_directions, batch, features]")
+        if 0 in wrong and found[0] is not ANY:
+            if block.bidirectional and found[0] * 2 == expected[0]:
+                return (f"block `{block.name}` is bidirectional: the first dimension is "
+                        f"num_layers * 2 = {expected[0]}")
+            if found[0] == block.num_directions and block.num_layers > 1:
+                return (f"the first dimension counts layers too: num_layers * num_directions = "
+                        f"{expected[0]}")
+        if last in wrong and block.proj_size:
+            if key in CELL_STATE_KEYS and found[last] == block.proj_size:
+                return (f"`c` keeps `hidden_size` ({block.hidden_size}); only `h` is projected "
+                        f"to `proj_size` ({block.proj_size})")
+            if key not in CELL_STATE_KEYS and found[last] == block.hidden_size:
+                return (f"`h` is projected: its last dimension is `proj_size` "
+                        f"({block.proj_size}), not `hidden_size`")
+        return None
+    if key == "output":
+        if swapped:
+            if stack.batch_first:
+                return "the stack is `batch_first`: its output is [batch, time, features]"
+            return ("the stack is not `batch_first`: its output is [time, batch, features]; "
+                    "set `batch_first = true` for [batch, time, features]")
+        if last in wrong and found[last] is not ANY:
+            if block.bidirectional and found[last] * 2 == expected[last]:
+                return (f"block `{block.name}` is bidirectional: its output joins both "
+                        f"directions, 2 * {block.state_size} = {expected[last]} features")
+            if block.proj_size and found[last] == block.hidden_size * block.num_directions:
+                return (f"block `{block.name}` projects its output to `proj_size` "
+                        f"({block.proj_size})")
+    return None
+
+
+def check_expectations(expects, values, stacks, stack_asts, problems) -> list:
+    checker = ExpectationChecker(values, stacks, stack_asts, problems)
+    return [checker.check(expect) for expect in expects]

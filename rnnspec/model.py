@@ -1,0 +1,103 @@
+"""The checked model: every stack with its blocks, parameters, states and output.
+
+The report and the code generator read only this; shapes are derived once, in `check`.
+A dimension is an int, or the symbol "T" (time) or "B" (batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, Span
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str  # PyTorch's: weight_ih_l0_reverse
+    role: str  # weight_ih, weight_hh, bias_ih, bias_hh or weight_hr
+    layer: int
+    reverse: bool
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    cell: str  # rnn, lstm or gru
+    torch_class: str  # RNN, LSTM or GRU
+    index: int
+    span: Span
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+    dropout: float
+    proj_size: int
+    nonlinearity: str | None  # rnn only
+    gates: int
+    num_directions: int
+    state_size: int  # the width of h: proj_size if projecting, else hidden_size
+    output_size: int  # num_directions * state_size
+    parameters: tuple[Parameter, ...]
+    states: dict[str, Shape]  # h0 (and c0 for lstm); h_n and c_n have the same shapes
+    output: Shape
+    parameter_count: int
+
+    @property
+    def has_cell_state(self) -> bool:
+        return "c0" in self.states
+
+    def parameters_of(self, layer: int, reverse: bool) -> dict[str, Parameter]:
+        """The parameters of one layer and direction, by role."""
+        return {p.role: p for p in self.parameters if p.layer == layer and p.reverse == reverse}
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    path: str
+    span: Span
+    input_size: int
+    batch_first: bool
+    blocks: tuple[Block, ...]
+    input: Shape
+    output: Shape
+    parameter_count: int
+    input_size_span: Span | None = None
+
+    @property
+    def output_size(self) -> int:
+        return self.blocks[-1].output_size
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    stack: str
+    path: str
+    line: int
+    ok: bool
+
+
+@dataclass
+class CheckedFile:
+    path: str
+    text: str
+    stacks: list[Stack] = field(default_factory=list)
+    expectations: list[ExpectationResult] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    readable: bool = True  # False when the file could not be read at all (exit status 2)
+
+    @property
+    def ok(self) -> bool:
+        return self.readable and not any(d.is_error for d in self.diagnostics)

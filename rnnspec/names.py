@@ -1,0 +1,103 @@
+"""Which names a spec may give to constants, stacks and blocks.
+
+Stack names become class names in the generated module and block names become attributes
+of `nn.Module` subclasses, so both are checked here before anything reaches a template.
+Values never become names: they reach generated code only as int/float/bool literals.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import unicodedata
+
+from .diagnostics import Diagnostic, Span, did_you_mean, error
+
+# The language's own words: `let`, `stack` and `expect` start items; `true` and `false`
+# are values. Using them as names would make the file ambiguous to read.
+LANGUAGE_WORDS = frozenset({"let", "stack", "expect", "true", "false"})
+
+# Public attributes of torch.nn.Module (torch 2.x), which a submodule must not replace.
+# tests/test_names.py checks this list against dir(torch.nn.Module) of the installed torch.
+NN_MODULE_ATTRIBUTES = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+named_modules named_parameters parameters register_backward_hook register_buffer
+register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook
+register_load_state_dict_pre_hook register_module register_parameter
+register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+""".split())
+
+# Class attributes every generated stack class defines (see templates/module.py.jinja).
+GENERATED_CLASS_ATTRIBUTES = frozenset({
+    "input_size", "output_size", "batch_first", "block_names", "check_input",
+})
+
+# Module-level names of the generated file: a stack class must not shadow them.
+GENERATED_MODULE_GLOBALS = frozenset({
+    "torch", "nn", "F", "Tensor", "Optional", "Tuple", "annotations", "math",
+})
+
+# Look-alike letters from other scripts, for the "did you mean" of a non-ASCII name.
+_LOOKALIKES = str.maketrans({
+    cyrillic_or_greek: latin
+    for pair in ("аa Аa Вb еe Еe іi Іi јj Кk кk Мm мm Нh оo Оo рp Рp сc Сc Тt хx Хx уy Уy "
+                 "ѕs ԁd һh ӏl ɡg Αa Βb Εe Ηh Ιi Κk Μm Νn Οo Ρp Τt Υy Χx Ζz οo νv").split()
+    for cyrillic_or_greek, latin in [(pair[0], pair[1] if pair[0].islower() else pair[1].upper())]
+})
+
+
+def ascii_lookalike(name: str) -> str:
+    """`name` with compatibility forms and common look-alike letters made ASCII."""
+    folded = unicodedata.normalize("NFKC", name).translate(_LOOKALIKES)
+    return "".join(ch for ch in folded if ch.isascii())
+
+
+def _non_ascii(name: str, span: Span, kind: str) -> Diagnostic:
+    odd = next(ch for ch in name if not ch.isascii())
+    character = f"`{odd}` (U+{ord(odd):04X} {unicodedata.name(odd, 'unnamed character')})"
+    lookalike = ascii_lookalike(name)
+    hint = f"did you mean `{lookalike}`?" if lookalike.isidentifier() else "use ASCII letters"
+    return error("E012", f"{kind} name `{name}` is not ASCII: it contains {character}", span,
+                 help=hint)
+
+
+def check_name(name: str, span: Span, kind: str) -> Diagnostic | None:
+    """A diagnostic if `name` may not name a `kind` ("constant", "stack" or "block")."""
+    if not name.isascii():
+        return _non_ascii(name, span, kind)
+    if not name.isidentifier():
+        return error("E012", f"{kind} name `{name}` is not an identifier", span)
+    if keyword.iskeyword(name):
+        return error("E012", f"{kind} name `{name}` is a Python keyword", span,
+                     help="choose another name")
+    if name in LANGUAGE_WORDS:
+        return error("E012", f"{kind} name `{name}` is a word of the .rnn language", span,
+                     help="choose another name")
+    if kind == "constant":
+        if name == "_":
+            return error("E012", "`_` cannot name a constant: it means any size in a shape",
+                         span)
+        return None
+    if name.startswith("_"):
+        return error("E012", f"{kind} name `{name}` starts with `_`", span,
+                     help="names starting with `_` are kept for generated code")
+    if kind == "block" and name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES:
+        owner = "torch.nn.Module" if name in NN_MODULE_ATTRIBUTES else "the generated class"
+        return error("E012", f"block name `{name}` would replace `{name}` of {owner}", span,
+                     help="choose another name, such as `" + name + "_block`")
+    if kind == "stack" and (name in GENERATED_MODULE_GLOBALS or hasattr(builtins, name)):
+        what = "the builtin" if hasattr(builtins, name) else "the generated module's"
+        return error("E012", f"stack name `{name}` would shadow {what} `{name}`", span,
+                     help="choose another name, such as `" + name.capitalize() + "Stack`")
+    return None
+
+
+def suggest(name: str, candidates) -> str | None:
+    """A "did you mean" that also sees through look-alike letters."""
+    return did_you_mean(name, candidates) or (
+        did_you_mean(ascii_lookalike(name), candidates) if not name.isascii() else None
+    )

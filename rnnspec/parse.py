@@ -1,0 +1,404 @@
+"""Reading a .rnn file and turning its text into the AST. The only module that uses Lark."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import unicodedata
+
+from . import ast
+from .diagnostics import Diagnostic, Span, error
+
+# A legitimate spec never nests parentheses this deep; refusing deeper ones keeps every
+# later recursive walk (evaluation of expressions) far from Python's recursion limit.
+MAX_NESTING = 64
+# Integer literals longer than this are refused before Python converts them.
+MAX_LITERAL_DIGITS = 500
+
+_TERMINAL_WORDS = {
+    "LET": "`let`",
+    "STACK": "`stack`",
+    "EXPECT": "`expect`",
+    "TRUE": "`true`",
+    "FALSE": "`false`",
+    "EQUAL": "`=`",
+    "COMMA": "`,`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "PLUS": "`+`",
+    "MINUS": "`-`",
+    "STAR": "`*`",
+    "SLASHSLASH": "`//`",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "$END": "end of file",
+}
+_VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS"}
+
+_CHARACTER_HELP = {
+    "/": "integer division is written `//`",
+    '"': "words are written bare, without quotes: `nonlinearity = relu`",
+    "'": "words are written bare, without quotes: `nonlinearity = relu`",
+    ":": "properties and arguments are set with `=`",
+    ";": "entries need no separator: put each on its own line",
+    ".": "a number needs digits on both sides of the point: `0.5`",
+}
+
+
+class SourceError(Exception):
+    """A file that cannot be turned into text (exit status 2)."""
+
+    def __init__(self, diagnostic: Diagnostic, text: str = ""):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+        self.text = text  # what could be decoded, for showing the offending line
+
+
+def decode_source(data: bytes, path: str) -> str:
+    """UTF-8 text with a leading byte-order mark dropped and every line ending made `\\n`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        span = Span(path, line, column, line, column + 1)
+        raise SourceError(
+            error(
+                "E005",
+                f"file is not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}",
+                span,
+                help="save the file as UTF-8",
+            ),
+            data.decode("utf-8", "replace"),
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_source(path: str) -> str:
+    """The text of the spec at `path`; raises `SourceError` for anything unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SourceError(error("E006", f"cannot read `{path}`: {reason}", None)) from None
+    return decode_source(data, path)
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
+class _NestingTooDeep(Exception):
+    def __init__(self, token):
+        self.token = token
+
+
+class _Nesting:
+    """Counts open parentheses as the lexer meets them (reset for every parse)."""
+
+    depth = 0
+
+    @classmethod
+    def open(cls, token):
+        cls.depth += 1
+        if cls.depth > MAX_NESTING:
+            raise _NestingTooDeep(token)
+        return token
+
+    @classmethod
+    def close(cls, token):
+        cls.depth -= 1
+        return token
+
+
+def _cache_file() -> str | None:
+    """Lark's serialized parser lives in the user's cache folder, never in the package."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "rnnspec")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK):
+        return None
+    return os.path.join(folder, "parser.lark.cache")
+
+
+@functools.cache
+def parser():
+    """The LALR parser, built on first use and kept for the life of the process."""
+    from lark import Lark
+
+    from .resources import resource_dir
+
+    grammar = (resource_dir("grammar") / "rnnspec.lark").read_text(encoding="utf-8")
+    options = dict(
+        parser="lalr",
+        lexer="contextual",
+        maybe_placeholders=True,
+        transformer=_build_transformer(_Context),
+        lexer_callbacks={"LPAR": _Nesting.open, "RPAR": _Nesting.close},
+    )
+    cache = _cache_file()
+    if cache:
+        try:
+            return Lark(grammar, cache=cache, **options)
+        except OSError:
+            pass
+    return Lark(grammar, **options)
+
+
+# ----------------------------------------------------------------------------- syntax errors
+
+
+def _span_of(token, path: str) -> Span:
+    end_line = token.end_line or token.line
+    end_column = token.end_column or token.column + max(1, len(token))
+    return Span(path, token.line, token.column, end_line, end_column)
+
+
+def describe_expected(expected) -> str:
+    names = set(expected)
+    words = []
+    if _VALUE_START <= names:
+        words.append("a value")
+        names -= _VALUE_START
+    words += sorted(_TERMINAL_WORDS.get(n, f"`{n}`") for n in names)
+    if len(words) == 1:
+        return words[0]
+    if len(words) == 2:
+        return f"{words[0]} or {words[1]}"
+    return "one of " + ", ".join(words[:-1]) + f", or {words[-1]}"
+
+
+def _describe_token(token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    text = str(token)
+    return f"`{text if len(text) <= 40 else text[:37] + '...'}`"
+
+
+def _describe_character(ch: str) -> str:
+    if ch.isprintable() and not ch.isspace():
+        return f"`{ch}`"
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
+def _syntax_diagnostic(exc, text: str, path: str) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+    if isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
+        message = f"unexpected character {_describe_character(ch)}"
+        return error("E002", message, span, help=_CHARACTER_HELP.get(ch))
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        found = _describe_token(exc.token)
+        message = f"expected {describe_expected(exc.expected)}, found {found}"
+        return error("E001", message, _span_of(exc.token, path))
+    expected = exc.expected if isinstance(exc, UnexpectedEOF | UnexpectedToken) else ()
+    lines = text.split("\n")
+    line, column = len(lines), len(lines[-1]) + 1
+    span = Span(path, line, column, line, column + 1)
+    return error("E001", f"expected {describe_expected(expected)}, found end of file", span)
+
+
+# ----------------------------------------------------------------------------- tree to AST
+
+
+def _cover(path: str, children) -> Span:
+    """The span from the first positioned child to the last (tokens and AST nodes)."""
+    first = last = None
+    for child in children:
+        if child is None:
+            continue
+        if first is None:
+            first = child
+        last = child
+
+    def start(item):
+        return (item.span.line, item.span.column) if hasattr(item, "span") else (
+            item.line, item.column)
+
+    def end(item):
+        return (item.span.end_line, item.span.end_column) if hasattr(item, "span") else (
+            item.end_line, item.end_column)
+
+    return Span(path, *start(first), *end(last))
+
+
+class _Context:
+    """What the in-parser transformer needs to know about the file being parsed."""
+
+    path = "<string>"
+    problems: list[Diagnostic] = []
+
+
+def _build_transformer(context: type[_Context]):
+    """Callbacks that Lark runs as it reduces each rule, building the AST without a tree.
+
+    Running them inside the LALR parser (rather than transforming a finished tree)
+    halves the time of a large file and never recurses, however deep the input nests.
+    Spans are computed from the children, which all carry positions.
+    """
+    from lark import Token, Transformer
+
+    def tok(token) -> Span:
+        return _span_of(token, context.path)
+
+    def cover(children) -> Span:
+        return _cover(context.path, children)
+
+    class ToAst(Transformer):
+        # expressions
+        def integer(self, children):
+            (token,) = children
+            digits = token.replace("_", "")
+            if len(digits) > MAX_LITERAL_DIGITS:
+                message = (f"integer literal has {len(digits)} digits, "
+                           f"more than {MAX_LITERAL_DIGITS}")
+                context.problems.append(error("E004", message, tok(token)))
+                return ast.Invalid(tok(token))
+            return ast.Integer(int(digits), tok(token))
+
+        def float(self, children):
+            (token,) = children
+            value = float(token.replace("_", ""))
+            if not math.isfinite(value):
+                message = f"number `{token}` is too large for a float"
+                context.problems.append(error("E004", message, tok(token)))
+                return ast.Invalid(tok(token))
+            return ast.Float(value, tok(token))
+
+        def true(self, children):
+            return ast.Boolean(True, tok(children[0]))
+
+        def false(self, children):
+            return ast.Boolean(False, tok(children[0]))
+
+        def name(self, children):
+            return ast.Name(str(children[0]), tok(children[0]))
+
+        def negation(self, children):
+            *signs, operand = children
+            return ast.Negation(operand, len(signs), cover(children))
+
+        def parenthesized(self, children):
+            return children[1]
+
+        def _chain(self, children):
+            rest = tuple(
+                (str(op), tok(op), operand)
+                for op, operand in zip(children[1::2], children[2::2], strict=True)
+            )
+            return ast.Chain(children[0], rest, cover(children))
+
+        sum = product = _chain
+
+        # stacks
+        def keyword_argument(self, children):
+            name, _, value = children
+            return ast.Argument(str(name), tok(name), value, cover(children))
+
+        def positional_argument(self, children):
+            return ast.Argument(None, None, children[0], cover(children))
+
+        def call(self, children):
+            name = children[0]
+            arguments = tuple(c for c in children if isinstance(c, ast.Argument))
+            return ast.Block(None, None, str(name), tok(name), arguments, cover(children))
+
+        def assignment(self, children):
+            name, _, value = children
+            if isinstance(value, ast.Block):
+                return ast.Block(
+                    str(name), tok(name), value.cell, value.cell_span,
+                    value.arguments, cover(children),
+                )
+            return ast.Property(str(name), tok(name), value, cover(children))
+
+        def stack_item(self, children):
+            name = children[1]
+            entries = children[3:-1]
+            return ast.Stack(
+                str(name),
+                tok(name),
+                tuple(e for e in entries if isinstance(e, ast.Property)),
+                tuple(e for e in entries if isinstance(e, ast.Block)),
+                cover(children),
+            )
+
+        def let_item(self, children):
+            _, name, _, value = children
+            return ast.Let(str(name), tok(name), value, cover(children))
+
+        # expectations
+        def selector(self, children):
+            (token,) = children
+            value = int(token.replace("_", "")) if token.type == "INT" else str(token)
+            return ast.Selector(value, tok(token))
+
+        def dims(self, children):
+            exprs = tuple(c for c in children if c is not None and not isinstance(c, Token))
+            return exprs, cover(children)
+
+        def expect_entry(self, children):
+            key, _, selector, _, _, (dims, dims_span) = children
+            span = tok(key).to(dims_span)
+            return ast.ExpectEntry(str(key), tok(key), selector, dims, dims_span, span)
+
+        def expect_item(self, children):
+            name = children[1]
+            entries = tuple(c for c in children if isinstance(c, ast.ExpectEntry))
+            return ast.Expect(str(name), tok(name), entries, cover(children))
+
+        def start(self, children):
+            return ast.SpecFile(
+                context.path,
+                tuple(c for c in children if isinstance(c, ast.Let)),
+                tuple(c for c in children if isinstance(c, ast.Stack)),
+                tuple(c for c in children if isinstance(c, ast.Expect)),
+            )
+
+    return ToAst()
+
+
+def parse(text: str, path: str) -> tuple[ast.SpecFile | None, list[Diagnostic]]:
+    """The AST of `text`, or None with the syntax error that stopped the parse.
+
+    Literal problems (an integer with too many digits) come back beside the AST.
+    """
+    import gc
+
+    from lark.exceptions import UnexpectedInput
+
+    _Nesting.depth = 0
+    _Context.path, _Context.problems = path, []
+    # The parse allocates many small objects and frees none: pausing the cyclic garbage
+    # collector keeps a large file linear instead of rescanning the growing heap.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        spec = parser().parse(text)
+    except _NestingTooDeep as exc:
+        span = _span_of(exc.token, path)
+        message = f"parentheses nested more than {MAX_NESTING} deep"
+        return None, [error("E003", message, span, help="name a part of it with `let`")]
+    except UnexpectedInput as exc:
+        return None, [_syntax_diagnostic(exc, text, path)]
+    finally:
+        if collecting:
+            gc.enable()
+    return spec, _Context.problems
+
+
+__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser"]

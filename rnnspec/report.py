@@ -1,0 +1,146 @@
+"""The check report, as text for people and as the JSON document of the reference (section 6).
+Both read the checked model only."""
+
+from __future__ import annotations
+
+from . import model
+from .check import format_bytes
+from .diagnostics import Style, render, to_json
+
+
+def shape_text(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _block_summary(block: model.Block) -> str:
+    parts = [block.cell, f"{block.input_size} -> {block.hidden_size}"]
+    parts.append(f"{block.num_layers} layer{'s' if block.num_layers != 1 else ''}")
+    if block.bidirectional:
+        parts.append("bidirectional")
+    if block.proj_size:
+        parts.append(f"projected to {block.proj_size}")
+    if block.nonlinearity and block.nonlinearity != "tanh":
+        parts.append(block.nonlinearity)
+    if block.dropout:
+        parts.append(f"dropout {block.dropout:g}")
+    if not block.bias:
+        parts.append("no bias")
+    return ", ".join(parts)
+
+
+def stack_text(stack: model.Stack, style: Style) -> list[str]:
+    rows: list[tuple[str, str, str]] = []
+    lines = [f"{stack.path}:{stack.span.line}: stack {style.bold(stack.name)}"
+             + ("  (batch_first)" if stack.batch_first else "")]
+    lines.append(f"  input   {shape_text(stack.input)}")
+    lines.append(f"  output  {shape_text(stack.output)}")
+    for block in stack.blocks:
+        lines.append(f"  block {style.bold(block.name)}: {_block_summary(block)}")
+        rows = [(p.name, shape_text(p.shape), f"{p.numel:,}") for p in block.parameters]
+        rows.append(("h0, h_n", shape_text(block.states["h0"]), ""))
+        if block.has_cell_state:
+            rows.append(("c0, c_n", shape_text(block.states["c0"]), ""))
+        rows.append(("output", shape_text(block.output), ""))
+        name_width = max(len(r[0]) for r in rows)
+        shape_width = max(len(r[1]) for r in rows)
+        count_width = max(len(r[2]) for r in rows)
+        for name, shape, count in rows:
+            line = f"    {name:<{name_width}}  {shape:<{shape_width}}  {count:>{count_width}}"
+            lines.append(line.rstrip())
+        lines.append(f"    parameters {block.parameter_count:,}")
+    size = format_bytes(stack.parameter_count * 4)
+    lines.append(f"  parameters {stack.parameter_count:,} ({size} in float32)")
+    return lines
+
+
+def text_report(results: list[model.CheckedFile], style: Style) -> str:
+    out: list[str] = []
+    for result in results:
+        for stack in result.stacks:
+            out += stack_text(stack, style) + [""]
+    expectations = [e for r in results for e in r.expectations]
+    if expectations:
+        out.append("expectations")
+        for e in expectations:
+            verdict = style.note("ok") if e.ok else style.error("FAILED")
+            out.append(f"  {e.path}:{e.line}: {e.stack}: {verdict}")
+        out.append("")
+    for result in results:
+        sources = {result.path: result.text.split("\n")}
+        for diagnostic in result.diagnostics:
+            out += [render(diagnostic, sources, style), ""]
+    out.append(summary(results))
+    return "\n".join(out) + "\n"
+
+
+def summary(results: list[model.CheckedFile]) -> str:
+    diagnostics = [d for r in results for d in r.diagnostics]
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    stacks = sum(len(r.stacks) for r in results)
+    met = sum(e.ok for r in results for e in r.expectations)
+    total = sum(len(r.expectations) for r in results)
+
+    def plural(n, word):
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    return (f"{plural(stacks, 'stack')} checked, {met} of {plural(total, 'expectation')} met: "
+            f"{plural(errors, 'error')}, {plural(warnings, 'warning')}")
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _dims(shape) -> list:
+    return list(shape)
+
+
+def block_json(block: model.Block) -> dict:
+    return {
+        "name": block.name,
+        "cell": block.cell,
+        "input_size": block.input_size,
+        "hidden_size": block.hidden_size,
+        "num_layers": block.num_layers,
+        "bidirectional": block.bidirectional,
+        "bias": block.bias,
+        "dropout": block.dropout,
+        "proj_size": block.proj_size,
+        "nonlinearity": block.nonlinearity,
+        "parameters": {p.name: _dims(p.shape) for p in block.parameters},
+        "states": {key: _dims(shape) for key, shape in block.states.items()},
+        "output": _dims(block.output),
+        "parameter_count": block.parameter_count,
+    }
+
+
+def stack_json(stack: model.Stack) -> dict:
+    return {
+        "name": stack.name,
+        "path": stack.path,
+        "line": stack.span.line,
+        "input_size": stack.input_size,
+        "batch_first": stack.batch_first,
+        "input": _dims(stack.input),
+        "output": _dims(stack.output),
+        "parameter_count": stack.parameter_count,
+        "blocks": [block_json(b) for b in stack.blocks],
+    }
+
+
+def json_document(results: list[model.CheckedFile]) -> dict:
+    return {
+        "ok": all(r.ok for r in results),
+        "diagnostics": [to_json(d) for r in results for d in r.diagnostics],
+        "stacks": [stack_json(s) for r in results for s in r.stacks],
+        "expectations": [
+            {"stack": e.stack, "path": e.path, "line": e.line, "ok": e.ok}
+            for r in results for e in r.expectations
+        ],
+    }
+
+
+def json_report(results: list[model.CheckedFile]) -> str:
+    import json
+
+    return json.dumps(json_document(results), indent=2) + "\n"
