@@ -220,14 +220,20 @@ class Checker:
         """The block's arguments with defaults filled in, or None after a diagnostic."""
         values: dict = {}
         spans: dict[str, Span] = {}
-        ok = True
+        positional = [a for a in block.arguments if a.name is None]
+        ok = not positional
+        for argument in positional:
+            # PyTorch's own positional order after input_size (which a block infers)
+            guess = "hidden_size" if argument is positional[0] else None
+            source = argument.value
+            shown = str(source.value) if isinstance(source, ast.Integer) else "..."
+            self.problems.append(
+                error("E038", "block arguments are written with their names", argument.span,
+                      help=f"write `{guess} = {shown}`" if guess else
+                      "name it: the arguments are listed in docs/language.md")
+            )
         for argument in block.arguments:
             if argument.name is None:
-                self.problems.append(
-                    error("E038", "block arguments are written with their names", argument.span,
-                          help="write `hidden_size = ...`; see the argument table in the docs")
-                )
-                ok = False
                 continue
             rule = BLOCK_ARGUMENTS.get(argument.name)
             if rule is None or cell not in rule.cells:
@@ -246,7 +252,9 @@ class Checker:
         for rule in BLOCK_ARGUMENTS.values():
             if cell not in rule.cells or rule.name in spans:
                 continue
-            if rule.required:
+            if rule.required and positional:
+                ok = False  # the positional argument was probably meant to be this one
+            elif rule.required:
                 self.problems.append(
                     error("E035", f"`{cell}` block needs `{rule.name}`", block.cell_span,
                           help=f"add `{rule.name} = N`: {rule.meaning}")

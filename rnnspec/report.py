@@ -140,7 +140,15 @@ def json_document(results: list[model.CheckedFile]) -> dict:
     }
 
 
-def json_report(results: list[model.CheckedFile]) -> str:
-    import json
+_FLAT_LIST = r"\[\n\s+((?:[^\[\]{}\n]+,\n\s+)*[^\[\]{}\n]+)\n\s+\]"
 
-    return json.dumps(json_document(results), indent=2) + "\n"
+
+def json_report(results: list[model.CheckedFile]) -> str:
+    """The JSON document, indented, with each shape kept on one line: `[2, "B", 50]`."""
+    import json
+    import re
+
+    text = json.dumps(json_document(results), indent=2)
+    # JSON strings never hold a raw newline, so only real lists of scalars match
+    text = re.sub(_FLAT_LIST, lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", text)
+    return text + "\n"

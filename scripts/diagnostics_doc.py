@@ -1,0 +1,128 @@
+"""Write docs/diagnostics.md: every diagnostic code with what it means, an example spec
+(from tests/cases/) and what `rnnspec check` prints for it.
+
+    python scripts/diagnostics_doc.py            # rewrite docs/diagnostics.md
+    python scripts/diagnostics_doc.py --stdout   # print it (the test suite compares)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rnnspec.check import check_path  # noqa: E402
+from rnnspec.diagnostics import CODES, Style  # noqa: E402
+from rnnspec.report import text_report  # noqa: E402
+
+EXPLANATIONS = {
+    "E001": "The text does not follow the grammar. The message says in words what could "
+            "come next; the caret is on the first token that cannot. Parsing stops at the "
+            "first syntax error.",
+    "E002": "A character that no token of the language starts with, such as `/` (integer "
+            "division is `//`), quotes (words are bare) or an invisible control character.",
+    "E003": "Parentheses nested deeper than the limit (64). No real spec needs this; "
+            "name a part with `let`.",
+    "E004": "An integer literal with more than 500 digits, or a float literal too large "
+            "to represent (`1e999`).",
+    "E005": "The file is not UTF-8. The message gives the offset of the first bad byte. "
+            "`rnnspec check` exits with status 2.",
+    "E006": "The file cannot be read (missing, a folder, no permission). It has no line or "
+            "column. `rnnspec check` exits with status 2.",
+    "E010": "A name that is not a constant where a value is needed. The help suggests the "
+            "closest constant.",
+    "E011": "A constant, stack, block, stack property, block argument or expectation key "
+            "given twice. A note points at the first one.",
+    "E012": "A name that may not be used: a Python keyword, a word of the language, a name "
+            "with non-ASCII letters (look-alikes are the classic trap), a name starting with "
+            "`_`, a block name that would replace an attribute of `torch.nn.Module` or of the "
+            "generated class, or a stack name that would shadow a builtin or a name the "
+            "generated module imports (`torch`, `nn`, `Tensor`, ...).",
+    "E013": "Constants that refer to each other in a cycle.",
+    "E020": "A value of the wrong type: a float where an integer is needed, a number where "
+            "`true` or `false` is needed, and so on.",
+    "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
+            "`dropout` between 0 and 1, `nonlinearity` `tanh` or `relu`, dimensions at "
+            "least 1.",
+    "E022": "Integer division by zero in an expression.",
+    "E023": "A value too large to mean anything: more than 500 digits, or a size beyond "
+            "PyTorch's int64 dimensions.",
+    "E030": "A stack property other than `input_size` and `batch_first`. Block arguments "
+            "such as `hidden_size` belong inside the block's call.",
+    "E031": "A stack without `input_size`.",
+    "E032": "A stack without any block.",
+    "E033": "A cell other than `rnn`, `lstm` and `gru`.",
+    "E034": "An argument the cell does not take (`proj_size` is lstm only, `nonlinearity` "
+            "rnn only) or a misspelt one.",
+    "E035": "A block without `hidden_size`.",
+    "E036": "A block's explicit `input_size` differs from the features it receives (the "
+            "stack's `input_size`, or the previous block's output, which is doubled by "
+            "`bidirectional`).",
+    "E037": "`proj_size` must be smaller than `hidden_size` (PyTorch's rule).",
+    "E038": "Block arguments are keyword-only.",
+    "E040": "An `expect` block names a stack that does not exist.",
+    "E041": "An expectation key other than `input`, `output`, `h0`, `c0`, `h_n`, `c_n`.",
+    "E042": "An `expect` block without `input`, which fixes batched or unbatched, T and B.",
+    "E043": "A shape with the wrong number of dimensions.",
+    "E044": "A shape that differs from the derived one. The caret marks the offending "
+            "dimensions; the help names the known mistake when one explains it (batch and "
+            "layer axes swapped in a state, `batch_first` applied to a state, features not "
+            "equal to `input_size`, a missing factor 2 for `bidirectional`, `c` sized by "
+            "`proj_size`).",
+    "E045": "A state key in a stack of several blocks needs the block, `h0[encoder]` or "
+            "`h0[0]`; or the block named does not exist; or `input` was given one.",
+    "E046": "`c0` or `c_n` for a block that is not an lstm.",
+    "W001": "`dropout` above 0 with `num_layers = 1`: PyTorch applies dropout between the "
+            "layers of a block, so it does nothing (PyTorch warns too).",
+    "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "
+            "mistake in the sizes. Counts stay exact however large.",
+}
+
+
+def document() -> str:
+    cases = {path.name[:4]: path for path in sorted((ROOT / "tests" / "cases").glob("*.rnn"))}
+    out = [
+        "# Diagnostics",
+        "",
+        "Every problem `rnnspec` finds in a spec is a diagnostic with a stable code: `E` for",
+        "errors (exit status 1, or 2 for E005 and E006), `W` for warnings (exit status 0).",
+        "Each is printed as `PATH:LINE:COL: severity[CODE]: message`, the source line with a",
+        "caret under the span, then `note:` and `help:` lines. `--json` gives the same data.",
+        "",
+        "This page is written by `scripts/diagnostics_doc.py` from the cases in",
+        "`tests/cases/`; the test suite checks that it is up to date.",
+        "",
+    ]
+    here = os.getcwd()
+    for code, title in CODES.items():
+        out += [f"## {code}: {title}", "", EXPLANATIONS[code], ""]
+        case = cases.get(code)
+        if case is None:
+            out += ["```", "$ rnnspec check missing.rnn", "error[E006]: cannot read "
+                    "`missing.rnn`: No such file or directory", "```", ""]
+            continue
+        text = case.read_bytes().decode("utf-8", "replace")
+        os.chdir(case.parent)
+        try:
+            report = text_report([check_path(case.name)], Style(False))
+        finally:
+            os.chdir(here)
+        shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
+        out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", "", "```",
+                shown.strip("\n"), "```", ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    text = document()
+    if "--stdout" in sys.argv:
+        sys.stdout.write(text)
+    else:
+        (ROOT / "docs" / "diagnostics.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
