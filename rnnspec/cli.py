@@ -71,8 +71,11 @@ def run_check(args) -> int:
 
     results = [check_path(path) for path in args.files]
     if args.verify and all(r.ok for r in results):
-        from .verify import verify_results
-
+        try:
+            from .verify import verify_results
+        except ImportError:  # pragma: no cover - torch is an extra
+            sys.stderr.write("error: --verify needs torch: pip install 'rnnspec[torch]'\n")
+            return EXIT_USAGE
         verify_results(results)
     if args.json:
         sys.stdout.write(json_report(results))

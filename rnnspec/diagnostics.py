@@ -83,6 +83,8 @@ CODES: dict[str, str] = {
     "E044": "shape mismatch",
     "E045": "unknown or missing block selector",
     "E046": "cell state of a block without one",
+    # verification against torch (`check --verify`)
+    "E050": "derived shape disagrees with torch",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",

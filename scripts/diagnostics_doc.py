@@ -75,6 +75,9 @@ EXPLANATIONS = {
     "E045": "A state key in a stack of several blocks needs the block, `h0[encoder]` or "
             "`h0[0]`; or the block named does not exist; or `input` was given one.",
     "E046": "`c0` or `c_n` for a block that is not an lstm.",
+    "E050": "`rnnspec check --verify` built a stack with torch (on the `meta` device) and "
+            "torch disagrees with a derived shape, or cannot build it. This would be a bug "
+            "in rnnspec; the test suite checks that it never happens.",
     "W001": "`dropout` above 0 with `num_layers = 1`: PyTorch applies dropout between the "
             "layers of a block, so it does nothing (PyTorch warns too).",
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "
@@ -100,6 +103,11 @@ def document() -> str:
     for code, title in CODES.items():
         out += [f"## {code}: {title}", "", EXPLANATIONS[code], ""]
         case = cases.get(code)
+        if code == "E050":
+            out += ["```", "$ rnnspec check --verify spec.rnn", "spec.rnn:4:5: error[E050]: "
+                    "torch builds the output of block `lstm0` as [3, 2, 50], but rnnspec "
+                    "derived ['T', 'B', 25]", "```", ""]
+            continue
         if case is None:
             out += ["```", "$ rnnspec check missing.rnn", "error[E006]: cannot read "
                     "`missing.rnn`: No such file or directory", "```", ""]

@@ -33,7 +33,8 @@ def _check_case(path: Path, monkeypatch):
 
 def test_every_code_has_a_case():
     covered = {_marker(p)[0] for p in CASE_FILES}
-    assert covered == set(CODES) - {"E006"}  # E006 (unreadable file) has no file to show
+    # E006 (unreadable file) has no file to show; E050 needs a bug (see test_verify.py)
+    assert covered == set(CODES) - {"E006", "E050"}
 
 
 @pytest.mark.parametrize("path", CASE_FILES, ids=lambda p: p.stem)

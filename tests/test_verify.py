@@ -1,0 +1,38 @@
+"""`rnnspec check --verify` builds every stack with torch and confirms the derived shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from rnnspec.check import check_path
+from rnnspec.verify import verify_results, verify_stack
+
+pytest.importorskip("torch")
+
+
+def test_verify_passes_on_the_examples():
+    for path in sorted((ROOT / "examples").glob("*.rnn")):
+        run = subprocess.run([sys.executable, "-m", "rnnspec", "check", "--verify", str(path)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stdout
+        assert "E050" not in run.stdout
+
+
+def test_verify_catches_a_wrong_derivation():
+    result = check_path(str(ROOT / "examples" / "seed.rnn"))
+    stack = result.stacks[1]
+    block = stack.blocks[0]
+    wrong_output = dataclasses.replace(block, output=("T", "B", 25))
+    wrong_parameters = dataclasses.replace(block, parameters=block.parameters[::-1])
+    for broken in (wrong_output, wrong_parameters):
+        problems = verify_stack(dataclasses.replace(stack, blocks=(broken,)))
+        assert [d.code for d in problems] == ["E050"]
+        assert problems[0].span == block.span
+    result.stacks[1] = dataclasses.replace(stack, blocks=(wrong_output,))
+    verify_results([result])
+    assert not result.ok
