@@ -25,6 +25,11 @@ CELLS: dict[str, Cell] = {
 }
 
 
+# Every layer's parameters are listed one by one, so the layer count is bounded (far above
+# any real network): a spec cannot make the checker enumerate 10**100 layers.
+MAX_LAYERS = 10_000
+
+
 @dataclass(frozen=True)
 class ArgumentRule:
     name: str
@@ -43,7 +48,7 @@ BLOCK_ARGUMENTS: dict[str, ArgumentRule] = {
     for rule in (
         ArgumentRule("hidden_size", "int", None, required=True, minimum=1,
                      meaning="features in the hidden state"),
-        ArgumentRule("num_layers", "int", 1, minimum=1,
+        ArgumentRule("num_layers", "int", 1, minimum=1, maximum=MAX_LAYERS,
                      meaning="recurrent layers stacked in the block"),
         ArgumentRule("bias", "bool", True, meaning="whether the layers have bias_ih and bias_hh"),
         ArgumentRule("bidirectional", "bool", False, meaning="run a second direction backwards"),

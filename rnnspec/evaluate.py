@@ -4,6 +4,9 @@ is `POISON`, which later steps pass over silently (one error per root cause)."""
 
 from __future__ import annotations
 
+import math
+import operator
+
 from . import ast
 from .diagnostics import Diagnostic, Note, Span, error
 from .names import suggest
@@ -11,6 +14,9 @@ from .names import suggest
 # Values beyond this are refused: they are never meaningful sizes, and capping them keeps
 # exact parameter counts (products of a few sizes) printable as decimal text.
 MAX_MAGNITUDE = 10**500
+
+
+_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv}
 
 
 class Word(str):
@@ -129,24 +135,20 @@ class Evaluator:
             if result is POISON or value is POISON:
                 result = POISON
                 continue
-            if operator == "+":
-                result = result + value
-            elif operator == "-":
-                result = result - value
-            elif operator == "*":
-                result = result * value
-            elif value == 0:
+            if operator == "//" and value == 0:
                 self.problems.append(
                     error("E022", "division by zero", operand.span,
                           notes=[Note("in this division", operator_span)])
                 )
                 result = POISON
                 continue
-            else:
-                result = result // value
-            if abs(result) > MAX_MAGNITUDE:
+            try:
+                result = _ARITHMETIC[operator](result, value)
+            except OverflowError:  # a huge integer meeting a float
+                result = math.inf
+            if abs(result) > MAX_MAGNITUDE or result != result:
                 self.problems.append(
-                    error("E023", "value has more than 500 digits", chain.span,
+                    error("E023", "value is out of range (beyond 10^500)", chain.span,
                           help="no size in a recurrent network is anywhere near this large")
                 )
                 return POISON
@@ -208,7 +210,11 @@ class Evaluator:
         if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                self.problems.append(error("E021", f"{what} is far out of range", expr.span))
+                return POISON
         if kind == "bool" and isinstance(value, bool):
             return value
         hint = None
@@ -232,6 +238,7 @@ class Evaluator:
                 bound = f"at most {maximum}"
             else:
                 bound = f"between {minimum} and {maximum}"
-            self.problems.append(error("E021", f"{what} must be {bound}, found {value}", span))
+            shown = value if abs(value) < 10**20 else f"a number of {len(str(abs(value)))} digits"
+            self.problems.append(error("E021", f"{what} must be {bound}, found {shown}", span))
             return POISON
         return value
