@@ -122,7 +122,11 @@ class Checker:
         if any(b is None for b in blocks):
             return None
         count = sum(b.parameter_count for b in blocks)
-        if count * 4 > MEMORY_WARNING_BYTES:
+        if settings["input_size"] > MAX_DIMENSION:
+            self._oversized("`input_size`", settings["input_size"], settings["input_size_span"])
+        elif any(max(p.shape) > MAX_DIMENSION for b in blocks for p in b.parameters):
+            pass  # already reported where the size was written
+        elif count * 4 > MEMORY_WARNING_BYTES:
             self.problems.append(
                 warning("W002", f"stack `{stack.name}` has {count:,} parameters: "
                         f"{format_bytes(count * 4)} in float32", stack.name_span,
@@ -139,10 +143,12 @@ class Checker:
     def _stack_properties(self, stack: ast.Stack) -> dict:
         settings: dict = {}
         first: dict[str, Span] = {}
+        unknown = False
         for prop in stack.properties:
             rule = STACK_PROPERTIES.get(prop.name)
             if rule is None:
                 self._unknown_property(prop)
+                unknown = True
                 continue
             if prop.name in first:
                 self._duplicate("property", prop.name, prop.name_span, first[prop.name])
@@ -153,7 +159,7 @@ class Checker:
             settings[prop.name] = value
             settings[prop.name + "_span"] = prop.span
         for rule in STACK_PROPERTIES.values():
-            if rule.required and rule.name not in first:
+            if rule.required and rule.name not in first and not unknown:
                 self.problems.append(
                     error("E031", f"stack `{stack.name}` does not set `{rule.name}`",
                           stack.name_span,
@@ -161,6 +167,13 @@ class Checker:
                 )
             settings.setdefault(rule.name, rule.default if not rule.required else POISON)
         return settings
+
+    def _oversized(self, what: str, value: int, span: Span) -> None:
+        digits = len(str(value))
+        self.problems.append(
+            error("E023", f"{what} has {digits} digits: no tensor dimension is that large",
+                  span, help=f"PyTorch sizes are int64, at most {MAX_DIMENSION:,}")
+        )
 
     def _unknown_property(self, prop: ast.Property) -> None:
         if prop.name in BLOCK_ARGUMENTS:
@@ -222,6 +235,7 @@ class Checker:
         spans: dict[str, Span] = {}
         positional = [a for a in block.arguments if a.name is None]
         ok = not positional
+        unknown = False
         for argument in positional:
             # PyTorch's own positional order after input_size (which a block infers)
             guess = "hidden_size" if argument is positional[0] else None
@@ -239,6 +253,7 @@ class Checker:
             if rule is None or cell not in rule.cells:
                 self._unknown_argument(argument, cell, rule)
                 ok = False
+                unknown = True
                 continue
             if argument.name in spans:
                 self._duplicate("argument", argument.name, argument.name_span,
@@ -252,8 +267,8 @@ class Checker:
         for rule in BLOCK_ARGUMENTS.values():
             if cell not in rule.cells or rule.name in spans:
                 continue
-            if rule.required and positional:
-                ok = False  # the positional argument was probably meant to be this one
+            if rule.required and (positional or unknown):
+                ok = False  # a positional or misspelt argument was probably meant to be this
             elif rule.required:
                 self.problems.append(
                     error("E035", f"`{cell}` block needs `{rule.name}`", block.cell_span,
@@ -281,11 +296,8 @@ class Checker:
             )
         for key in ("hidden_size", "proj_size", "input_size"):
             if isinstance(values.get(key), int) and values[key] > MAX_DIMENSION:
-                self.problems.append(
-                    error("E023", f"`{key}` = {values[key]} does not fit in a tensor dimension",
-                          spans[key], help=f"PyTorch sizes are at most {MAX_DIMENSION}")
-                )
-                return None
+                # Still derived (exact counts in the report), but nothing can build it.
+                self._oversized(f"`{key}`", values[key], spans[key])
         values["input_size_span"] = spans.get("input_size")
         return values
 

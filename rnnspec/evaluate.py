@@ -66,6 +66,7 @@ class Evaluator:
         self.lets = lets
         self.problems = problems
         self.values: dict[str, object] = {}
+        self._reported: set = set()
         self._evaluate_constants()
 
     # ------------------------------------------------------------------- constants
@@ -130,20 +131,20 @@ class Evaluator:
 
     def _chain(self, chain: ast.Chain):
         result = self._number(self.evaluate(chain.first), chain.first)
-        for operator, operator_span, operand in chain.rest:
+        for symbol, symbol_span, operand in chain.rest:
             value = self._number(self.evaluate(operand), operand)
             if result is POISON or value is POISON:
                 result = POISON
                 continue
-            if operator == "//" and value == 0:
+            if symbol == "//" and value == 0:
                 self.problems.append(
                     error("E022", "division by zero", operand.span,
-                          notes=[Note("in this division", operator_span)])
+                          notes=[Note("in this division", symbol_span)])
                 )
                 result = POISON
                 continue
             try:
-                result = _ARITHMETIC[operator](result, value)
+                result = _ARITHMETIC[symbol](result, value)
             except OverflowError:  # a huge integer meeting a float
                 result = math.inf
             if abs(result) > MAX_MAGNITUDE or result != result:
@@ -166,7 +167,18 @@ class Evaluator:
             )
         return POISON
 
+    def _origin(self, expr):
+        """Where a word value was written: through constants to the bare name itself."""
+        seen = set()
+        while isinstance(expr, ast.Name) and expr.name in self.lets and expr.name not in seen:
+            seen.add(expr.name)
+            expr = self.lets[expr.name].value
+        return expr
+
     def unknown_name(self, expr: ast.Name) -> None:
+        if expr.span in self._reported:
+            return  # a constant used in several places: its unknown word is one mistake
+        self._reported.add(expr.span)
         if expr.name == "_":
             self.problems.append(
                 error("E010", "`_` stands for any size, and only in an `expect` shape",
@@ -198,8 +210,9 @@ class Evaluator:
             )
             return POISON
         if isinstance(value, Word) and kind != "word":
-            if isinstance(expr, ast.Name) and not (kind == "bool" and value in ("True", "False")):
-                self.unknown_name(expr)
+            origin = self._origin(expr)
+            if isinstance(origin, ast.Name) and not (kind == "bool" and value in ("True", "False")):
+                self.unknown_name(origin)
                 return POISON
             hint = f"write `{value.lower()}`" if value in ("True", "False") else None
             self.problems.append(
@@ -231,13 +244,15 @@ class Evaluator:
     def in_range(self, value, span: Span, what: str, minimum=None, maximum=None) -> object:
         if value is POISON:
             return POISON
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            if maximum is None:
+        low = minimum is not None and value < minimum
+        high = maximum is not None and value > maximum
+        if low or high:
+            if isinstance(minimum, float) and maximum is not None:
+                bound = f"between {minimum:g} and {maximum:g}"  # dropout: a probability
+            elif low:
                 bound = f"at least {minimum}"
-            elif minimum is None:
-                bound = f"at most {maximum}"
             else:
-                bound = f"between {minimum} and {maximum}"
+                bound = f"at most {maximum:,}"
             shown = value if abs(value) < 10**20 else f"a number of {len(str(abs(value)))} digits"
             self.problems.append(error("E021", f"{what} must be {bound}, found {shown}", span))
             return POISON
