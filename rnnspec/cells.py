@@ -6,11 +6,10 @@ Everything here mirrors `torch.nn.RNNBase`: gate counts, argument names, default
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Cell:
+class Cell(NamedTuple):
     name: str  # as written in a spec: `lstm`
     torch_class: str  # `LSTM`
     gates: int  # rows of weight_ih per hidden unit: rnn 1, gru 3, lstm 4
@@ -30,8 +29,7 @@ CELLS: dict[str, Cell] = {
 MAX_LAYERS = 10_000
 
 
-@dataclass(frozen=True)
-class ArgumentRule:
+class ArgumentRule(NamedTuple):
     name: str
     kind: str  # "int", "float", "bool" or "word"
     default: object
@@ -68,8 +66,7 @@ TORCH_ARGUMENT_ORDER = ("num_layers", "bias", "batch_first", "dropout", "bidirec
                         "proj_size", "nonlinearity")
 
 
-@dataclass(frozen=True)
-class PropertyRule:
+class PropertyRule(NamedTuple):
     name: str
     kind: str
     default: object

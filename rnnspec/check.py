@@ -47,7 +47,7 @@ def derive_block(
         states["c0"] = (directions * num_layers, "B", hidden_size)
     output_size = directions * state_size
     return model.Block(
-        name=name, cell=cell, torch_class=spec.torch_class, index=index, span=span,
+        name=name, cell=cell, torch_class=spec.torch_class, position=index, span=span,
         input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
         bidirectional=bidirectional, bias=bias, dropout=dropout, proj_size=proj_size,
         nonlinearity=nonlinearity if cell == "rnn" else None, gates=spec.gates,

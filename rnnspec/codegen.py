@@ -92,10 +92,19 @@ def _name_width(block: model.Block) -> int:
 def environment():
     import jinja2
 
+    from .parse import cache_folder
     from .resources import resource_dir
 
+    # Compiled templates are cached beside the parser, in the user's cache folder: Jinja
+    # checks each template's modification time, so an edited template is recompiled.
+    folder = cache_folder()
+    bytecode = None
+    if folder:
+        os.makedirs(os.path.join(folder, f"jinja-{__version__}"), exist_ok=True)
+        bytecode = jinja2.FileSystemBytecodeCache(os.path.join(folder, f"jinja-{__version__}"))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+        bytecode_cache=bytecode,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -7,11 +7,10 @@ Finding a problem and printing it are separate: the parser and the checker build
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """A region of a source file. Lines and columns are 1-based; `end_column` is exclusive."""
 
     path: str
@@ -25,14 +24,12 @@ class Span:
         return Span(self.path, self.line, self.column, other.end_line, other.end_column)
 
 
-@dataclass(frozen=True)
-class Note:
+class Note(NamedTuple):
     message: str
     span: Span | None = None
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     severity: str  # "error" or "warning"
     code: str
     message: str
@@ -104,23 +101,6 @@ def warning(code: str, message: str, span: Span | None, *, notes=(), help: str |
 def sort_key(d: Diagnostic):
     s = d.span
     return (s.path, s.line, s.column, d.code) if s else ("", 0, 0, d.code)
-
-
-@dataclass
-class Diagnostics:
-    """An accumulating list of diagnostics, in the order they were found."""
-
-    items: list[Diagnostic] = field(default_factory=list)
-
-    def add(self, diagnostic: Diagnostic) -> None:
-        self.items.append(diagnostic)
-
-    @property
-    def has_errors(self) -> bool:
-        return any(d.is_error for d in self.items)
-
-    def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=sort_key)
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -126,7 +126,7 @@ class Evaluator:
             value = self._number(self.evaluate(expr.operand), expr.operand)
             if value is POISON:
                 return POISON
-            return -value if expr.count % 2 else value
+            return -value if expr.signs % 2 else value
         return self._chain(expr)
 
     def _chain(self, chain: ast.Chain):

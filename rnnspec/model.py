@@ -6,7 +6,7 @@ A dimension is an int, or the symbol "T" (time) or "B" (batch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .diagnostics import Diagnostic, Span
 
@@ -14,8 +14,7 @@ Dim = int | str
 Shape = tuple[Dim, ...]
 
 
-@dataclass(frozen=True)
-class Parameter:
+class Parameter(NamedTuple):
     name: str  # PyTorch's: weight_ih_l0_reverse
     role: str  # weight_ih, weight_hh, bias_ih, bias_hh or weight_hr
     layer: int
@@ -30,12 +29,11 @@ class Parameter:
         return count
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
     name: str
     cell: str  # rnn, lstm or gru
     torch_class: str  # RNN, LSTM or GRU
-    index: int
+    position: int  # among all blocks of the stack
     span: Span
     input_size: int
     hidden_size: int
@@ -63,8 +61,7 @@ class Block:
         return {p.role: p for p in self.parameters if p.layer == layer and p.reverse == reverse}
 
 
-@dataclass(frozen=True)
-class Stack:
+class Stack(NamedTuple):
     name: str
     path: str
     span: Span
@@ -81,22 +78,26 @@ class Stack:
         return self.blocks[-1].output_size
 
 
-@dataclass(frozen=True)
-class ExpectationResult:
+class ExpectationResult(NamedTuple):
     stack: str
     path: str
     line: int
     ok: bool
 
 
-@dataclass
 class CheckedFile:
-    path: str
-    text: str
-    stacks: list[Stack] = field(default_factory=list)
-    expectations: list[ExpectationResult] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    readable: bool = True  # False when the file could not be read at all (exit status 2)
+    """One file's outcome: its stacks, expectations and diagnostics."""
+
+    __slots__ = ("path", "text", "stacks", "expectations", "diagnostics", "readable")
+
+    def __init__(self, path: str, text: str, stacks=None, expectations=None, diagnostics=None,
+                 readable: bool = True):
+        self.path = path
+        self.text = text
+        self.stacks: list[Stack] = stacks or []
+        self.expectations: list[ExpectationResult] = expectations or []
+        self.diagnostics: list[Diagnostic] = diagnostics or []
+        self.readable = readable  # False when the file could not be read (exit status 2)
 
     @property
     def ok(self) -> bool:

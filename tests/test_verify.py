@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -27,12 +26,12 @@ def test_verify_catches_a_wrong_derivation():
     result = check_path(str(ROOT / "examples" / "seed.rnn"))
     stack = result.stacks[1]
     block = stack.blocks[0]
-    wrong_output = dataclasses.replace(block, output=("T", "B", 25))
-    wrong_parameters = dataclasses.replace(block, parameters=block.parameters[::-1])
+    wrong_output = block._replace(output=("T", "B", 25))
+    wrong_parameters = block._replace(parameters=block.parameters[::-1])
     for broken in (wrong_output, wrong_parameters):
-        problems = verify_stack(dataclasses.replace(stack, blocks=(broken,)))
+        problems = verify_stack(stack._replace(blocks=(broken,)))
         assert [d.code for d in problems] == ["E050"]
         assert problems[0].span == block.span
-    result.stacks[1] = dataclasses.replace(stack, blocks=(wrong_output,))
+    result.stacks[1] = stack._replace(blocks=(wrong_output,))
     verify_results([result])
     assert not result.ok

@@ -1,0 +1,120 @@
+"""Run every benchmark, print the tables and write benchmarks/RESULTS.md.
+
+    python -m benchmarks            # the full run (a few minutes on two cores)
+    python -m benchmarks --quick    # tiny sizes, one round: a smoke test, figures meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import models, processes, scaling
+from .harness import machine
+
+HERE = Path(__file__).resolve().parent
+
+
+def _table(headers: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _verdict(value: float, target: float) -> str:
+    return f"{value:.3f} ({'meets' if value <= target else 'misses'} <= {target})"
+
+
+def run(quick: bool) -> str:
+    rounds = 1 if quick else 15
+    model_rounds = 1 if quick else 5
+    out = ["# rnnspec benchmarks", ""]
+    started = time.time()
+    info = machine()
+    out += ["Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()), ""]
+    if quick:
+        out += ["**Quick run (smoke test): tiny sizes, one round; the figures mean nothing.**",
+                ""]
+
+    print("1. CLI start-up ...", flush=True)
+    start = processes.startup(rounds)
+    out += ["## 1. CLI start-up (whole processes, interleaved, median of "
+            f"{rounds} rounds)", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{seconds * 1e3:.1f}"] for name, seconds in start["times"].items()])
+    out += ["", f"check / import lark = {_verdict(start['ratio_check_to_lark'], 1.25)}; "
+            f"`-X importtime` shows torch or jinja2: "
+            f"{', '.join(start['imports_torch_or_jinja2']) or 'neither'}", ""]
+
+    print("2. scaling ...", flush=True)
+    sizes = (10, 100) if quick else (10, 100, 1_000, 10_000)
+    scale = scaling.scaling(sizes, repeats=1 if quick else 3)
+    out += ["## 2. Scaling (parse + check in one process, best of repeats)", ""]
+    out += _table(["stacks", "lines", "seconds", "µs per stack", "lines per second"],
+                  [[r["stacks"], r["lines"], f"{r['seconds']:.3f}", f"{r['per_stack_us']:.0f}",
+                    f"{r['lines_per_second']:,.0f}"] for r in scale["rows"]])
+    if scale["ratio_10000_to_1000"] is not None:
+        out += ["", "per-stack time 10,000 / 1,000 = "
+                + _verdict(scale["ratio_10000_to_1000"], 1.2)]
+    out.append("")
+
+    print("3. generation ...", flush=True)
+    gen = processes.generation(rounds)
+    out += ["## 3. Generation (whole processes, interleaved)", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{s * 1e3:.1f}"] for name, s in gen["times"].items()])
+    out += ["", "generate / check = " + _verdict(gen["ratio_generate_to_check"], 1.5), ""]
+
+    model_sizes = [("tiny", 5, 8, 8, 1)] if quick else models.SIZES
+    print("4. fused models ...", flush=True)
+    fused = models.fused(model_rounds, sizes=model_sizes)
+    out += ["## 4. Generated models, fused backend, against torch.nn (same weights, "
+            f"median of {model_rounds} interleaved rounds)", ""]
+    out += _table(["size", "cell", "B", "mode", "torch ms", "rnnspec ms", "ratio", "GFLOP/s"],
+                  [[r["size"], r["cell"], r["B"], r["mode"], f"{r['torch_ms']:.2f}",
+                    f"{r['rnnspec_ms']:.2f}", f"{r['ratio']:.3f}", f"{r['gflops']:.2f}"]
+                   for r in fused])
+    worst = max(r["ratio"] for r in fused)
+    out += ["", "worst ratio = " + _verdict(worst, 1.02), ""]
+
+    print("5. explicit models ...", flush=True)
+    explicit = models.explicit(model_rounds, sizes=model_sizes, try_compile=not quick)
+    out += ["## 5. Generated models, explicit backend (LSTM)", ""]
+    out += _table(["size", "B", "mode", "nn.LSTM ms", "hand loop ms", "explicit ms",
+                   "vs loop", "vs nn.LSTM", "GFLOP/s"],
+                  [[r["size"], r["B"], r["mode"], f"{r['torch_ms']:.2f}", f"{r['loop_ms']:.2f}",
+                    f"{r['explicit_ms']:.2f}", f"{r['vs_loop']:.3f}", f"{r['vs_torch']:.3f}",
+                    f"{r['gflops']:.2f}"] for r in explicit["rows"]])
+    worst = max(r["vs_loop"] for r in explicit["rows"])
+    out += ["", "worst explicit / hand-written loop = " + _verdict(worst, 1.05), ""]
+    if explicit["accelerations"]:
+        out += ["Accelerations tried (forward, tutorial size):", ""]
+        out += _table(["B", "how", "forward ms", "vs nn.LSTM", "compile s"],
+                      [[a["B"], a["how"], f"{a['forward_ms']:.2f}" if "forward_ms" in a else "-",
+                        f"{a['vs_torch']:.2f}" if "vs_torch" in a else a.get("error", ""),
+                        f"{a['compile_s']:.1f}" if "compile_s" in a else "-"]
+                       for a in explicit["accelerations"]])
+        out.append("")
+    out += [f"Total time: {time.time() - started:.0f} s.", ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the Markdown (default: benchmarks/RESULTS.md, "
+                             "not written for --quick)")
+    args = parser.parse_args(argv)
+    report = run(args.quick)
+    print(report)
+    target = args.out or (None if args.quick else HERE / "RESULTS.md")
+    if target:
+        target.write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

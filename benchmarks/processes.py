@@ -1,0 +1,67 @@
+"""Whole-process timings: CLI start-up against the interpreter, and generate against check."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .harness import ROOT, compile_package, interleaved, process_environment, run_process
+
+EXAMPLE = ROOT / "examples" / "seed.rnn"
+CLI = "import sys; from rnnspec.cli import main; sys.exit(main())"
+
+
+def rnnspec_command() -> list[str]:
+    """The console script when it is a Python script (a pip-installed entry point), else the
+    same two lines it runs; a shell shim in front (pyenv) would only add its own cost."""
+    script = shutil.which("rnnspec")
+    if script:
+        first = Path(script).read_bytes()[:200]
+        if first.startswith(b"#!") and b"python" in first.split(b"\n")[0]:
+            return [sys.executable, script]
+    return [sys.executable, "-c", CLI]
+
+
+def startup(rounds: int) -> dict:
+    compile_package()
+    base = rnnspec_command()
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        'python -c "import lark"': [sys.executable, "-c", "import lark"],
+        'python -c "import torch"': [sys.executable, "-c", "import torch"],
+        "rnnspec check examples/seed.rnn": base + ["check", str(EXAMPLE)],
+    }
+    for command in commands.values():  # warm the OS cache and rnnspec's parser cache
+        run_process(command)
+    times = interleaved({name: (lambda c=c: run_process(c)) for name, c in commands.items()},
+                        rounds)
+    importtime = subprocess.run(base[:1] + ["-X", "importtime"] + base[1:] + ["check",
+                                str(EXAMPLE)], env=process_environment(), capture_output=True,
+                                text=True)
+    modules = {line.rsplit("|", 1)[-1].strip().split(".")[0]
+               for line in importtime.stderr.splitlines() if "|" in line}
+    return {
+        "times": times,
+        "ratio_check_to_lark": times["rnnspec check examples/seed.rnn"]
+        / times['python -c "import lark"'],
+        "imports_torch_or_jinja2": sorted(modules & {"torch", "jinja2"}),
+    }
+
+
+def generation(rounds: int, spec: Path = ROOT / "examples" / "tagger.rnn") -> dict:
+    compile_package()
+    base = rnnspec_command()
+    with tempfile.TemporaryDirectory() as folder:
+        target = str(Path(folder) / "model.py")
+        commands = {
+            "check": base + ["check", str(spec)],
+            "generate": base + ["generate", str(spec), "-o", target],
+        }
+        for command in commands.values():
+            run_process(command)
+        times = interleaved({n: (lambda c=c: run_process(c)) for n, c in commands.items()},
+                            rounds)
+    return {"times": times, "ratio_generate_to_check": times["generate"] / times["check"]}

@@ -1,0 +1,62 @@
+"""Smoke tests: every benchmark runs once at tiny sizes (no timing is asserted), and the
+fuzz script runs, saves what fails, and replays it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.mark.slow
+def test_benchmarks_quick_run(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "results.md"
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    for heading in ("## 1. CLI start-up", "## 2. Scaling", "## 3. Generation",
+                    "## 4. Generated models, fused", "## 5. Generated models, explicit"):
+        assert heading in text
+    assert "shows torch or jinja2: neither" in text
+    assert "Machine: cpu:" in text
+
+
+def test_flop_count_matches_the_usual_formula():
+    from benchmarks.models import flops
+
+    assert flops("lstm", T=100, B=64, inputs=512, H=512, layers=1) == 8 * 512 * 1024 * 100 * 64
+    assert flops("gru", T=1, B=1, inputs=20, H=50, layers=2) == 6 * 50 * 70 + 6 * 50 * 100
+
+
+def test_fuzz_script_runs_and_saves_failures(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fuzz
+
+    counts = fuzz.run(minutes=0.02, out=tmp_path / "none", seed=3)
+    assert counts["inputs"] > 0 and counts["crashes"] == counts["hangs"] == 0
+    assert not (tmp_path / "none").exists()
+
+    def broken(data, compile_generated=True):
+        raise RuntimeError("planted defect")
+
+    monkeypatch.setattr(fuzz, "exercise", broken)
+    counts = fuzz.run(minutes=0.005, out=tmp_path / "found", seed=4)
+    assert counts["crashes"] == counts["inputs"] > 0
+    saved = sorted((tmp_path / "found").glob("crash-*.rnn"))
+    assert saved and "planted defect" in saved[0].with_suffix(".txt").read_text()
+    monkeypatch.undo()
+    assert fuzz.replay(tmp_path / "found") == 0  # the inputs themselves are handled fine
+
+
+def test_fuzz_command_line(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "fuzz.py"), "--minutes",
+                          "0.02", "--seed", "5", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert '"crashes": 0' in run.stdout
