@@ -146,7 +146,7 @@ def parser():
     grammar = (resource_dir("grammar") / "rnnspec.lark").read_text(encoding="utf-8")
     options = dict(
         parser="lalr",
-        lexer="contextual",
+        lexer="basic",
         maybe_placeholders=True,
         transformer=_build_transformer(_Context),
         lexer_callbacks={"LPAR": _Nesting.open, "RPAR": _Nesting.close},
