@@ -58,7 +58,9 @@ def run(quick: bool) -> str:
     if scale["ratio_10000_to_1000"] is not None:
         out += ["", "per-stack time 10,000 / 1,000 = "
                 + _verdict(scale["ratio_10000_to_1000"], 1.2)]
-    out.append("")
+    big = scaling.big_file(0.05 if quick else 10.0)
+    out += ["", f"A {big['megabytes']:.1f} MB spec ({big['stacks']:,} stacks): "
+            f"{big['seconds']:.1f} s, {big['megabytes_per_second']:.2f} MB/s.", ""]
 
     print("3. generation ...", flush=True)
     gen = processes.generation(rounds)

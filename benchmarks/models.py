@@ -89,29 +89,6 @@ def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn"
     return rows
 
 
-def handwritten_lstm(x, states, weights):
-    """The loop people write by hand: input projection of every step first, then the cell."""
-    import torch
-    import torch.nn.functional as F
-
-    h_all, c_all = states
-    finals_h, finals_c = [], []
-    for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(weights):
-        projected = F.linear(x, w_ih, b_ih)
-        h, c = h_all[layer], c_all[layer]
-        outputs = []
-        for t in range(x.shape[0]):
-            gates = projected[t] + F.linear(h, w_hh, b_hh)
-            i, f, g, o = gates.chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outputs.append(h)
-        x = torch.stack(outputs)
-        finals_h.append(h)
-        finals_c.append(c)
-    return x, (torch.stack(finals_h), torch.stack(finals_c))
-
-
 def explicit(rounds: int, sizes=SIZES, batches=BATCHES, try_compile: bool = True) -> dict:
     import torch
 
@@ -175,7 +152,7 @@ def _accelerations(rounds: int, sizes, batches) -> list:
             zeros = (torch.zeros(layers, B, H), torch.zeros(layers, B, H))
             started = time.perf_counter()
             try:
-                scripted = HandwrittenLSTM(weights, zeros, torch.jit.script(_define_scriptable()))
+                scripted = HandwrittenLSTM(weights, zeros, torch.jit.script(handwritten_loop()))
                 scripted(x)
                 candidates["torch.jit.script(loop)"] = (scripted, time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001
@@ -199,23 +176,23 @@ def _accelerations(rounds: int, sizes, batches) -> list:
 class HandwrittenLSTM:
     """Calls the hand-written loop (or its TorchScript) like a module: `(output, state)`."""
 
-    def __init__(self, weights, zeros, scripted=None):
-        self.weights, self.zeros, self.scripted = weights, zeros, scripted
+    def __init__(self, weights, zeros, loop=None):
+        self.weights, self.zeros = weights, zeros
+        self.loop = loop or handwritten_loop()
 
     def __call__(self, x):
-        if self.scripted is not None:
-            return self.scripted(x, self.zeros[0], self.zeros[1], self.weights), None
-        return handwritten_lstm(x, self.zeros, self.weights)
+        return self.loop(x, self.zeros[0], self.zeros[1], self.weights), None
 
 
-def _define_scriptable():
-    """The hand-written loop in TorchScript's typed dialect (defined lazily: needs torch)."""
+def handwritten_loop():
+    """The loop people write by hand: the input projection of every step first (one
+    matmul), then the cell step by step. Typed, so that TorchScript can compile it too."""
     import torch
     import torch.nn.functional as F
     from torch import Tensor
 
     def loop(x: Tensor, h0: Tensor, c0: Tensor,
-             weights: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> Tensor:  # noqa: E501
+             weights: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> Tensor:
         layer = 0
         for w_ih, w_hh, b_ih, b_hh in weights:
             projected = F.linear(x, w_ih, b_ih)

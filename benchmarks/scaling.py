@@ -44,3 +44,18 @@ def scaling(sizes=(10, 100, 1_000, 10_000), repeats: int = 3) -> dict:
     if 1_000 in by_count and 10_000 in by_count:
         ratio = by_count[10_000]["per_stack_us"] / by_count[1_000]["per_stack_us"]
     return {"rows": rows, "ratio_10000_to_1000": ratio}
+
+
+def big_file(megabytes: float = 10.0) -> dict:
+    """One spec of at least `megabytes` MB: parse + check time and throughput."""
+    from rnnspec import check_source
+
+    per_stack = len(STACK.format(i=10_000))
+    count = int(megabytes * 1e6 / per_stack) + 1
+    text = synthetic(count)
+    started = time.perf_counter()
+    result = check_source(text, "big.rnn")
+    seconds = time.perf_counter() - started
+    assert result.ok and len(result.stacks) == count
+    return {"stacks": count, "megabytes": len(text.encode()) / 1e6, "seconds": seconds,
+            "megabytes_per_second": len(text.encode()) / 1e6 / seconds}

@@ -322,16 +322,17 @@ class Checker:
 def check_text(text: str, path: str) -> model.CheckedFile:
     """Parse and check one spec's text: the checked model and every diagnostic."""
     from .expect import check_expectations
-    from .parse import parse
+    from .parse import collector_paused, parse
 
     result = model.CheckedFile(path, text)
-    spec, problems = parse(text, path)
-    if spec is not None:
-        checker = Checker(spec)
-        problems += checker.problems
-        result.stacks = list(checker.stacks.values())
-        result.expectations = check_expectations(
-            spec.expects, checker.values, checker.stacks, checker.stack_asts, problems)
+    with collector_paused():
+        spec, problems = parse(text, path)
+        if spec is not None:
+            checker = Checker(spec)
+            problems += checker.problems
+            result.stacks = list(checker.stacks.values())
+            result.expectations = check_expectations(
+                spec.expects, checker.values, checker.stacks, checker.stack_asts, problems)
     result.diagnostics = sorted(problems, key=sort_key)
     return result
 

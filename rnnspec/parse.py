@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -381,28 +382,39 @@ def parse(text: str, path: str) -> tuple[ast.SpecFile | None, list[Diagnostic]]:
 
     Literal problems (an integer with too many digits) come back beside the AST.
     """
-    import gc
-
     from lark.exceptions import UnexpectedInput
 
     _Nesting.depth = 0
     _Context.path, _Context.problems = path, []
-    # The parse allocates many small objects and frees none: pausing the cyclic garbage
-    # collector keeps a large file linear instead of rescanning the growing heap.
+    with collector_paused():
+        try:
+            spec = parser().parse(text)
+        except _NestingTooDeep as exc:
+            span = _span_of(exc.token, path)
+            message = f"parentheses nested more than {MAX_NESTING} deep"
+            return None, [error("E003", message, span, help="name a part of it with `let`")]
+        except UnexpectedInput as exc:
+            return None, [_syntax_diagnostic(exc, text, path)]
+    return spec, _Context.problems
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Pause Python's cyclic garbage collector (nesting is fine).
+
+    Parsing and checking allocate many small objects and free almost none, and the AST
+    holds no reference cycles: with the collector running, each of its passes rescans the
+    growing heap and a large file's time grows faster than its size.
+    """
+    import gc
+
     collecting = gc.isenabled()
     gc.disable()
     try:
-        spec = parser().parse(text)
-    except _NestingTooDeep as exc:
-        span = _span_of(exc.token, path)
-        message = f"parentheses nested more than {MAX_NESTING} deep"
-        return None, [error("E003", message, span, help="name a part of it with `let`")]
-    except UnexpectedInput as exc:
-        return None, [_syntax_diagnostic(exc, text, path)]
+        yield
     finally:
         if collecting:
             gc.enable()
-    return spec, _Context.problems
 
 
 __all__ = ["parse", "read_source", "decode_source", "SourceError", "parser"]
