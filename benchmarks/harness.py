@@ -24,8 +24,11 @@ def interleaved(functions: dict, rounds: int) -> dict[str, float]:
     over every contender equally, so the ratios measured in one run are fair.
     """
     samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
+    order = list(functions.items())
+    for round_number in range(rounds):
+        # ABBA order: whatever the previous call leaves behind (caches, allocator state)
+        # falls on every contender alike
+        for name, function in order if round_number % 2 == 0 else reversed(order):
             started = time.perf_counter()
             function()
             samples[name].append(time.perf_counter() - started)

@@ -11,12 +11,12 @@ from pathlib import Path
 from .harness import ROOT, compile_package, interleaved, process_environment, run_process
 
 EXAMPLE = ROOT / "examples" / "seed.rnn"
-CLI = "import sys; from rnnspec.cli import main; sys.exit(main())"
+CLI = "from rnnspec.cli import entry; entry()"
 
 
 def rnnspec_command() -> list[str]:
     """The console script when it is a Python script (a pip-installed entry point), else the
-    same two lines it runs; a shell shim in front (pyenv) would only add its own cost."""
+    same line it runs; a shell shim in front of it (pyenv) would only add its own cost."""
     script = shutil.which("rnnspec")
     if script:
         first = Path(script).read_bytes()[:200]

@@ -126,5 +126,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: `main`, then an immediate exit.
+
+    Everything the command has to say is written and flushed by then; skipping the
+    interpreter's teardown (freeing every object of Lark's tables one by one) takes about a
+    fifth off `rnnspec check`'s start-to-finish time, which is what a check on every save
+    costs. `main` itself returns normally, for callers inside Python.
+    """
+    status = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
