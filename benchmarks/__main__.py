@@ -71,9 +71,10 @@ def run(quick: bool) -> str:
 
     model_sizes = [("tiny", 5, 8, 8, 1)] if quick else models.SIZES
     print("4. fused models ...", flush=True)
-    fused = models.fused(model_rounds, sizes=model_sizes)
-    out += ["## 4. Generated models, fused backend, against torch.nn (same weights, "
-            f"median of {model_rounds} interleaved rounds)", ""]
+    settle = 0.0 if quick else 3.0
+    fused = models.fused(model_rounds, sizes=model_sizes, min_seconds=settle)
+    out += ["## 4. Generated models, fused backend, against torch.nn (same weights; median "
+            f"of at least {model_rounds} interleaved rounds and {settle:g} s per row)", ""]
     out += _table(["size", "cell", "B", "mode", "torch ms", "rnnspec ms", "ratio", "GFLOP/s"],
                   [[r["size"], r["cell"], r["B"], r["mode"], f"{r['torch_ms']:.2f}",
                     f"{r['rnnspec_ms']:.2f}", f"{r['ratio']:.3f}", f"{r['gflops']:.2f}"]
@@ -82,7 +83,8 @@ def run(quick: bool) -> str:
     out += ["", "worst ratio = " + _verdict(worst, 1.02), ""]
 
     print("5. explicit models ...", flush=True)
-    explicit = models.explicit(model_rounds, sizes=model_sizes, try_compile=not quick)
+    explicit = models.explicit(model_rounds, sizes=model_sizes, try_compile=not quick,
+                               min_seconds=settle)
     out += ["## 5. Generated models, explicit backend (LSTM)", ""]
     out += _table(["size", "B", "mode", "nn.LSTM ms", "hand loop ms", "explicit ms",
                    "vs loop", "vs nn.LSTM", "GFLOP/s"],

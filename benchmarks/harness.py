@@ -17,21 +17,26 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-def interleaved(functions: dict, rounds: int) -> dict[str, float]:
-    """Median seconds of each function, calling them in turn `rounds` times.
+def interleaved(functions: dict, rounds: int, min_seconds: float = 0.0) -> dict[str, float]:
+    """Median seconds of each function, calling them in turn for at least `rounds` rounds
+    and, when `min_seconds` is given, for as many more as fill that time (fast contenders
+    get hundreds of rounds, so their medians are stable on a noisy machine).
 
     Interleaving spreads any drift of the machine (another process, frequency changes)
     over every contender equally, so the ratios measured in one run are fair.
     """
     samples: dict[str, list[float]] = {name: [] for name in functions}
     order = list(functions.items())
-    for round_number in range(rounds):
+    started = time.perf_counter()
+    round_number = 0
+    while round_number < rounds or time.perf_counter() - started < min_seconds:
         # ABBA order: whatever the previous call leaves behind (caches, allocator state)
         # falls on every contender alike
         for name, function in order if round_number % 2 == 0 else reversed(order):
-            started = time.perf_counter()
+            began = time.perf_counter()
             function()
-            samples[name].append(time.perf_counter() - started)
+            samples[name].append(time.perf_counter() - began)
+        round_number += 1
     return {name: median(values) for name, values in samples.items()}
 
 

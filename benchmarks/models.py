@@ -64,7 +64,8 @@ def _forward_backward(model, x):
 MODES = {"forward": (_forward, 1), "forward+backward": (_forward_backward, 3)}
 
 
-def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn")) -> list:
+def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn"),
+          min_seconds: float = 0.0) -> list:
     import torch
 
     torch.manual_seed(0)
@@ -78,7 +79,7 @@ def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn"
                     contenders = {"rnnspec": make(generated, x), "torch": make(reference, x)}
                     for run in contenders.values():
                         run()  # warm-up: allocator, oneDNN primitives
-                    times = interleaved(contenders, rounds)
+                    times = interleaved(contenders, rounds, min_seconds)
                     work = flops(cell, T, B, inputs, H, layers) * factor
                     rows.append({
                         "size": name, "cell": cell, "B": B, "mode": mode,
@@ -89,7 +90,8 @@ def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn"
     return rows
 
 
-def explicit(rounds: int, sizes=SIZES, batches=BATCHES, try_compile: bool = True) -> dict:
+def explicit(rounds: int, sizes=SIZES, batches=BATCHES, try_compile: bool = True,
+             min_seconds: float = 0.0) -> dict:
     import torch
 
     torch.manual_seed(0)
@@ -108,7 +110,7 @@ def explicit(rounds: int, sizes=SIZES, batches=BATCHES, try_compile: bool = True
                               "nn.LSTM": make(reference, x)}
                 for run in contenders.values():
                     run()
-                times = interleaved(contenders, rounds)
+                times = interleaved(contenders, rounds, min_seconds)
                 rows.append({
                     "size": name, "B": B, "mode": mode,
                     "explicit_ms": times["explicit"] * 1e3, "loop_ms": times["loop"] * 1e3,
@@ -119,11 +121,11 @@ def explicit(rounds: int, sizes=SIZES, batches=BATCHES, try_compile: bool = True
                     / times["explicit"] / 1e9,
                 })
     if try_compile:
-        accelerations = _accelerations(rounds, sizes[-1:], batches)
+        accelerations = _accelerations(rounds, sizes[-1:], batches, min_seconds)
     return {"rows": rows, "accelerations": accelerations}
 
 
-def _accelerations(rounds: int, sizes, batches) -> list:
+def _accelerations(rounds: int, sizes, batches, min_seconds: float = 0.0) -> list:
     """What was tried to bring the explicit LSTM closer to nn.LSTM, each timed the same way."""
     import torch
 
@@ -163,7 +165,7 @@ def _accelerations(rounds: int, sizes, batches) -> list:
             contenders.update({how: _forward(model, x) for how, (model, _) in candidates.items()})
             for run in contenders.values():
                 run()
-            times = interleaved(contenders, rounds)
+            times = interleaved(contenders, rounds, min_seconds)
             for how in ["eager explicit", *candidates]:
                 results.append({
                     "size": name, "B": B, "how": how, "forward_ms": times[how] * 1e3,

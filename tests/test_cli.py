@@ -133,12 +133,10 @@ def test_no_color_is_honoured_on_a_terminal(tmp_path):
 
 
 WATCH_IMPORTS = """
-import runpy, sys
-sys.argv = ["rnnspec", "check", "--json", sys.argv[1]]
-try:
-    runpy.run_module("rnnspec", run_name="__main__")
-except SystemExit:
-    pass
+import sys
+from rnnspec.cli import main
+main(["check", "--json", sys.argv[1]])
+main(["check", sys.argv[1]])
 loaded = [m for m in ("torch", "jinja2") if m in sys.modules]
 sys.stderr.write("LOADED:" + ",".join(loaded))
 """
