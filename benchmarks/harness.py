@@ -18,7 +18,24 @@ def median(values) -> float:
 
 
 def interleaved(functions: dict, rounds: int, min_seconds: float = 0.0) -> dict[str, float]:
-    """Median seconds of each function, calling them in turn for at least `rounds` rounds
+    """Median seconds of each function (see `interleaved_samples`)."""
+    samples = interleaved_samples(functions, rounds, min_seconds)
+    return {name: median(values) for name, values in samples.items()}
+
+
+def noise(samples: list[float]) -> float:
+    """An A/A ratio: the median of the even rounds over the odd ones of one contender.
+
+    It shows how far two medians of the very same computation drift apart on this
+    machine, so a ratio between contenders can be read against it.
+    """
+    if len(samples) < 2:
+        return 1.0
+    return median(samples[0::2]) / median(samples[1::2])
+
+
+def interleaved_samples(functions: dict, rounds: int, min_seconds: float = 0.0) -> dict:
+    """Seconds of each call, calling the functions in turn for at least `rounds` rounds
     and, when `min_seconds` is given, for as many more as fill that time (fast contenders
     get hundreds of rounds, so their medians are stable on a noisy machine).
 
@@ -37,7 +54,7 @@ def interleaved(functions: dict, rounds: int, min_seconds: float = 0.0) -> dict[
             function()
             samples[name].append(time.perf_counter() - began)
         round_number += 1
-    return {name: median(values) for name, values in samples.items()}
+    return samples
 
 
 def process_environment() -> dict:

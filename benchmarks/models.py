@@ -11,7 +11,7 @@ LSTM (GRU 6, RNN 2); forward+backward counts three times the forward.
 import time
 import warnings
 
-from .harness import interleaved
+from .harness import interleaved, interleaved_samples, median, noise
 
 GATE_FLOPS = {"lstm": 8, "gru": 6, "rnn": 2}
 
@@ -79,12 +79,14 @@ def fused(rounds: int, sizes=SIZES, batches=BATCHES, cells=("lstm", "gru", "rnn"
                     contenders = {"rnnspec": make(generated, x), "torch": make(reference, x)}
                     for run in contenders.values():
                         run()  # warm-up: allocator, oneDNN primitives
-                    times = interleaved(contenders, rounds, min_seconds)
+                    samples = interleaved_samples(contenders, rounds, min_seconds)
+                    times = {who: median(values) for who, values in samples.items()}
                     work = flops(cell, T, B, inputs, H, layers) * factor
                     rows.append({
                         "size": name, "cell": cell, "B": B, "mode": mode,
                         "torch_ms": times["torch"] * 1e3, "rnnspec_ms": times["rnnspec"] * 1e3,
                         "ratio": times["rnnspec"] / times["torch"],
+                        "noise": noise(samples["torch"]), "rounds": len(samples["torch"]),
                         "gflops": work / times["rnnspec"] / 1e9,
                     })
     return rows
