@@ -14,13 +14,12 @@ class Cell(NamedTuple):
     torch_class: str  # `LSTM`
     gates: int  # rows of weight_ih per hidden unit: rnn 1, gru 3, lstm 4
     has_cell_state: bool
-    gate_names: tuple[str, ...]  # PyTorch's order within the stacked weight
 
 
 CELLS: dict[str, Cell] = {
-    "rnn": Cell("rnn", "RNN", 1, False, ("h",)),
-    "lstm": Cell("lstm", "LSTM", 4, True, ("i", "f", "g", "o")),
-    "gru": Cell("gru", "GRU", 3, False, ("r", "z", "n")),
+    "rnn": Cell("rnn", "RNN", 1, False),
+    "lstm": Cell("lstm", "LSTM", 4, True),  # gates i, f, g, o, in PyTorch's order
+    "gru": Cell("gru", "GRU", 3, False),  # gates r, z, n
 }
 
 
@@ -60,11 +59,6 @@ BLOCK_ARGUMENTS: dict[str, ArgumentRule] = {
                      meaning="features in; inferred from the previous block when omitted"),
     )
 }
-
-# Order of the keyword arguments in generated `nn.LSTM(...)` calls: PyTorch's own.
-TORCH_ARGUMENT_ORDER = ("num_layers", "bias", "batch_first", "dropout", "bidirectional",
-                        "proj_size", "nonlinearity")
-
 
 class PropertyRule(NamedTuple):
     name: str

@@ -68,22 +68,6 @@ def _py_comment(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+/ -]", "?", text)
 
 
-def _summary(block: model.Block) -> str:
-    parts = [f"{block.input_size} -> {block.hidden_size}",
-             f"{block.num_layers} layer{'s' if block.num_layers != 1 else ''}"]
-    if block.bidirectional:
-        parts.append("bidirectional")
-    if block.proj_size:
-        parts.append(f"projected to {block.proj_size}")
-    if block.nonlinearity == "relu":
-        parts.append("relu")
-    if block.dropout:
-        parts.append(f"dropout {block.dropout!r}")
-    if not block.bias:
-        parts.append("no bias")
-    return ", ".join(parts)
-
-
 def _name_width(block: model.Block) -> int:
     return max([len(block.name) + 1 + len(p.name) for p in block.parameters] + [7])
 
@@ -113,7 +97,7 @@ def environment():
     )
     env.filters.update(
         ident=_ident, py=_py, py_tuple=_py_tuple, runtime_shape=_runtime_shape, shape=_shape,
-        unbatched=_unbatched, py_comment=_py_comment, summary=_summary, name_width=_name_width,
+        unbatched=_unbatched, py_comment=_py_comment, name_width=_name_width,
         thousands=lambda n: f"{n:,}", pad=lambda text, width: str(text).ljust(width),
     )
     return env

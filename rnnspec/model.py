@@ -56,9 +56,22 @@ class Block(NamedTuple):
     def has_cell_state(self) -> bool:
         return "c0" in self.states
 
-    def parameters_of(self, layer: int, reverse: bool) -> dict[str, Parameter]:
-        """The parameters of one layer and direction, by role."""
-        return {p.role: p for p in self.parameters if p.layer == layer and p.reverse == reverse}
+    @property
+    def summary(self) -> str:
+        """`20 -> 50, 2 layers, bidirectional`: the block in words, for reports and docs."""
+        parts = [f"{self.input_size} -> {self.hidden_size}",
+                 f"{self.num_layers} layer{'s' if self.num_layers != 1 else ''}"]
+        if self.bidirectional:
+            parts.append("bidirectional")
+        if self.proj_size:
+            parts.append(f"projected to {self.proj_size}")
+        if self.nonlinearity == "relu":
+            parts.append("relu")
+        if self.dropout:
+            parts.append(f"dropout {self.dropout:g}")
+        if not self.bias:
+            parts.append("no bias")
+        return ", ".join(parts)
 
 
 class Stack(NamedTuple):

@@ -12,22 +12,6 @@ def shape_text(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _block_summary(block: model.Block) -> str:
-    parts = [block.cell, f"{block.input_size} -> {block.hidden_size}"]
-    parts.append(f"{block.num_layers} layer{'s' if block.num_layers != 1 else ''}")
-    if block.bidirectional:
-        parts.append("bidirectional")
-    if block.proj_size:
-        parts.append(f"projected to {block.proj_size}")
-    if block.nonlinearity and block.nonlinearity != "tanh":
-        parts.append(block.nonlinearity)
-    if block.dropout:
-        parts.append(f"dropout {block.dropout:g}")
-    if not block.bias:
-        parts.append("no bias")
-    return ", ".join(parts)
-
-
 def stack_text(stack: model.Stack, style: Style) -> list[str]:
     rows: list[tuple[str, str, str]] = []
     lines = [f"{stack.path}:{stack.span.line}: stack {style.bold(stack.name)}"
@@ -35,7 +19,7 @@ def stack_text(stack: model.Stack, style: Style) -> list[str]:
     lines.append(f"  input   {shape_text(stack.input)}")
     lines.append(f"  output  {shape_text(stack.output)}")
     for block in stack.blocks:
-        lines.append(f"  block {style.bold(block.name)}: {_block_summary(block)}")
+        lines.append(f"  block {style.bold(block.name)}: {block.cell}, {block.summary}")
         rows = [(p.name, shape_text(p.shape), f"{p.numel:,}") for p in block.parameters]
         rows.append(("h0, h_n", shape_text(block.states["h0"]), ""))
         if block.has_cell_state:
@@ -91,10 +75,6 @@ def summary(results: list[model.CheckedFile]) -> str:
 # ----------------------------------------------------------------------------- JSON
 
 
-def _dims(shape) -> list:
-    return list(shape)
-
-
 def block_json(block: model.Block) -> dict:
     return {
         "name": block.name,
@@ -107,9 +87,9 @@ def block_json(block: model.Block) -> dict:
         "dropout": block.dropout,
         "proj_size": block.proj_size,
         "nonlinearity": block.nonlinearity,
-        "parameters": {p.name: _dims(p.shape) for p in block.parameters},
-        "states": {key: _dims(shape) for key, shape in block.states.items()},
-        "output": _dims(block.output),
+        "parameters": {p.name: list(p.shape) for p in block.parameters},
+        "states": {key: list(shape) for key, shape in block.states.items()},
+        "output": list(block.output),
         "parameter_count": block.parameter_count,
     }
 
@@ -121,8 +101,8 @@ def stack_json(stack: model.Stack) -> dict:
         "line": stack.span.line,
         "input_size": stack.input_size,
         "batch_first": stack.batch_first,
-        "input": _dims(stack.input),
-        "output": _dims(stack.output),
+        "input": list(stack.input),
+        "output": list(stack.output),
         "parameter_count": stack.parameter_count,
         "blocks": [block_json(b) for b in stack.blocks],
     }
