@@ -171,3 +171,24 @@ def test_seed_mistake_is_reported_at_line_10():
 def test_version():
     run = rnnspec("--version")
     assert run.returncode == 0 and run.stdout.startswith("rnnspec ")
+
+
+@pytest.mark.parametrize("cache", ["unwritable", "corrupt"])
+def test_parser_cache_problems_never_break_a_check(tmp_path, cache):
+    """The parser cache lives in the user's cache folder; when it cannot be written, or
+    holds garbage, the parser is simply built again."""
+    if cache == "unwritable":
+        home = tmp_path / "a-file"
+        home.write_text("not a folder")
+    else:
+        home = tmp_path / "cache"
+        (home / "rnnspec").mkdir(parents=True)
+        (home / "rnnspec" / "parser.lark.cache").write_bytes(b"\x80\x04garbage")
+    run = rnnspec("check", EXAMPLE, env={"XDG_CACHE_HOME": str(home)})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SeedLSTM" in run.stdout
+
+
+def test_a_folder_given_as_spec_is_an_io_problem(tmp_path):
+    run = rnnspec("check", tmp_path)
+    assert run.returncode == 2 and "E006" in run.stdout
