@@ -49,11 +49,12 @@ class ExpectationChecker:
             return
         if stack is None:
             return
-        bound = self._input(stack, *entries.pop("input"))
+        entry, dims, _ = entries.pop("input")
+        bound = self._input(stack, entry, dims)
         if bound is None:
             return
-        for entry, dims in entries.values():
-            self._compare(stack, entry, dims, bound)
+        for entry, dims, block in entries.values():
+            self._compare(stack, entry, dims, block, bound)
 
     def _entries(self, expect: ast.Expect, stack):
         """Entries by (key, block), each with its evaluated dims; reports bad keys."""
@@ -78,7 +79,8 @@ class ExpectationChecker:
                 )
                 continue
             firsts[ident] = entry.key_span
-            entries["input" if entry.key == "input" else ident] = (entry, self._dims(entry))
+            entries["input" if entry.key == "input" else ident] = (entry, self._dims(entry),
+                                                                   block)
         return entries
 
     def _dims(self, entry: ast.ExpectEntry) -> list:
@@ -93,7 +95,8 @@ class ExpectationChecker:
         return dims
 
     def _selected_block(self, entry: ast.ExpectEntry, stack: model.Stack | None):
-        """The block a state key is about; None for the stack as a whole; POISON on error."""
+        """The block a key is about (a state's block, or the block of `output[block]`);
+        None for the stack as a whole; POISON after a diagnostic."""
         names = [b.name for b in stack.blocks] if stack is not None else []
         if entry.selector is None:
             if entry.key in STATE_KEYS and stack is not None and len(stack.blocks) > 1:
@@ -182,8 +185,8 @@ class ExpectationChecker:
             shape = tuple(d for d in shape if d != "B")
         return [bound.get(d, ANY) if isinstance(d, str) else d for d in shape]
 
-    def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list, bound) -> None:
-        block = self._selected_block_quiet(entry, stack)
+    def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list,
+                 block: model.Block | None, bound) -> None:
         expected = self._expected(stack, entry, block, bound)
         name = entry.key + (f"[{entry.selector.value}]" if entry.selector else "")
         if len(found) != len(expected):
@@ -205,14 +208,6 @@ class ExpectationChecker:
                   f"not {format_shape(found)}", span,
                   help=_hint(stack, block or stack.blocks[-1], entry.key, expected, found, wrong))
         )
-
-    def _selected_block_quiet(self, entry, stack):
-        """The block already validated in `_entries` (no second diagnostic)."""
-        if entry.selector is None:
-            return stack.blocks[0] if entry.key in STATE_KEYS else None
-        if isinstance(entry.selector.value, int):
-            return stack.blocks[entry.selector.value]
-        return next(b for b in stack.blocks if b.name == entry.selector.value)
 
 
 def _hint(stack: model.Stack, block: model.Block, key: str, expected, found, wrong) -> str | None:
