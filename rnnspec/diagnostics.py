@@ -106,6 +106,7 @@ def sort_key(d: Diagnostic):
 # ----------------------------------------------------------------------------- rendering
 
 TAB_WIDTH = 4
+SHOWN_WIDTH = 160  # characters of a source line shown around a span
 
 
 def _display_char(ch: str) -> str:
@@ -174,8 +175,19 @@ def _snippet(span: Span, lines: list[str], style: Style, marker: str, paint) -> 
     if not (1 <= span.line <= len(lines) + 1):
         return []
     line = lines[span.line - 1] if span.line <= len(lines) else ""
+    column = span.column
     end = span.end_column if span.end_line == span.line else len(line) + 1
-    shown, start, width = _layout(line, span.column, max(end, span.column + 1))
+    end = max(end, column + 1)
+    if len(line) > SHOWN_WIDTH:
+        # A long line is shown as a window around the span (never the whole of a huge
+        # one-line file, once per diagnostic)
+        first = max(0, min(column - 1 - SHOWN_WIDTH // 3, len(line) - SHOWN_WIDTH))
+        last = first + SHOWN_WIDTH
+        before = "..." if first > 0 else ""
+        line = before + line[first:last] + ("..." if last < len(line) else "")
+        column = column - first + len(before)
+        end = min(end - first + len(before), len(line) + 1)
+    shown, start, width = _layout(line, column, end)
     number = str(span.line)
     pad = " " * len(number)
     return [

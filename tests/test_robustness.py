@@ -223,3 +223,27 @@ def test_cli_outcomes_are_only_0_1_or_2(tmp_path, data, status):
         assert "Traceback" not in run.stdout + run.stderr
         if "--json" in args:
             json.loads(run.stdout)
+
+
+def test_the_deepest_stack_checks_and_generates():
+    """10,000 bidirectional projected layers: every path stays linear (a template that
+    recomputed a column width per parameter once took minutes here)."""
+    from rnnspec.codegen import generate_source
+
+    text = ("stack Deep {\n    input_size = 20\n"
+            "    lstm(hidden_size = 50, num_layers = 10_000, bidirectional = true, "
+            "proj_size = 10)\n}\n")
+    result = _only(text)
+    assert result.ok and len(result.stacks[0].blocks[0].parameters) == 10_000 * 2 * 5
+    for backend in ("fused", "explicit"):
+        compile(generate_source(result, backend=backend), "<deep>", "exec")
+
+
+def test_long_lines_are_shown_as_a_window_around_the_span():
+    text = "stack Net {\n    input_size = 3\n    lstm(hidden_size = 0)  " + "#" * 5_000 + "\n}\n"
+    (d,) = _only(text, "E021").diagnostics
+    rendered = render(d, {"t.rnn": text.split("\n")}).splitlines()
+    shown = next(x for x in rendered if x.startswith("3 |"))
+    caret = rendered[rendered.index(shown) + 1]
+    assert len(shown) < 200 and shown.endswith("...")
+    assert shown[caret.index("^")] == "0"
