@@ -55,32 +55,36 @@ def _runs(result, stack_name, block_name=None):
             model(torch.randn(4, 2, 7))
 
 
+LANGUAGE = ("let", "stack", "expect", "true", "false")
+MODULE_GLOBALS = ("torch", "nn", "F", "Tensor", "Optional", "Tuple", "annotations", "math")
+
+
+def _may_be_refused(name: str, role: str) -> bool:
+    """The reasons the docs give for refusing a name in this role."""
+    common = name.startswith("_") or keyword.iskeyword(name) or name in LANGUAGE
+    if role == "stack":
+        return common or hasattr(builtins, name) or name in MODULE_GLOBALS
+    return common or name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES
+
+
+@pytest.mark.parametrize("role", ["stack", "block"])
 @pytest.mark.parametrize("name", RISKY)
-def test_stack_names_are_refused_or_harmless(name):
-    text = f"stack {name} {{\n    input_size = 3\n    lstm(hidden_size = 5)\n}}\n"
+def test_names_are_refused_or_harmless(name, role):
+    if role == "stack":
+        text = f"stack {name} {{\n    input_size = 3\n    lstm(hidden_size = 5)\n}}\n"
+    else:
+        text = f"stack Net {{\n    input_size = 3\n    {name} = lstm(hidden_size = 5)\n}}\n"
     result, refusals = _outcome(text)
     if refusals:
         assert refusals[0].code in ("E012", "E001"), refusals
-        assert refusals[0].span.line == 1
-        assert name.startswith("_") or keyword.iskeyword(name) or hasattr(builtins, name) or (
-            name in ("torch", "nn", "F", "Tensor", "Optional", "Tuple", "annotations", "math")
-            or name in ("let", "stack", "expect", "true", "false"))
+        assert refusals[0].span.line == (1 if role == "stack" else 3)
+        assert _may_be_refused(name, role)
         return
-    _runs(result, name)
-
-
-@pytest.mark.parametrize("name", RISKY)
-def test_block_names_are_refused_or_harmless(name):
-    text = f"stack Net {{\n    input_size = 3\n    {name} = lstm(hidden_size = 5)\n}}\n"
-    result, refusals = _outcome(text)
-    if refusals:
-        assert refusals[0].code in ("E012", "E001"), refusals
-        assert refusals[0].span.line == 3
-        assert (name.startswith("_") or keyword.iskeyword(name)
-                or name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES
-                or name in ("let", "stack", "expect", "true", "false"))
-        return
-    _runs(result, "Net", name)
+    assert not _may_be_refused(name, role), f"{name} should have been refused"
+    if role == "stack":
+        _runs(result, name)
+    else:
+        _runs(result, "Net", name)
 
 
 @pytest.mark.parametrize("name", ["lstм", "Νet", "ｎｅｔ", "naïve"])

@@ -22,11 +22,15 @@ T, B = 5, 3
 
 
 def _checked(spec):
+    """The checked spec, its one stack, and the torch modules it describes, on `meta`."""
     result = check_source(render(spec), "random.rnn")
     errors = [d for d in result.diagnostics if d.is_error]
     assert not errors, (render(spec), errors)
     (stack,) = result.stacks
-    return result, stack
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropout with one layer: PyTorch's warning
+        modules = torch_modules(spec, device="meta")
+    return result, stack, modules
 
 
 def _substitute(shape, batched=True):
@@ -37,10 +41,7 @@ def _substitute(shape, batched=True):
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stack_specs())
 def test_parameters_equal_torch(spec):
-    result, stack = _checked(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        modules = torch_modules(spec, device="meta")
+    result, stack, modules = _checked(spec)
     assert [b.name for b in stack.blocks] == spec.block_names()
     for block, module in zip(stack.blocks, modules):
         expected = [(name, tuple(p.shape)) for name, p in module.named_parameters()]
@@ -58,10 +59,7 @@ def test_parameters_equal_torch(spec):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stack_specs())
 def test_states_and_outputs_equal_torch(spec):
-    _, stack = _checked(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        modules = torch_modules(spec, device="meta")
+    _, stack, modules = _checked(spec)
     for batched in (True, False):
         if batched:
             shape = (B, T, spec.input_size) if spec.batch_first else (T, B, spec.input_size)
