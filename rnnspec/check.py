@@ -112,8 +112,8 @@ class Checker:
         blocks: list[model.Block | None] = []
         names: dict[str, Span] = {}
         for index, block in enumerate(stack.blocks):
-            derived = self.derive_block(stack, block, index, features, features_span,
-                                        batch_first is True, names)
+            derived = self.check_block(block, index, features, features_span,
+                                       batch_first is True, names)
             blocks.append(derived)
             features = derived.output_size if derived else POISON
             features_span = block.span
@@ -186,8 +186,8 @@ class Checker:
 
     # ------------------------------------------------------------------- blocks
 
-    def derive_block(self, stack, block: ast.Block, index: int, incoming, incoming_span,
-                     batch_first: bool, names: dict[str, Span]) -> model.Block | None:
+    def check_block(self, block: ast.Block, index: int, incoming, incoming_span,
+                    batch_first: bool, names: dict[str, Span]) -> model.Block | None:
         ok = True
         cell = CELLS.get(block.cell)
         if cell is None:

@@ -7,13 +7,10 @@ from . import ast, model
 from .cells import CELL_STATE_KEYS, EXPECT_KEYS, STATE_KEYS
 from .diagnostics import Diagnostic, Note, error
 from .evaluate import POISON, Evaluator
+from .model import format_shape
 from .names import suggest
 
 ANY = None  # a dimension written `_`, or one whose expression already failed
-
-
-def format_shape(dims) -> str:
-    return "[" + ", ".join("_" if d is ANY else str(d) for d in dims) + "]"
 
 
 class ExpectationChecker:

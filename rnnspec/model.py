@@ -14,6 +14,11 @@ Dim = int | str
 Shape = tuple[Dim, ...]
 
 
+def format_shape(dims) -> str:
+    """`[T, B, 20]`; a dimension that may be anything (None) prints as `_`."""
+    return "[" + ", ".join("_" if d is None else str(d) for d in dims) + "]"
+
+
 class Parameter(NamedTuple):
     name: str  # PyTorch's: weight_ih_l0_reverse
     role: str  # weight_ih, weight_hh, bias_ih, bias_hh or weight_hr

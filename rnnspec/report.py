@@ -6,25 +6,21 @@ from __future__ import annotations
 from . import model
 from .check import format_bytes
 from .diagnostics import Style, render, to_json
-
-
-def shape_text(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+from .model import format_shape
 
 
 def stack_text(stack: model.Stack, style: Style) -> list[str]:
-    rows: list[tuple[str, str, str]] = []
     lines = [f"{stack.path}:{stack.span.line}: stack {style.bold(stack.name)}"
              + ("  (batch_first)" if stack.batch_first else "")]
-    lines.append(f"  input   {shape_text(stack.input)}")
-    lines.append(f"  output  {shape_text(stack.output)}")
+    lines.append(f"  input   {format_shape(stack.input)}")
+    lines.append(f"  output  {format_shape(stack.output)}")
     for block in stack.blocks:
         lines.append(f"  block {style.bold(block.name)}: {block.cell}, {block.summary}")
-        rows = [(p.name, shape_text(p.shape), f"{p.numel:,}") for p in block.parameters]
-        rows.append(("h0, h_n", shape_text(block.states["h0"]), ""))
+        rows = [(p.name, format_shape(p.shape), f"{p.numel:,}") for p in block.parameters]
+        rows.append(("h0, h_n", format_shape(block.states["h0"]), ""))
         if block.has_cell_state:
-            rows.append(("c0, c_n", shape_text(block.states["c0"]), ""))
-        rows.append(("output", shape_text(block.output), ""))
+            rows.append(("c0, c_n", format_shape(block.states["c0"]), ""))
+        rows.append(("output", format_shape(block.output), ""))
         name_width = max(len(r[0]) for r in rows)
         shape_width = max(len(r[1]) for r in rows)
         count_width = max(len(r[2]) for r in rows)

@@ -27,19 +27,24 @@ def test_check_ok_exits_0():
     assert "KiB in float32" in run.stdout
 
 
+def check_text(tmp_path, text: str):
+    """Write `text` to a spec file and run `rnnspec check` on it: (file, finished process)."""
+    spec = tmp_path / "spec.rnn"
+    spec.write_text(text)
+    return spec, rnnspec("check", spec)
+
+
 def test_check_errors_exit_1(tmp_path):
-    spec = tmp_path / "bad.rnn"
-    spec.write_text("stack A {\n    input_size = 3\n    lstm(hidden_size = 0)\n}\n")
-    run = rnnspec("check", spec)
+    spec, run = check_text(tmp_path, "stack A {\n    input_size = 3\n"
+                                     "    lstm(hidden_size = 0)\n}\n")
     assert run.returncode == 1
     assert f"{spec}:3:24: error[E021]" in run.stdout
     assert "^" in run.stdout
 
 
 def test_warnings_alone_exit_0(tmp_path):
-    spec = tmp_path / "warn.rnn"
-    spec.write_text("stack A {\n    input_size = 3\n    lstm(hidden_size = 4, dropout = 0.2)\n}\n")
-    run = rnnspec("check", spec)
+    _, run = check_text(tmp_path, "stack A {\n    input_size = 3\n"
+                                  "    lstm(hidden_size = 4, dropout = 0.2)\n}\n")
     assert run.returncode == 0
     assert "warning[W001]" in run.stdout
 
