@@ -1,16 +1,16 @@
-"""The checker: validates a parsed spec against the cell table and derives every shape.
-
-`derive_block` is the one place where parameter, state and output shapes are computed;
-the report and the code generator only read what it produced.
+"""The stack checker: binds each stack's properties and each block's arguments, looks the
+block's cell up in the registry and instantiates it. Shapes come from `registry.instantiate`
+only; the report and the code generator read what it produced.
 """
 
 from __future__ import annotations
 
 from . import ast, model
-from .cells import BLOCK_ARGUMENTS, CELLS, STACK_PROPERTIES, ArgumentRule
-from .diagnostics import Diagnostic, Note, Span, error, sort_key, warning
+from .binder import bind
+from .diagnostics import Note, Sink, Span, error, sort_key, warning
 from .evaluate import POISON, Evaluator
 from .names import check_name, suggest
+from .registry import BUILTIN_CELLS, STACK_PROPERTIES, Cell, instantiate
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
@@ -19,64 +19,43 @@ MEMORY_WARNING_BYTES = 2**40
 MAX_DIMENSION = 2**63 - 1
 
 
-def derive_block(
-    *, name: str, cell: str, index: int, span: Span, input_size: int, hidden_size: int,
-    num_layers: int = 1, bias: bool = True, bidirectional: bool = False, dropout: float = 0.0,
-    proj_size: int = 0, nonlinearity: str | None = None, batch_first: bool = False,
-) -> model.Block:
-    """Every shape of one block, exactly as torch.nn.RNNBase builds it."""
-    spec = CELLS[cell]
-    gate_rows = spec.gates * hidden_size
-    directions = 2 if bidirectional else 1
-    state_size = proj_size if proj_size > 0 else hidden_size
-    parameters: list[model.Parameter] = []
-    for layer in range(num_layers):
-        layer_input = input_size if layer == 0 else directions * state_size
-        for reverse in (False, True)[:directions]:
-            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-            shapes = [("weight_ih", (gate_rows, layer_input)),
-                      ("weight_hh", (gate_rows, state_size))]
-            if bias:
-                shapes += [("bias_ih", (gate_rows,)), ("bias_hh", (gate_rows,))]
-            if proj_size > 0:
-                shapes.append(("weight_hr", (proj_size, hidden_size)))
-            parameters += [model.Parameter(role + suffix, role, layer, reverse, shape)
-                           for role, shape in shapes]
-    states: dict[str, model.Shape] = {"h0": (directions * num_layers, "B", state_size)}
-    if spec.has_cell_state:
-        states["c0"] = (directions * num_layers, "B", hidden_size)
-    output_size = directions * state_size
-    return model.Block(
-        name=name, cell=cell, torch_class=spec.torch_class, position=index, span=span,
-        input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-        bidirectional=bidirectional, bias=bias, dropout=dropout, proj_size=proj_size,
-        nonlinearity=nonlinearity if cell == "rnn" else None, gates=spec.gates,
-        num_directions=directions, state_size=state_size, output_size=output_size,
-        parameters=tuple(parameters), states=states,
-        output=sequence_shape(output_size, batch_first),
-        parameter_count=sum(p.numel for p in parameters),
-    )
-
-
-def sequence_shape(features: int, batch_first: bool) -> model.Shape:
-    return ("B", "T", features) if batch_first else ("T", "B", features)
-
-
 class Checker:
-    """Checks one parsed file. Construct, then read `stacks` and `problems`."""
+    """Checks one parsed file. Construct, then read `stacks`, `cells` and `problems`."""
 
     def __init__(self, spec: ast.SpecFile):
         self.spec = spec
-        self.problems: list[Diagnostic] = []
+        self.problems = Sink()
         self.stacks: dict[str, model.Stack] = {}
         self.stack_asts: dict[str, ast.Stack] = {}
         lets = self._unique(spec.lets, "constant")
         self.values = Evaluator(lets, self.problems)
+        self.cells: dict[str, Cell] = dict(BUILTIN_CELLS)
+        self.user_cells: list[Cell] = []
+        self._check_cells(spec)
         for stack in self._unique(spec.stacks, "stack").values():
             self.stack_asts[stack.name] = stack
-            derived = self.derive_stack(stack)
+            derived = self.check_stack(stack)
             if derived is not None:
                 self.stacks[stack.name] = derived
+
+    def _check_cells(self, spec: ast.SpecFile) -> None:
+        cells = getattr(spec, "cells", ())
+        if not cells:
+            return
+        from .equations import check_cell
+
+        for item in self._unique(cells, "cell").values():
+            if item.name in BUILTIN_CELLS:
+                self.problems.append(
+                    error("E012", f"cell name `{item.name}` is a built-in cell", item.name_span,
+                          help=f"choose another name, such as `My{item.name.upper()}`"))
+                continue
+            cell = check_cell(item, self.values, self.problems)
+            if cell is not None:
+                self.cells[item.name] = cell
+                self.user_cells.append(cell)
+            else:
+                self.cells[item.name] = None  # known, but broken: its blocks say nothing more
 
     def _unique(self, items, kind: str) -> dict:
         """Items by name, reporting invalid names and every repeat after the first."""
@@ -97,76 +76,91 @@ class Checker:
                   notes=[Note(f"`{name}` is first defined here", first)])
         )
 
+    # ------------------------------------------------------------------- binding
+
+    def bind_values(self, actuals, rules: tuple, *, positional: bool, kind: str,
+                    unknown, misplaced, missing) -> tuple[dict, dict, bool] | None:
+        """Every rule's value (defaults filled in), where each was written, and whether
+        some actual bound to nothing (reported by `unknown` and `misplaced`); None when a
+        value is missing or wrong. `missing` reports a required rule that nothing set."""
+        binding = bind(actuals, rules, positional=positional)
+        with self.problems.watch() as step:
+            for actual in binding.unknown:
+                unknown(actual)
+            for actual in binding.misplaced:
+                misplaced(actual, binding)
+            for actual, first in binding.duplicates:
+                name = actual.name or next(r.name for r in rules
+                                           if binding.formals.get(r.name) is first)
+                self._duplicate(kind, name,
+                                actual.name_span or actual.span, first.name_span or first.span)
+        values: dict = {}
+        spans: dict[str, Span] = {}
+        guessed = bool(binding.unknown or binding.misplaced)
+        for rule in rules:
+            actual = binding.formals.get(rule.name)
+            if actual is None:
+                if rule.required and not guessed:
+                    missing(rule)
+                values[rule.name] = POISON if rule.required else rule.default
+                continue
+            spans[rule.name] = actual.span
+            what = f"`{rule.name}`"
+            value = self.values.typed(actual.value, rule.kind, what, rule.choices)
+            values[rule.name] = self.values.in_range(value, actual.value.span, what,
+                                                     rule.minimum, rule.maximum)
+        if POISON in values.values():
+            return None
+        return values, spans, step.failed
+
     # ------------------------------------------------------------------- stacks
 
-    def derive_stack(self, stack: ast.Stack) -> model.Stack | None:
-        settings = self._stack_properties(stack)
+    def check_stack(self, stack: ast.Stack) -> model.Stack | None:
+        bound = self.bind_values(
+            stack.properties, tuple(STACK_PROPERTIES.values()), positional=False,
+            kind="property", unknown=self._unknown_property, misplaced=None,
+            missing=lambda rule: self.problems.append(
+                error("E031", f"stack `{stack.name}` does not set `{rule.name}`",
+                      stack.name_span, help=f"add `{rule.name} = N`, {rule.meaning}")))
         if not stack.blocks:
             self.problems.append(
                 error("E032", f"stack `{stack.name}` has no blocks", stack.name_span,
                       help="add a block such as `lstm(hidden_size = 128)`")
             )
+        settings, spans, _ = bound if bound else ({}, {}, True)
         features = settings.get("input_size", POISON)
-        features_span = settings.get("input_size_span")
-        batch_first = settings.get("batch_first", False)
+        features_span = spans.get("input_size")
+        batch_first = settings.get("batch_first", POISON)
         blocks: list[model.Block | None] = []
         names: dict[str, Span] = {}
         for index, block in enumerate(stack.blocks):
-            derived = self.check_block(block, index, features, features_span,
-                                       batch_first is True, names)
+            derived = self.check_block(block, index, features, features_span, batch_first,
+                                       spans.get("batch_first"), names)
             blocks.append(derived)
             features = derived.output_size if derived else POISON
             features_span = block.span
-        if not stack.blocks or POISON in (settings.get("input_size", POISON), batch_first):
-            return None
-        if any(b is None for b in blocks):
+        if bound is None or not stack.blocks or any(b is None for b in blocks):
             return None
         count = sum(b.parameter_count for b in blocks)
         if settings["input_size"] > MAX_DIMENSION:
-            self._oversized("`input_size`", settings["input_size"], settings["input_size_span"])
+            self._oversized("`input_size`", settings["input_size"], spans["input_size"])
         elif any(max(p.shape) > MAX_DIMENSION for b in blocks for p in b.parameters):
             pass  # already reported where the size was written
         elif count * 4 > MEMORY_WARNING_BYTES:
             self.problems.append(
                 warning("W002", f"stack `{stack.name}` has {count:,} parameters: "
-                        f"{format_bytes(count * 4)} in float32", stack.name_span,
+                        f"{model.format_bytes(count * 4)} in float32", stack.name_span,
                         help="check the sizes: no single device holds this much")
             )
+        from .shapes import sequence_shape
+
         return model.Stack(
             name=stack.name, path=self.spec.path, span=stack.name_span,
             input_size=settings["input_size"], batch_first=batch_first, blocks=tuple(blocks),
             input=sequence_shape(settings["input_size"], batch_first),
             output=blocks[-1].output, parameter_count=count,
-            input_size_span=settings.get("input_size_span"),
+            input_size_span=spans.get("input_size"),
         )
-
-    def _stack_properties(self, stack: ast.Stack) -> dict:
-        settings: dict = {}
-        first: dict[str, Span] = {}
-        unknown = False
-        for prop in stack.properties:
-            rule = STACK_PROPERTIES.get(prop.name)
-            if rule is None:
-                self._unknown_property(prop)
-                unknown = True
-                continue
-            if prop.name in first:
-                self._duplicate("property", prop.name, prop.name_span, first[prop.name])
-                continue
-            first[prop.name] = prop.name_span
-            value = self.values.typed(prop.value, rule.kind, f"`{prop.name}`")
-            value = self.values.in_range(value, prop.value.span, f"`{prop.name}`", rule.minimum)
-            settings[prop.name] = value
-            settings[prop.name + "_span"] = prop.span
-        for rule in STACK_PROPERTIES.values():
-            if rule.required and rule.name not in first and not unknown:
-                self.problems.append(
-                    error("E031", f"stack `{stack.name}` does not set `{rule.name}`",
-                          stack.name_span,
-                          help=f"add `{rule.name} = N`, the features of each input step")
-                )
-            settings.setdefault(rule.name, rule.default if not rule.required else POISON)
-        return settings
 
     def _oversized(self, what: str, value: int, span: Span) -> None:
         digits = len(str(value))
@@ -176,7 +170,7 @@ class Checker:
         )
 
     def _unknown_property(self, prop: ast.Property) -> None:
-        if prop.name in BLOCK_ARGUMENTS:
+        if any(prop.name in cell.rules for cell in BUILTIN_CELLS.values()):
             hint = f"`{prop.name}` is an argument of a block: `lstm({prop.name} = ...)`"
         else:
             hint = suggest(prop.name, STACK_PROPERTIES)
@@ -187,106 +181,77 @@ class Checker:
     # ------------------------------------------------------------------- blocks
 
     def check_block(self, block: ast.Block, index: int, incoming, incoming_span,
-                    batch_first: bool, names: dict[str, Span]) -> model.Block | None:
-        ok = True
-        cell = CELLS.get(block.cell)
-        if cell is None:
-            self.problems.append(
-                error("E033", f"unknown cell `{block.cell}`", block.cell_span,
-                      help=suggest(block.cell, CELLS) or "the cells are `rnn`, `lstm` and `gru`")
-            )
-            ok = False
-        name = block.name if block.name is not None else f"{block.cell}{index}"
-        name_span = block.name_span or block.cell_span
-        if block.name is not None:
-            problem = check_name(name, name_span, "block")
-            if problem:
-                self.problems.append(problem)
-                ok = False
-        if name in names:
-            self._duplicate("block", name, name_span, names[name])
-            ok = False
-        else:
-            names[name] = name_span
+                    batch_first, batch_first_span, names: dict[str, Span]) -> model.Block | None:
+        with self.problems.watch() as step:
+            cell = self._cell(block)
+            name = block.name if block.name is not None else f"{block.cell}{index}"
+            name_span = block.name_span or block.cell_span
+            if block.name is not None:
+                problem = check_name(name, name_span, "block")
+                if problem:
+                    self.problems.append(problem)
+            if name in names:
+                self._duplicate("block", name, name_span, names[name])
+            else:
+                names[name] = name_span
         if cell is None:
             return None
-        values = self._block_arguments(block, cell.name)
-        if values is None:
+        bound = self.bind_values(
+            block.arguments, cell.arguments, positional=cell.positional, kind="argument",
+            unknown=lambda actual: self._unknown_argument(actual, cell),
+            misplaced=lambda actual, binding: self._misplaced(actual, binding, cell),
+            missing=lambda rule: self.problems.append(
+                error("E035", f"`{cell.name}` block needs `{rule.name}`", block.cell_span,
+                      help=f"add `{rule.name} = N`: {rule.meaning}")))
+        if bound is None or bound[2]:
             return None
-        given = values.pop("input_size")
+        values, spans, _ = bound
+        with self.problems.watch() as rules:
+            self._block_rules(cell, values, spans, batch_first, batch_first_span)
+        for key, value in values.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_DIMENSION:
+                # Still derived (exact counts in the report), but nothing can build it.
+                self._oversized(f"`{key}`", value, spans[key])
+        given = values["input_size"]
         if given is not None and incoming is not POISON and given != incoming:
             where = "the stack's `input_size`" if index == 0 else "the previous block's output"
             self.problems.append(
                 error("E036", f"block `{name}` takes `input_size = {given}`, but receives "
-                      f"{incoming} features", values.pop("input_size_span"),
+                      f"{incoming} features", spans["input_size"],
                       notes=[Note(f"{where} gives {incoming} features", incoming_span)],
                       help=f"remove `input_size` (it is inferred) or make it {incoming}")
             )
-            ok = False
-        values.pop("input_size_span", None)
-        if incoming is POISON or not ok:
             return None
-        return derive_block(name=name, cell=cell.name, index=index, span=name_span,
-                            input_size=incoming, batch_first=batch_first, **values)
+        if incoming is POISON or batch_first is POISON or step.failed or rules.failed:
+            return None
+        return instantiate(cell, values, name=name, position=index, span=name_span,
+                           input_size=incoming, batch_first=batch_first, spans=spans)
 
-    def _block_arguments(self, block: ast.Block, cell: str) -> dict | None:
-        """The block's arguments with defaults filled in, or None after a diagnostic."""
-        values: dict = {}
-        spans: dict[str, Span] = {}
-        positional = [a for a in block.arguments if a.name is None]
-        ok = not positional
-        unknown = False
-        for argument in positional:
-            # PyTorch's own positional order after input_size (which a block infers)
-            guess = "hidden_size" if argument is positional[0] else None
-            source = argument.value
-            shown = str(source.value) if isinstance(source, ast.Integer) else "..."
+    def _cell(self, block: ast.Block) -> Cell | None:
+        if block.cell in self.cells:
+            return self.cells[block.cell]
+        builtin = _torch_spelling(block.cell)
+        self.problems.append(
+            error("E033", f"unknown cell `{block.cell}`", block.cell_span,
+                  help=(f"write `{builtin}(...)`: rnnspec's cells are lowercase" if builtin else
+                        suggest(block.cell, [c for c in self.cells if self.cells[c]])
+                        or "the cells are `rnn`, `lstm`, `gru` and the file's own `cell`s"))
+        )
+        return None
+
+    def _block_rules(self, cell: Cell, values: dict, spans: dict, batch_first,
+                     batch_first_span) -> None:
+        """The rules that hold for every block, then the cell's own."""
+        given = values["batch_first"]
+        if given is not None and batch_first is not POISON and given != batch_first:
+            stack_value = "true" if batch_first else "false"
             self.problems.append(
-                error("E038", "block arguments are written with their names", argument.span,
-                      help=f"write `{guess} = {shown}`" if guess else
-                      "name it: the arguments are listed in docs/language.md")
-            )
-        for argument in block.arguments:
-            if argument.name is None:
-                continue
-            rule = BLOCK_ARGUMENTS.get(argument.name)
-            if rule is None or cell not in rule.cells:
-                self._unknown_argument(argument, cell, rule)
-                ok = False
-                unknown = True
-                continue
-            if argument.name in spans:
-                self._duplicate("argument", argument.name, argument.name_span,
-                                spans[argument.name])
-                ok = False
-                continue
-            spans[argument.name] = argument.span
-            value = self._argument_value(argument, rule)
-            ok = ok and value is not POISON
-            values[argument.name] = value
-        for rule in BLOCK_ARGUMENTS.values():
-            if cell not in rule.cells or rule.name in spans:
-                continue
-            if rule.required and (positional or unknown):
-                ok = False  # a positional or misspelt argument was probably meant to be this
-            elif rule.required:
-                self.problems.append(
-                    error("E035", f"`{cell}` block needs `{rule.name}`", block.cell_span,
-                          help=f"add `{rule.name} = N`: {rule.meaning}")
-                )
-                ok = False
-            values[rule.name] = rule.default
-        if not ok:
-            return None
-        projection = values.get("proj_size", 0)
-        if projection > 0 and projection >= values["hidden_size"]:
-            self.problems.append(
-                error("E037", f"`proj_size` ({values['proj_size']}) must be smaller than "
-                      f"`hidden_size` ({values['hidden_size']})", spans["proj_size"],
-                      notes=[Note("`hidden_size` is set here", spans.get("hidden_size"))],
-                      help="use `proj_size = 0` for no projection")
-            )
-            return None
+                error("E039", f"block sets `batch_first = {str(given).lower()}`, but its stack "
+                      f"is `batch_first = {stack_value}`", spans["batch_first"],
+                      notes=[Note("the stack's `batch_first` is set here", batch_first_span)]
+                      if batch_first_span else [],
+                      help="`batch_first` belongs to the stack: set it once there, "
+                           "and remove it from the block"))
         if values["dropout"] > 0 and values["num_layers"] == 1:
             self.problems.append(
                 warning("W001", f"dropout {values['dropout']} has no effect with one layer",
@@ -294,29 +259,46 @@ class Checker:
                         help="dropout applies between the layers of a block: set "
                              "`num_layers` above 1, or remove `dropout`")
             )
-        for key in ("hidden_size", "proj_size", "input_size"):
-            if isinstance(values.get(key), int) and values[key] > MAX_DIMENSION:
-                # Still derived (exact counts in the report), but nothing can build it.
-                self._oversized(f"`{key}`", values[key], spans[key])
-        values["input_size_span"] = spans.get("input_size")
-        return values
+        if cell.validate is not None:
+            self.problems.extend(cell.validate(values, spans))
 
-    def _argument_value(self, argument: ast.Argument, rule: ArgumentRule):
-        what = f"`{argument.name}`"
-        value = self.values.typed(argument.value, rule.kind, what, rule.choices)
-        return self.values.in_range(value, argument.value.span, what, rule.minimum, rule.maximum)
-
-    def _unknown_argument(self, argument: ast.Argument, cell: str, rule) -> None:
-        if rule is not None:
-            owners = " and ".join(f"`{c}`" for c in rule.cells)
-            message = f"`{argument.name}` is not an argument of `{cell}`"
-            hint = f"only {owners} {'has' if len(rule.cells) == 1 else 'have'} `{argument.name}`"
+    def _unknown_argument(self, argument: ast.Argument, cell: Cell) -> None:
+        owners = [c.name for c in self.cells.values()
+                  if c is not None and argument.name in c.rules]
+        if owners:
+            listed = " and ".join(f"`{c}`" for c in owners)
+            message = f"`{argument.name}` is not an argument of `{cell.name}`"
+            hint = f"only {listed} {'has' if len(owners) == 1 else 'have'} `{argument.name}`"
         else:
-            message = f"unknown argument `{argument.name}` for `{cell}`"
-            valid = [r.name for r in BLOCK_ARGUMENTS.values() if cell in r.cells]
+            message = f"unknown argument `{argument.name}` for `{cell.name}`"
+            valid = [r.name for r in cell.arguments]
             hint = suggest(argument.name, valid) or (
                 "the arguments are " + ", ".join(f"`{v}`" for v in valid))
         self.problems.append(error("E034", message, argument.name_span, help=hint))
+
+    def _misplaced(self, argument: ast.Argument, binding, cell: Cell) -> None:
+        """A positional argument that cannot bind: say what it would be, named."""
+        free = [r.name for r in cell.arguments if r.name not in binding.formals]
+        guess = "hidden_size" if "hidden_size" in free else (free[0] if free else None)
+        source = argument.value
+        shown = str(source.value) if isinstance(source, ast.Integer) else "..."
+        named = f"write `{guess} = {shown}`" if guess else "remove it"
+        if not cell.positional:
+            message = f"`{cell.name}` takes its arguments by name"
+            hint = f"arguments of a declared cell are written with their names: {named}"
+        elif binding.positions and len(binding.positions) >= len(cell.arguments):
+            message = f"`{cell.name}` takes at most {len(cell.arguments)} positional arguments"
+            hint = "remove it"
+        else:
+            message = "positional argument after a keyword argument"
+            hint = f"{named}, or move it before the keyword arguments (PyTorch's order)"
+        self.problems.append(error("E038", message, argument.span, help=hint))
+
+
+def _torch_spelling(name: str) -> str | None:
+    """`LSTM`, `nn.GRU`: the built-in cell a PyTorch spelling means, or None."""
+    lowered = name.lower()
+    return lowered if lowered in BUILTIN_CELLS and lowered != name else None
 
 
 def check_text(text: str, path: str) -> model.CheckedFile:
@@ -326,13 +308,16 @@ def check_text(text: str, path: str) -> model.CheckedFile:
 
     result = model.CheckedFile(path, text)
     with collector_paused():
-        spec, problems = parse(text, path)
+        spec, found = parse(text, path)
+        problems = Sink(found)
         if spec is not None:
             checker = Checker(spec)
             problems += checker.problems
             result.stacks = list(checker.stacks.values())
+            result.cells = checker.user_cells
             result.expectations = check_expectations(
-                spec.expects, checker.values, checker.stacks, checker.stack_asts, problems)
+                spec.expects, checker.values, checker.stacks, checker.stack_asts, problems,
+                checker.cells)
     result.diagnostics = sorted(problems, key=sort_key)
     return result
 
@@ -346,16 +331,3 @@ def check_path(path: str) -> model.CheckedFile:
     except SourceError as exc:
         return model.CheckedFile(path, exc.text, diagnostics=[exc.diagnostic], readable=False)
     return check_text(text, path)
-
-
-def format_bytes(count: int) -> str:
-    """A byte count in binary units: `135.9 KiB`."""
-    value = float(count) if count < 2**1000 else float("inf")
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if value < 1024 or unit == "EiB":
-            break
-        value /= 1024
-    if value == float("inf"):
-        return "more than any machine has"
-    return f"{int(value)} B" if unit == "B" else f"{value:,.1f} {unit}"
-

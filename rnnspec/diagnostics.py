@@ -71,7 +71,8 @@ CODES: dict[str, str] = {
     "E035": "missing required argument",
     "E036": "block input size does not match",
     "E037": "`proj_size` not smaller than `hidden_size`",
-    "E038": "positional argument",
+    "E038": "positional argument that cannot bind",
+    "E039": "block `batch_first` disagrees with its stack",
     # expectations
     "E040": "expectation for an unknown stack",
     "E041": "unknown expectation key",
@@ -96,6 +97,34 @@ def error(code: str, message: str, span: Span | None, *, notes=(), help: str | N
 def warning(code: str, message: str, span: Span | None, *, notes=(), help: str | None = None):
     assert code in CODES and code.startswith("W"), code
     return Diagnostic("warning", code, message, span, tuple(notes), help)
+
+
+class Sink(list):
+    """The diagnostics of one run, in the order found, with a way to ask whether a step
+    added errors (in the manner of mypy's `ErrorWatcher`)."""
+
+    def watch(self) -> Watch:
+        return Watch(self)
+
+
+class Watch:
+    """`with sink.watch() as step: ...`, then `step.failed`: did the step add an error?"""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+        self.start = len(sink)
+        self.end: int | None = None  # fixed when the step ends; until then, the sink's end
+
+    def __enter__(self) -> Watch:
+        self.start, self.end = len(self.sink), None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end = len(self.sink)
+
+    @property
+    def failed(self) -> bool:
+        return any(d.is_error for d in self.sink[self.start:self.end])
 
 
 def sort_key(d: Diagnostic):

@@ -4,28 +4,36 @@ mistakes people make most with PyTorch's recurrent modules."""
 from __future__ import annotations
 
 from . import ast, model
-from .cells import CELL_STATE_KEYS, EXPECT_KEYS, STATE_KEYS
-from .diagnostics import Diagnostic, Note, error
+from .diagnostics import Note, Sink, error
 from .evaluate import POISON, Evaluator
-from .model import format_shape
 from .names import suggest
+from .registry import state_keys
+from .shapes import bind_dims, format_shape, without_batch
 
 ANY = None  # a dimension written `_`, or one whose expression already failed
 
 
 class ExpectationChecker:
     def __init__(self, values: Evaluator, stacks: dict[str, model.Stack],
-                 stack_asts: dict[str, ast.Stack], problems: list[Diagnostic]):
+                 stack_asts: dict[str, ast.Stack], problems: Sink, cells: dict):
         self.values = values
         self.stacks = stacks
         self.stack_asts = stack_asts
         self.problems = problems
+        # state key -> its state's name: `h0` and `h_n` -> `h`, for every known cell
+        self.state_of: dict[str, str] = {
+            key: state.name for cell in cells.values() if cell is not None
+            for state in cell.states for key in state_keys(state.name)}
+        self.keys = ("input", "output", *self.state_of)
+        self.owners: dict[str, list[str]] = {}  # state -> the cells that have it
+        for cell in cells.values():
+            for state in cell.states if cell is not None else ():
+                self.owners.setdefault(state.name, []).append(cell.name)
 
     def check(self, expect: ast.Expect) -> model.ExpectationResult:
-        before = len(self.problems)
-        self._check(expect)
-        failed = any(d.is_error for d in self.problems[before:])
-        ok = not failed and expect.stack in self.stacks
+        with self.problems.watch() as step:
+            self._check(expect)
+        ok = not step.failed and expect.stack in self.stacks
         return model.ExpectationResult(expect.stack, expect.span.path, expect.span.line, ok)
 
     def _check(self, expect: ast.Expect) -> None:
@@ -58,11 +66,11 @@ class ExpectationChecker:
         entries: dict = {}
         firsts: dict = {}
         for entry in expect.entries:
-            if entry.key not in EXPECT_KEYS:
+            if entry.key not in self.keys:
                 self.problems.append(
                     error("E041", f"unknown expectation key `{entry.key}`", entry.key_span,
-                          help=suggest(entry.key, EXPECT_KEYS)
-                          or "the keys are " + ", ".join(f"`{k}`" for k in EXPECT_KEYS))
+                          help=suggest(entry.key, self.keys)
+                          or "the keys are " + ", ".join(f"`{k}`" for k in self.keys))
                 )
                 continue
             block = self._selected_block(entry, stack)
@@ -96,14 +104,14 @@ class ExpectationChecker:
         None for the stack as a whole; POISON after a diagnostic."""
         names = [b.name for b in stack.blocks] if stack is not None else []
         if entry.selector is None:
-            if entry.key in STATE_KEYS and stack is not None and len(stack.blocks) > 1:
+            if entry.key in self.state_of and stack is not None and len(stack.blocks) > 1:
                 listed = ", ".join(f"`{entry.key}[{b.name}]`" for b in stack.blocks)
                 self.problems.append(
                     error("E045", f"`{entry.key}` needs a block: stack `{stack.name}` has "
                           f"{len(stack.blocks)}", entry.key_span, help=f"write one of {listed}")
                 )
                 return POISON
-            if entry.key in STATE_KEYS and stack is not None:
+            if entry.key in self.state_of and stack is not None:
                 return self._state_block(entry, stack.blocks[0])
             return None
         if entry.key == "input":
@@ -135,11 +143,15 @@ class ExpectationChecker:
         return POISON
 
     def _state_block(self, entry: ast.ExpectEntry, block: model.Block):
-        if entry.key in CELL_STATE_KEYS and not block.has_cell_state:
+        state = self.state_of.get(entry.key)
+        if state is not None and state not in block.state_names:
+            what = "cell state" if state == "c" else "state"
+            first, final = state_keys(state)
             self.problems.append(
-                error("E046", f"block `{block.name}` is a `{block.cell}`, which has no cell "
-                      f"state `{entry.key}`", entry.key_span,
-                      help="only lstm blocks have `c0` and `c_n`")
+                error("E046", f"block `{block.name}` is a `{block.cell}`, which has no {what} "
+                      f"`{entry.key}`", entry.key_span,
+                      help=f"only {' and '.join(self.owners[state])} blocks have `{first}` and "
+                           f"`{final}`")
             )
             return POISON
         return block
@@ -177,10 +189,10 @@ class ExpectationChecker:
         if entry.key == "output":
             shape = (block or stack.blocks[-1]).output
         else:
-            shape = block.states["c0" if entry.key in CELL_STATE_KEYS else "h0"]
+            shape = block.states[state_keys(self.state_of[entry.key])[0]]
         if not bound["batched"]:
-            shape = tuple(d for d in shape if d != "B")
-        return [bound.get(d, ANY) if isinstance(d, str) else d for d in shape]
+            shape = without_batch(shape)
+        return bind_dims(shape, bound)
 
     def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list,
                  block: model.Block | None, bound) -> None:
@@ -203,17 +215,21 @@ class ExpectationChecker:
         self.problems.append(
             error("E044", f"`{name}` of `{stack.name}` is {format_shape(expected)}, "
                   f"not {format_shape(found)}", span,
-                  help=_hint(stack, block or stack.blocks[-1], entry.key, expected, found, wrong))
+                  help=_hint(stack, block or stack.blocks[-1], self.state_of.get(entry.key),
+                             expected, found, wrong))
         )
 
 
-def _hint(stack: model.Stack, block: model.Block, key: str, expected, found, wrong) -> str | None:
-    """A `help:` for the mistakes that explain a mismatch, most specific first."""
+def _hint(stack: model.Stack, block: model.Block, state: str | None, expected, found,
+          wrong) -> str | None:
+    """A `help:` for the mistakes that explain a mismatch, most specific first. `state` is
+    the state a key is about (`h`, `c`), None for `output`."""
     batched = len(expected) == 3
     swapped = (batched and sorted(wrong) == [0, 1] and found[0] == expected[1]
                and found[1] == expected[0])
     last = len(expected) - 1
-    if key in STATE_KEYS:
+    if state is not None:
+        carried = state != block.state_names[0]  # not the first state: lstm's `c`
         if swapped:
             if stack.batch_first:
                 return ("`batch_first` applies to input and output only: states stay "
@@ -228,29 +244,29 @@ def _hint(stack: model.Stack, block: model.Block, key: str, expected, found, wro
                 return (f"the first dimension counts layers too: num_layers * num_directions = "
                         f"{expected[0]}")
         if last in wrong and block.proj_size:
-            if key in CELL_STATE_KEYS and found[last] == block.proj_size:
-                return (f"`c` keeps `hidden_size` ({block.hidden_size}); only `h` is projected "
-                        f"to `proj_size` ({block.proj_size})")
-            if key not in CELL_STATE_KEYS and found[last] == block.hidden_size:
-                return (f"`h` is projected: its last dimension is `proj_size` "
+            if carried and found[last] == block.proj_size:
+                return (f"`{state}` keeps `hidden_size` ({block.hidden_size}); only "
+                        f"`{block.state_names[0]}` is projected to `proj_size` "
+                        f"({block.proj_size})")
+            if not carried and found[last] == block.hidden_size:
+                return (f"`{state}` is projected: its last dimension is `proj_size` "
                         f"({block.proj_size}), not `hidden_size`")
         return None
-    if key == "output":
-        if swapped:
-            if stack.batch_first:
-                return "the stack is `batch_first`: its output is [batch, time, features]"
-            return ("the stack is not `batch_first`: its output is [time, batch, features]; "
-                    "set `batch_first = true` for [batch, time, features]")
-        if last in wrong and found[last] is not ANY:
-            if block.bidirectional and found[last] * 2 == expected[last]:
-                return (f"block `{block.name}` is bidirectional: its output joins both "
-                        f"directions, 2 * {block.state_size} = {expected[last]} features")
-            if block.proj_size and found[last] == block.hidden_size * block.num_directions:
-                return (f"block `{block.name}` projects its output to `proj_size` "
-                        f"({block.proj_size})")
+    if swapped:
+        if stack.batch_first:
+            return "the stack is `batch_first`: its output is [batch, time, features]"
+        return ("the stack is not `batch_first`: its output is [time, batch, features]; "
+                "set `batch_first = true` for [batch, time, features]")
+    if last in wrong and found[last] is not ANY:
+        if block.bidirectional and found[last] * 2 == expected[last]:
+            return (f"block `{block.name}` is bidirectional: its output joins both "
+                    f"directions, 2 * {block.state_size} = {expected[last]} features")
+        if block.proj_size and found[last] == block.hidden_size * block.num_directions:
+            return (f"block `{block.name}` projects its output to `proj_size` "
+                    f"({block.proj_size})")
     return None
 
 
-def check_expectations(expects, values, stacks, stack_asts, problems) -> list:
-    checker = ExpectationChecker(values, stacks, stack_asts, problems)
+def check_expectations(expects, values, stacks, stack_asts, problems, cells) -> list:
+    checker = ExpectationChecker(values, stacks, stack_asts, problems, cells)
     return [checker.check(expect) for expect in expects]

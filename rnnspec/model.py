@@ -14,14 +14,9 @@ Dim = int | str
 Shape = tuple[Dim, ...]
 
 
-def format_shape(dims) -> str:
-    """`[T, B, 20]`; a dimension that may be anything (None) prints as `_`."""
-    return "[" + ", ".join("_" if d is None else str(d) for d in dims) + "]"
-
-
 class Parameter(NamedTuple):
     name: str  # PyTorch's: weight_ih_l0_reverse
-    role: str  # weight_ih, weight_hh, bias_ih, bias_hh or weight_hr
+    role: str  # the cell's name for it: weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, ...
     layer: int
     reverse: bool
     shape: tuple[int, ...]
@@ -36,46 +31,59 @@ class Parameter(NamedTuple):
 
 class Block(NamedTuple):
     name: str
-    cell: str  # rnn, lstm or gru
-    torch_class: str  # RNN, LSTM or GRU
+    cell: str  # the cell as written: `lstm`, or a declared cell's name
+    spec: object  # the cell's record (rnnspec.registry.Cell)
     position: int  # among all blocks of the stack
     span: Span
     input_size: int
     hidden_size: int
     num_layers: int
     bidirectional: bool
-    bias: bool
     dropout: float
-    proj_size: int
-    nonlinearity: str | None  # rnn only
-    gates: int
     num_directions: int
-    state_size: int  # the width of h: proj_size if projecting, else hidden_size
+    state_size: int  # the width of the first state (h): proj_size if projecting, else hidden_size
     output_size: int  # num_directions * state_size
+    arguments: dict  # every argument's value, defaults included
+    argument_spans: dict  # argument name -> where `name = value` was written
     parameters: tuple[Parameter, ...]
-    states: dict[str, Shape]  # h0 (and c0 for lstm); h_n and c_n have the same shapes
+    states: dict[str, Shape]  # `h0` (and `c0`, ...) in the cell's order; `*_n` have the same shapes
     output: Shape
     parameter_count: int
 
+    def _builtin(self, argument: str):
+        return self.arguments.get(argument) if argument in self.spec.rules else None
+
     @property
-    def has_cell_state(self) -> bool:
-        return "c0" in self.states
+    def bias(self) -> bool | None:
+        return self._builtin("bias")
+
+    @property
+    def proj_size(self) -> int | None:
+        """0 for the torch.nn cells without a projection (as RNNBase has it), None for
+        declared cells."""
+        if self.spec.torch_class is None:
+            return None
+        return self.arguments.get("proj_size", 0)
+
+    @property
+    def nonlinearity(self) -> str | None:
+        return self._builtin("nonlinearity")
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(state.name for state in self.spec.states)
 
     @property
     def summary(self) -> str:
         """`20 -> 50, 2 layers, bidirectional`: the block in words, for reports and docs."""
+        from .registry import SUMMARY
+
         parts = [f"{self.input_size} -> {self.hidden_size}",
                  f"{self.num_layers} layer{'s' if self.num_layers != 1 else ''}"]
-        if self.bidirectional:
-            parts.append("bidirectional")
-        if self.proj_size:
-            parts.append(f"projected to {self.proj_size}")
-        if self.nonlinearity == "relu":
-            parts.append("relu")
-        if self.dropout:
-            parts.append(f"dropout {self.dropout:g}")
-        if not self.bias:
-            parts.append("no bias")
+        rules = self.spec.rules
+        for argument, describe in SUMMARY:
+            if argument in rules and self.arguments[argument] != rules[argument].default:
+                parts.append(describe(self.arguments[argument]))
         return ", ".join(parts)
 
 
@@ -106,13 +114,14 @@ class ExpectationResult(NamedTuple):
 class CheckedFile:
     """One file's outcome: its stacks, expectations and diagnostics."""
 
-    __slots__ = ("path", "text", "stacks", "expectations", "diagnostics", "readable")
+    __slots__ = ("path", "text", "stacks", "cells", "expectations", "diagnostics", "readable")
 
     def __init__(self, path: str, text: str, stacks=None, expectations=None, diagnostics=None,
                  readable: bool = True):
         self.path = path
         self.text = text
         self.stacks: list[Stack] = stacks or []
+        self.cells: list = []  # the file's own cells (rnnspec.registry.Cell), in order
         self.expectations: list[ExpectationResult] = expectations or []
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.readable = readable  # False when the file could not be read (exit status 2)
@@ -120,3 +129,15 @@ class CheckedFile:
     @property
     def ok(self) -> bool:
         return self.readable and not any(d.is_error for d in self.diagnostics)
+
+
+def format_bytes(count: int) -> str:
+    """A byte count in binary units: `135.9 KiB`."""
+    value = float(count) if count < 2**1000 else float("inf")
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
+            break
+        value /= 1024
+    if value == float("inf"):
+        return "more than any machine has"
+    return f"{int(value)} B" if unit == "B" else f"{value:,.1f} {unit}"

@@ -12,10 +12,7 @@ import keyword
 import unicodedata
 
 from .diagnostics import Diagnostic, Span, did_you_mean, error
-
-# The language's own words: `let`, `stack` and `expect` start items; `true` and `false`
-# are values. Using them as names would make the file ambiguous to read.
-LANGUAGE_WORDS = frozenset({"let", "stack", "expect", "true", "false"})
+from .parse import language_words
 
 # Public attributes of torch.nn.Module (torch 2.x), which a submodule must not replace.
 # tests/test_names.py checks this list against dir(torch.nn.Module) of the installed torch.
@@ -74,7 +71,7 @@ def check_name(name: str, span: Span, kind: str) -> Diagnostic | None:
     if keyword.iskeyword(name):
         return error("E012", f"{kind} name `{name}` is a Python keyword", span,
                      help="choose another name")
-    if name in LANGUAGE_WORDS:
+    if name in language_words():
         return error("E012", f"{kind} name `{name}` is a word of the .rnn language", span,
                      help="choose another name")
     if kind == "constant":

@@ -17,29 +17,10 @@ MAX_NESTING = 64
 # Integer literals longer than this are refused before Python converts them.
 MAX_LITERAL_DIGITS = 500
 
-_TERMINAL_WORDS = {
-    "LET": "`let`",
-    "STACK": "`stack`",
-    "EXPECT": "`expect`",
-    "TRUE": "`true`",
-    "FALSE": "`false`",
-    "EQUAL": "`=`",
-    "COMMA": "`,`",
-    "LPAR": "`(`",
-    "RPAR": "`)`",
-    "LBRACE": "`{`",
-    "RBRACE": "`}`",
-    "LSQB": "`[`",
-    "RSQB": "`]`",
-    "PLUS": "`+`",
-    "MINUS": "`-`",
-    "STAR": "`*`",
-    "SLASHSLASH": "`//`",
-    "NAME": "a name",
-    "INT": "an integer",
-    "FLOAT": "a number",
-    "$END": "end of file",
-}
+# Terminals matched by a pattern, described in words. Every other terminal is a fixed string
+# of the grammar and is shown as itself, so a new keyword or operator is one grammar edit.
+_PATTERN_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
+                  "$END": "end of file"}
 _VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS"}
 
 _CHARACTER_HELP = {
@@ -120,19 +101,10 @@ class _Nesting:
         return token
 
 
-def cache_folder() -> str | None:
-    """rnnspec's folder in the user's cache (never the package folder), or None."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = os.path.join(base, "rnnspec")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        return None
-    return folder if os.access(folder, os.W_OK) else None
-
-
 def _cache_file() -> str | None:
     """Lark's serialized parser: loading it is several times faster than building it."""
+    from .resources import cache_folder
+
     folder = cache_folder()
     return os.path.join(folder, "parser.lark.cache") if folder else None
 
@@ -170,13 +142,35 @@ def _span_of(token, path: str) -> Span:
     return Span(path, token.line, token.column, end_line, end_column)
 
 
+@functools.cache
+def terminal_words() -> dict[str, str]:
+    """Each terminal of the grammar in words: `let` for LET, "a name" for NAME."""
+    from lark.lexer import PatternStr
+
+    words = dict(_PATTERN_WORDS)
+    for terminal in parser().terminals:
+        if isinstance(terminal.pattern, PatternStr):
+            words[terminal.name] = f"`{terminal.pattern.value}`"
+    return words
+
+
+@functools.cache
+def language_words() -> frozenset[str]:
+    """The grammar's keywords (`let`, `stack`, ...): fixed strings that read as names."""
+    from lark.lexer import PatternStr
+
+    return frozenset(t.pattern.value for t in parser().terminals
+                     if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
+
+
 def describe_expected(expected) -> str:
     names = set(expected)
     words = []
     if _VALUE_START <= names:
         words.append("a value")
         names -= _VALUE_START
-    words += sorted(_TERMINAL_WORDS.get(n, f"`{n}`") for n in names)
+    known = terminal_words()
+    words += sorted(known.get(n, f"`{n}`") for n in names)
     if len(words) == 1:
         return words[0]
     if len(words) == 2:

@@ -4,9 +4,10 @@ Both read the checked model only."""
 from __future__ import annotations
 
 from . import model
-from .check import format_bytes
 from .diagnostics import Style, render, to_json
-from .model import format_shape
+from .model import format_bytes
+from .registry import state_keys
+from .shapes import format_shape
 
 
 def stack_text(stack: model.Stack, style: Style) -> list[str]:
@@ -17,9 +18,8 @@ def stack_text(stack: model.Stack, style: Style) -> list[str]:
     for block in stack.blocks:
         lines.append(f"  block {style.bold(block.name)}: {block.cell}, {block.summary}")
         rows = [(p.name, format_shape(p.shape), f"{p.numel:,}") for p in block.parameters]
-        rows.append(("h0, h_n", format_shape(block.states["h0"]), ""))
-        if block.has_cell_state:
-            rows.append(("c0, c_n", format_shape(block.states["c0"]), ""))
+        rows += [(", ".join(state_keys(state)), format_shape(block.states[state_keys(state)[0]]),
+                  "") for state in block.state_names]
         rows.append(("output", format_shape(block.output), ""))
         name_width = max(len(r[0]) for r in rows)
         shape_width = max(len(r[1]) for r in rows)
@@ -72,7 +72,7 @@ def summary(results: list[model.CheckedFile]) -> str:
 
 
 def block_json(block: model.Block) -> dict:
-    return {
+    document = {
         "name": block.name,
         "cell": block.cell,
         "input_size": block.input_size,
@@ -87,6 +87,21 @@ def block_json(block: model.Block) -> dict:
         "states": {key: list(shape) for key, shape in block.states.items()},
         "output": list(block.output),
         "parameter_count": block.parameter_count,
+    }
+    if block.spec.step is not None:
+        document["arguments"] = {name: block.arguments[name] for name in block.spec.declared}
+    return document
+
+
+def cell_json(cell, path: str) -> dict:
+    """A declared cell, its sizes as text: the document's `cells` list (section 8)."""
+    return {
+        "name": cell.name,
+        "path": path,
+        "line": cell.span.line,
+        "arguments": {name: cell.rules[name].default for name in cell.declared},
+        "states": {state.name: str(state.size) for state in cell.states},
+        "parameters": {p.role: [str(d) for d in p.dims] for p in cell.parameters},
     }
 
 
@@ -105,7 +120,7 @@ def stack_json(stack: model.Stack) -> dict:
 
 
 def json_document(results: list[model.CheckedFile]) -> dict:
-    return {
+    document = {
         "ok": all(r.ok for r in results),
         "diagnostics": [to_json(d) for r in results for d in r.diagnostics],
         "stacks": [stack_json(s) for r in results for s in r.stacks],
@@ -114,6 +129,10 @@ def json_document(results: list[model.CheckedFile]) -> dict:
             for r in results for e in r.expectations
         ],
     }
+    cells = [cell_json(c, r.path) for r in results for c in r.cells]
+    if cells:  # a v1 document keeps the keys of section 6 exactly
+        document["cells"] = cells
+    return document
 
 
 _FLAT_LIST = r"\[\n\s+((?:[^\[\]{}\n]+,\n\s+)*[^\[\]{}\n]+)\n\s+\]"

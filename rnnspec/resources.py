@@ -14,3 +14,16 @@ def resource_dir(folder: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"rnnspec is installed without its {folder}/ folder")
+
+
+def cache_folder() -> str | None:
+    """rnnspec's folder in the user's cache (never the package folder), or None."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "rnnspec")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None

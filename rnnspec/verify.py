@@ -1,34 +1,43 @@
 """`rnnspec check --verify`: build every stack with torch itself, on the `meta` device (no
-memory, no arithmetic), and confirm each derived parameter, state and output shape."""
+memory, no arithmetic), and confirm each derived parameter, state and output shape.
+
+Blocks of built-in cells are built as the torch.nn module their cell names; blocks of
+declared cells have no torch module, so the generated module's block stands in for it.
+"""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from . import model
 from .diagnostics import Diagnostic, error
+from .registry import state_keys
+from .shapes import bind_dims
 
 T, B = 3, 2  # any sizes do: they only have to be told apart
 
 
-def _torch_block(torch, block: model.Block, batch_first: bool):
-    options = dict(num_layers=block.num_layers, bias=block.bias, batch_first=batch_first,
-                   dropout=block.dropout, bidirectional=block.bidirectional, device="meta")
-    if block.cell == "rnn":
-        options["nonlinearity"] = block.nonlinearity
-    if block.cell == "lstm":
-        options["proj_size"] = block.proj_size
+def _torch_block(torch, block: model.Block, stack: model.Stack, generated):
+    cell = block.spec
+    if cell.torch_class is None:
+        return getattr(generated(), block.name)
+    options = {name: block.arguments[name] for name in cell.torch_arguments}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropout with one layer: already warning W001
-        return getattr(torch.nn, block.torch_class)(block.input_size, block.hidden_size,
-                                                   **options)
+        return getattr(torch.nn, cell.torch_class)(
+            block.input_size, block.hidden_size, num_layers=block.num_layers, bias=block.bias,
+            batch_first=stack.batch_first, dropout=block.dropout,
+            bidirectional=block.bidirectional, device="meta", **options)
 
 
 def _sized(shape) -> tuple:
-    return tuple({"T": T, "B": B}.get(d, d) if isinstance(d, str) else d for d in shape)
+    return tuple(bind_dims(shape, {"T": T, "B": B}))
 
 
-def verify_stack(stack: model.Stack) -> list[Diagnostic]:
+def verify_stack(stack: model.Stack, generated=None) -> list[Diagnostic]:
+    """Disagreements between the derived shapes and what torch builds, as E050 errors.
+    `generated` makes the generated module of the stack (for blocks of declared cells)."""
     import torch
 
     problems: list[Diagnostic] = []
@@ -42,7 +51,7 @@ def verify_stack(stack: model.Stack) -> list[Diagnostic]:
     x = torch.empty(_sized(stack.input), device="meta")
     for block in stack.blocks:
         try:
-            module = _torch_block(torch, block, stack.batch_first)
+            module = _torch_block(torch, block, stack, generated)
             x, state = module(x)
         except (RuntimeError, ValueError, OverflowError, TypeError) as exc:
             problems.append(error("E050", f"torch cannot build block `{block.name}`: {exc}",
@@ -52,20 +61,37 @@ def verify_stack(stack: model.Stack) -> list[Diagnostic]:
         derived = [(p.name, p.shape) for p in block.parameters]
         if built != derived:
             disagree(block, "the parameters", derived, built)
-        h_n, c_n = state if isinstance(state, tuple) else (state, None)
-        if _sized(block.states["h0"]) != tuple(h_n.shape):
-            disagree(block, "`h_n`", list(block.states["h0"]), list(h_n.shape))
-        if (c_n is None) != ("c0" not in block.states) or (
-                c_n is not None and _sized(block.states["c0"]) != tuple(c_n.shape)):
-            built = None if c_n is None else list(c_n.shape)
-            disagree(block, "`c_n`", block.states.get("c0"), built)
+        finals = state if isinstance(state, tuple) else (state,)
+        keys = [state_keys(name) for name in block.state_names]
+        if len(finals) != len(keys):
+            disagree(block, "the states", [k[1] for k in keys], len(finals))
+        for (first, final), tensor in zip(keys, finals):
+            if _sized(block.states[first]) != tuple(tensor.shape):
+                disagree(block, f"`{final}`", list(block.states[first]), list(tensor.shape))
         if _sized(block.output) != tuple(x.shape):
             disagree(block, "the output", list(block.output), list(x.shape))
     return problems
 
 
+class _Generated:
+    """The generated module of one checked file, made on first use (declared cells only)."""
+
+    def __init__(self, result: model.CheckedFile):
+        self.result = result
+        self.module = None
+
+    def stack(self, name: str):
+        if self.module is None:
+            from .codegen import generate_source, load_source
+
+            self.module = load_source(generate_source(self.result), self.result.path)
+        return getattr(self.module, name)(device="meta")
+
+
 def verify_results(results: list[model.CheckedFile]) -> None:
     """Append an E050 diagnostic to a result for every disagreement with torch."""
     for result in results:
+        generated = _Generated(result)
         for stack in result.stacks:
-            result.diagnostics.extend(verify_stack(stack))
+            result.diagnostics.extend(
+                verify_stack(stack, functools.partial(generated.stack, stack.name)))

@@ -62,9 +62,15 @@ EXPLANATIONS = {
             "stack's `input_size`, or the previous block's output, which is doubled by "
             "`bidirectional`).",
     "E037": "`proj_size` must be smaller than `hidden_size` (PyTorch's rule).",
-    "E038": "Block arguments are keyword-only.",
+    "E038": ("A positional argument that cannot bind: after a keyword argument, beyond the "
+             "cell's positional arguments (PyTorch's constructor order), or given to a "
+             "declared cell, whose arguments are keyword-only."),
+    "E039": ("A block sets `batch_first` to a value other than its stack's. `batch_first` "
+             "is a property of the stack; a block may repeat it (as PyTorch code passes it "
+             "to the constructor) only when it agrees."),
     "E040": "An `expect` block names a stack that does not exist.",
-    "E041": "An expectation key other than `input`, `output`, `h0`, `c0`, `h_n`, `c_n`.",
+    "E041": ("An expectation key other than `input`, `output`, and `s0` / `s_n` for a state "
+             "`s` of a cell (`h0`, `c0`, `h_n`, `c_n` for the built-in cells)."),
     "E042": "An `expect` block without `input`, which fixes batched or unbatched, T and B.",
     "E043": "A shape with the wrong number of dimensions.",
     "E044": "A shape that differs from the derived one. The caret marks the offending "

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
+from rnnspec.registry import BUILTIN_CELLS
+
 
 @dataclass
 class BlockSpec:
@@ -22,6 +24,11 @@ class BlockSpec:
     write_input_size: bool = False
     write_defaults: bool = False
     hidden_via_constant: bool = False
+    positional: bool = False  # input_size, hidden_size, num_layers in PyTorch's order
+
+    @property
+    def rules(self):
+        return BUILTIN_CELLS[self.cell].rules
 
     @property
     def output_size(self) -> int:
@@ -49,7 +56,8 @@ class StackSpec:
 
 @st.composite
 def block_specs(draw, index: int) -> BlockSpec:
-    cell = draw(st.sampled_from(["rnn", "lstm", "gru"]))
+    cell = draw(st.sampled_from(sorted(BUILTIN_CELLS)))
+    rules = BUILTIN_CELLS[cell].rules
     hidden = draw(st.integers(1, 9))
     layers = draw(st.integers(1, 3))
     block = BlockSpec(cell=cell, hidden_size=hidden, num_layers=layers)
@@ -57,9 +65,9 @@ def block_specs(draw, index: int) -> BlockSpec:
     block.bidirectional = draw(st.booleans())
     if layers > 1:
         block.dropout = draw(st.sampled_from([0.0, 0.0, 0.25, 0.5]))
-    if cell == "rnn":
-        block.nonlinearity = draw(st.sampled_from([None, "tanh", "relu"]))
-    if cell == "lstm" and hidden > 1:
+    if "nonlinearity" in rules:
+        block.nonlinearity = draw(st.sampled_from([None, *rules["nonlinearity"].choices]))
+    if "proj_size" in rules and hidden > 1:
         block.proj_size = draw(st.sampled_from([0, 0, draw(st.integers(1, hidden - 1))]))
     if draw(st.booleans()):
         block.name = draw(st.sampled_from(["encoder", "decoder", "refine", "core", "head"]))
@@ -67,6 +75,7 @@ def block_specs(draw, index: int) -> BlockSpec:
     block.write_input_size = draw(st.booleans())
     block.write_defaults = draw(st.booleans())
     block.hidden_via_constant = draw(st.booleans())
+    block.positional = draw(st.booleans())
     return block
 
 
@@ -97,12 +106,15 @@ def render(stack: StackSpec) -> str:
         body.append(f"    batch_first = {'true' if stack.batch_first else 'false'}")
     for index, (block, incoming) in enumerate(zip(stack.blocks, stack.block_inputs())):
         args = []
+        hidden = str(block.hidden_size)
         if block.hidden_via_constant:
             trailing.append(f"let H{index} = 2 * {block.hidden_size} // 2")
-            args.append(f"hidden_size = H{index}")
+            hidden = f"H{index}"
+        if block.positional:  # as nn.LSTM(input_size, hidden_size, num_layers, ...) is called
+            args += [str(incoming), hidden, str(block.num_layers)]
         else:
-            args.append(f"hidden_size = {block.hidden_size}")
-        if block.num_layers != 1 or block.write_defaults:
+            args.append(f"hidden_size = {hidden}")
+        if not block.positional and (block.num_layers != 1 or block.write_defaults):
             args.append(f"num_layers = {block.num_layers}")
         if not block.bias or block.write_defaults:
             args.append(f"bias = {'true' if block.bias else 'false'}")
@@ -112,9 +124,9 @@ def render(stack: StackSpec) -> str:
             args.append(f"dropout = {block.dropout}")
         if block.nonlinearity:
             args.append(f"nonlinearity = {block.nonlinearity}")
-        if block.proj_size or (block.cell == "lstm" and block.write_defaults):
+        if block.proj_size or ("proj_size" in block.rules and block.write_defaults):
             args.append(f"proj_size = {block.proj_size}")
-        if block.write_input_size:
+        if block.write_input_size and not block.positional:
             args.append(f"input_size = {incoming}")
         call = f"{block.cell}({', '.join(args)})"
         body.append(f"    {block.name} = {call}" if block.name else f"    {call}")

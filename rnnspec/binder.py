@@ -1,0 +1,52 @@
+"""One argument binder for every call-like thing of the language: the properties of a
+stack and the arguments of a block.
+
+`bind` only maps what was written (actuals) to the rules they set (formals), in the manner
+of mypy's `map_actuals_to_formals`; evaluating values and reporting is the caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from .registry import ArgumentRule
+
+
+class Binding(NamedTuple):
+    formals: dict[str, object]  # rule name -> the actual (ast.Argument or ast.Property) setting it
+    positions: dict[str, int]  # rule name -> position, for those set positionally
+    unknown: list  # actuals naming no rule
+    duplicates: list  # (actual, the earlier actual of the same rule)
+    misplaced: list  # positional actuals that cannot bind: after a keyword, too many, not allowed
+
+
+def bind(actuals: Sequence, rules: Sequence[ArgumentRule], *, positional: bool) -> Binding:
+    """Map `actuals` (each with `.name`, None when positional) to `rules`, in order.
+
+    Positional actuals take the rules in their order, as Python binds a call; only where
+    `positional` is set, and never after a keyword actual.
+    """
+    by_name = {rule.name: rule for rule in rules}
+    binding = Binding({}, {}, [], [], [])
+    seen_keyword = False
+    index = 0
+    for actual in actuals:
+        if actual.name is None:
+            if not positional or seen_keyword or index >= len(rules):
+                binding.misplaced.append(actual)
+                continue
+            name = rules[index].name
+            binding.positions[name] = index
+            index += 1
+        else:
+            seen_keyword = True
+            name = actual.name
+            if name not in by_name:
+                binding.unknown.append(actual)
+                continue
+        if name in binding.formals:
+            binding.duplicates.append((actual, binding.formals[name]))
+            continue
+        binding.formals[name] = actual
+    return binding

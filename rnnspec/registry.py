@@ -1,0 +1,216 @@
+"""The cell registry: every recurrent cell as one record, read by every stage.
+
+A `Cell` holds its block arguments with their rules, its parameters and states as shape
+templates over symbolic sizes, its own validation, and what the generator needs (the
+torch module that runs it fused, the template or IR of its explicit step). `rnn`, `lstm`
+and `gru` are declared here as data, mirroring `torch.nn.RNNBase`; a cell declared in a
+spec is one more record, built by `equations` from its checked body.
+
+`instantiate` is the one derivation of a block's shapes for any cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from . import model
+from .diagnostics import Diagnostic, Note, Span, error
+from .shapes import Size, sequence_shape
+
+# Every layer's parameters are listed one by one, so the layer count is bounded (far above
+# any real network): a spec cannot make the checker enumerate 10**100 layers.
+MAX_LAYERS = 10_000
+
+
+class ArgumentRule(NamedTuple):
+    """A stack property or block argument: its type, default and range."""
+
+    name: str
+    kind: str  # "int", "float", "bool" or "word"
+    default: object
+    required: bool = False
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    choices: tuple[str, ...] = ()
+    meaning: str = ""
+
+
+class ParameterTemplate(NamedTuple):
+    role: str  # weight_ih; the parameter of layer k, direction s is `weight_ih_l{k}{s}`
+    dims: tuple[Size, ...]
+    when: str | None = None  # an argument whose value must be truthy for the parameter to exist
+    init: tuple = ("uniform",)  # ("uniform",), ("zeros",), ("ones",), ("uniform", a, b), ...
+
+
+class StateTemplate(NamedTuple):
+    name: str  # `h`: expect keys and docs say `h0` and `h_n`
+    size: Size
+
+
+class Cell(NamedTuple):
+    name: str
+    arguments: tuple[ArgumentRule, ...]  # in the order positional arguments take them
+    positional: bool  # whether a block may pass arguments by position (PyTorch's order)
+    parameters: tuple[ParameterTemplate, ...]
+    states: tuple[StateTemplate, ...]  # the first is the step's output
+    derived: tuple[tuple[str, Callable[[dict], int]], ...] = ()  # sizes computed from arguments
+    validate: Callable[[dict, dict], list[Diagnostic]] | None = None
+    torch_class: str | None = None  # the torch.nn module of the fused backend; None: written out
+    torch_arguments: tuple[str, ...] = ()  # constructor keywords beyond the common ones
+    step_arguments: tuple[str, ...] = ()  # arguments the explicit step class takes
+    template: str | None = None  # built-ins: the template of the explicit step class
+    equations: str = ""  # the step in words, for docstrings
+    span: Span | None = None  # where a user cell is declared
+    declared: tuple[str, ...] = ()  # user cells: the size arguments of the header
+    step: object = None  # user cells: the checked step (`equations.Step`)
+
+    @property
+    def rules(self) -> dict[str, ArgumentRule]:
+        return {rule.name: rule for rule in self.arguments}
+
+
+# ----------------------------------------------------------------------------- arguments
+
+HIDDEN_SIZE = ArgumentRule("hidden_size", "int", None, required=True, minimum=1,
+                           meaning="features in the hidden state")
+NUM_LAYERS = ArgumentRule("num_layers", "int", 1, minimum=1, maximum=MAX_LAYERS,
+                          meaning="recurrent layers stacked in the block")
+BIAS = ArgumentRule("bias", "bool", True, meaning="whether the layers have bias_ih and bias_hh")
+BIDIRECTIONAL = ArgumentRule("bidirectional", "bool", False,
+                             meaning="run a second direction backwards")
+DROPOUT = ArgumentRule("dropout", "float", 0.0, minimum=0.0, maximum=1.0,
+                       meaning="dropout on the outputs of every layer but the last")
+INPUT_SIZE = ArgumentRule("input_size", "int", None, minimum=1,
+                          meaning="features in; inferred from the previous block when omitted")
+BATCH_FIRST = ArgumentRule("batch_first", "bool", None,
+                           meaning="must agree with the stack's `batch_first`")
+NONLINEARITY = ArgumentRule("nonlinearity", "word", "tanh", choices=("tanh", "relu"),
+                            meaning="the activation of a plain RNN")
+PROJ_SIZE = ArgumentRule("proj_size", "int", 0, minimum=0,
+                         meaning="project h to this size (0: no projection)")
+
+# Arguments every cell's blocks take, built-in or declared.
+COMMON_ARGUMENTS = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, BATCH_FIRST, DROPOUT, BIDIRECTIONAL)
+
+STACK_PROPERTIES: dict[str, ArgumentRule] = {
+    "input_size": ArgumentRule("input_size", "int", None, required=True, minimum=1,
+                               meaning="the features of each input step"),
+    "batch_first": ArgumentRule("batch_first", "bool", False,
+                                meaning="input and output are [B, T, F]"),
+}
+
+# How a block's summary line shows an argument that is not at its default, in this order.
+SUMMARY = (
+    ("bidirectional", lambda v: "bidirectional"),
+    ("proj_size", lambda v: f"projected to {v}"),
+    ("nonlinearity", lambda v: v),
+    ("dropout", lambda v: f"dropout {v:g}"),
+    ("bias", lambda v: "no bias"),
+)
+
+# ----------------------------------------------------------------------------- built-in cells
+
+_H, _I = Size.of("hidden_size"), Size.of("input_size")
+
+
+def _torch_parameters(gates: int, state: Size, *, projected: bool = False):
+    """nn.RNNBase's parameters for `gates` gates: weight_ih, weight_hh, biases, weight_hr."""
+    rows = gates * _H
+    parameters = [
+        ParameterTemplate("weight_ih", (rows, _I)),
+        ParameterTemplate("weight_hh", (rows, state)),
+        ParameterTemplate("bias_ih", (rows,), when="bias"),
+        ParameterTemplate("bias_hh", (rows,), when="bias"),
+    ]
+    if projected:
+        parameters.append(ParameterTemplate("weight_hr", (Size.of("proj_size"), _H),
+                                            when="proj_size"))
+    return tuple(parameters)
+
+
+def _projection_smaller(values: dict, spans: dict) -> list[Diagnostic]:
+    projection, hidden = values["proj_size"], values["hidden_size"]
+    if 0 < projection and projection >= hidden:
+        return [error("E037", f"`proj_size` ({projection}) must be smaller than "
+                      f"`hidden_size` ({hidden})", spans["proj_size"],
+                      notes=[Note("`hidden_size` is set here", spans.get("hidden_size"))],
+                      help="use `proj_size = 0` for no projection")]
+    return []
+
+
+def _builtin(name: str, torch_class: str, gates: int, extra: tuple[ArgumentRule, ...],
+             **fields) -> Cell:
+    # PyTorch's positional order: input_size, hidden_size, num_layers, nonlinearity (rnn),
+    # bias, batch_first, dropout, bidirectional, proj_size (lstm)
+    leading = tuple(a for a in extra if a.name == "nonlinearity")
+    trailing = tuple(a for a in extra if a.name != "nonlinearity")
+    arguments = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, *leading, BIAS, BATCH_FIRST, DROPOUT,
+                 BIDIRECTIONAL, *trailing)
+    fields.setdefault("states", (StateTemplate("h", _H),))
+    fields.setdefault("parameters", _torch_parameters(gates, fields["states"][0].size))
+    return Cell(name=name, arguments=arguments, positional=True, torch_class=torch_class,
+                template=f"cells/{name}.py.jinja", **fields)
+
+
+BUILTIN_CELLS: dict[str, Cell] = {
+    cell.name: cell
+    for cell in (
+        _builtin("rnn", "RNN", 1, (NONLINEARITY,), torch_arguments=("nonlinearity",),
+                 step_arguments=("nonlinearity",),
+                 equations="h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (or relu)"),
+        _builtin("lstm", "LSTM", 4, (PROJ_SIZE,),
+                 states=(StateTemplate("h", Size.of("state_size")), StateTemplate("c", _H)),
+                 parameters=_torch_parameters(4, Size.of("state_size"), projected=True),
+                 derived=(("state_size", lambda v: v["proj_size"] or v["hidden_size"]),),
+                 validate=_projection_smaller, torch_arguments=("proj_size",),
+                 equations="i, f, g, o = gates of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); "
+                           "c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t), then W_hr h_t"),
+        _builtin("gru", "GRU", 3, (),
+                 equations="r, z = gates; n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn)); "
+                           "h_t = (1 - z) * n + z * h_{t-1}"),
+    )
+}
+
+# ----------------------------------------------------------------------------- instantiation
+
+
+def state_keys(state: str) -> tuple[str, str]:
+    """The `expect` and docstring names of a state's initial and final values: `h0`, `h_n`."""
+    return f"{state}0", f"{state}_n"
+
+
+def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Span,
+                input_size: int, batch_first: bool, spans: dict) -> model.Block:
+    """Every shape of one block of `cell`, for the block's bound argument values."""
+    sizes = {key: value for key, value in values.items()
+             if isinstance(value, int) and not isinstance(value, bool)}
+    for derived, compute in cell.derived:
+        sizes[derived] = compute(values)
+    directions = 2 if values["bidirectional"] else 1
+    num_layers = values["num_layers"]
+    first_state = cell.states[0].size
+    state_size = first_state.evaluate({**sizes, "input_size": input_size})
+    present = [t for t in cell.parameters if t.when is None or values.get(t.when)]
+    parameters: list[model.Parameter] = []
+    for layer in range(num_layers):
+        layer_sizes = {**sizes, "input_size": input_size if layer == 0 else directions * state_size}
+        shapes = [(t.role, tuple(d.evaluate(layer_sizes) for d in t.dims)) for t in present]
+        for reverse in (False, True)[:directions]:
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            parameters += [model.Parameter(role + suffix, role, layer, reverse, shape)
+                           for role, shape in shapes]
+    state_sizes = {**sizes, "input_size": input_size}
+    states = {state_keys(s.name)[0]: (directions * num_layers, "B", s.size.evaluate(state_sizes))
+              for s in cell.states}
+    output_size = directions * state_size
+    return model.Block(
+        name=name, cell=cell.name, spec=cell, position=position, span=span,
+        input_size=input_size, hidden_size=values["hidden_size"], num_layers=num_layers,
+        bidirectional=values["bidirectional"], dropout=values["dropout"],
+        num_directions=directions, state_size=state_size, output_size=output_size,
+        arguments=values, argument_spans=spans,
+        parameters=tuple(parameters), states=states,
+        output=sequence_shape(output_size, batch_first),
+        parameter_count=sum(p.numel for p in parameters),
+    )

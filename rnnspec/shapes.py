@@ -1,0 +1,167 @@
+"""Symbolic sizes: polynomials over size names with integer coefficients.
+
+A size such as `4 * hidden_size` or `input_size + hidden_size` is a `Size`: a canonical
+sum of monomials, so `hidden_size * 2 * 2` and `4 * hidden_size` are the same value and
+compare equal. Sizes print back the way a person writes them. Shapes are tuples of
+dimensions, each an int, a `Size`, a symbol (`"T"`, `"B"`) or None (any).
+
+Pure: no diagnostics here. Callers compare and report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+Monomial = tuple[str, ...]  # sorted size names, with repeats: ("hidden_size", "hidden_size")
+
+
+class Size:
+    """A polynomial in size names with integer coefficients, in canonical form."""
+
+    __slots__ = ("terms", "_hash")
+
+    def __init__(self, terms: Mapping[Monomial, int] | None = None):
+        canonical = {tuple(sorted(m)): c for m, c in (terms or {}).items() if c}
+        # degree first, then names: `input_size + hidden_size + 1`
+        self.terms: tuple[tuple[Monomial, int], ...] = tuple(
+            sorted(canonical.items(), key=lambda item: (-len(item[0]), item[0])))
+        self._hash = hash(self.terms)
+
+    # ------------------------------------------------------------------- construction
+
+    @classmethod
+    def of(cls, value: int | str | Size) -> Size:
+        """A constant (int) or a size name (str) as a `Size`."""
+        if isinstance(value, Size):
+            return value
+        if isinstance(value, bool):
+            raise TypeError("a bool is not a size")
+        if isinstance(value, int):
+            return cls({(): value})
+        return cls({(value,): 1})
+
+    # ------------------------------------------------------------------- ring operations
+
+    def _combine(self, other: Size, sign: int) -> Size:
+        terms = dict(self.terms)
+        for monomial, coefficient in Size.of(other).terms:
+            terms[monomial] = terms.get(monomial, 0) + sign * coefficient
+        return Size(terms)
+
+    def __add__(self, other) -> Size:
+        return self._combine(Size.of(other), 1)
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> Size:
+        return self._combine(Size.of(other), -1)
+
+    def __rsub__(self, other) -> Size:
+        return Size.of(other)._combine(self, -1)
+
+    def __neg__(self) -> Size:
+        return Size({m: -c for m, c in self.terms})
+
+    def __mul__(self, other) -> Size:
+        other = Size.of(other)
+        terms: dict[Monomial, int] = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in other.terms:
+                key = tuple(sorted(m1 + m2))
+                terms[key] = terms.get(key, 0) + c1 * c2
+        return Size(terms)
+
+    __rmul__ = __mul__
+
+    def exact_div(self, divisor: int) -> Size | None:
+        """`self / divisor` when every coefficient divides, for every value of the names."""
+        if divisor == 0 or any(c % divisor for _, c in self.terms):
+            return None
+        return Size({m: c // divisor for m, c in self.terms})
+
+    # ------------------------------------------------------------------- reading
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, int) and not isinstance(other, bool):
+            other = Size.of(other)
+        return isinstance(other, Size) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(name for monomial, _ in self.terms for name in monomial)
+
+    @property
+    def constant(self) -> int | None:
+        """The value when no name appears, else None."""
+        if not self.terms:
+            return 0
+        if len(self.terms) == 1 and self.terms[0][0] == ():
+            return self.terms[0][1]
+        return None
+
+    def evaluate(self, values: Mapping[str, int]) -> int:
+        """The integer value for the given sizes (every name must be bound)."""
+        total = 0
+        for monomial, coefficient in self.terms:
+            product = coefficient
+            for name in monomial:
+                product *= values[name]
+            total += product
+        return total
+
+    def substitute(self, values: Mapping[str, Size | int]) -> Size:
+        """Names replaced by sizes (names without a value stay)."""
+        total = Size()
+        for monomial, coefficient in self.terms:
+            product = Size.of(coefficient)
+            for name in monomial:
+                product = product * Size.of(values.get(name, name))
+            total = total + product
+        return total
+
+    def __str__(self) -> str:
+        if not self.terms:
+            return "0"
+        text = ""
+        for index, (monomial, coefficient) in enumerate(self.terms):
+            magnitude = abs(coefficient)
+            factors = [str(magnitude)] if magnitude != 1 or not monomial else []
+            factors += monomial
+            term = " * ".join(factors)
+            if index == 0:
+                text = ("-" if coefficient < 0 else "") + term
+            else:
+                text += (" - " if coefficient < 0 else " + ") + term
+        return text
+
+    def __repr__(self) -> str:
+        return f"Size({str(self)!r})"
+
+
+def format_dim(dim) -> str:
+    if dim is None:
+        return "_"
+    return str(dim)
+
+
+def format_shape(dims) -> str:
+    """`[T, B, 20]`, `[4 * hidden_size]`; a dimension that may be anything prints as `_`."""
+    return "[" + ", ".join(format_dim(d) for d in dims) + "]"
+
+
+def bind_dims(shape, bindings: Mapping[str, int | None]) -> list:
+    """A derived shape with its symbols (`T`, `B`) replaced by bound values (None: any)."""
+    return [bindings.get(d) if isinstance(d, str) else d for d in shape]
+
+
+def without_batch(shape) -> tuple:
+    """The unbatched form of a derived shape: the `B` axis dropped."""
+    return tuple(d for d in shape if d != "B")
+
+
+def sequence_shape(features, batch_first: bool) -> tuple:
+    """The shape of a sequence of `features`-wide steps: `[T, B, F]` or `[B, T, F]`."""
+    return ("B", "T", features) if batch_first else ("T", "B", features)
