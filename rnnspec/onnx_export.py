@@ -24,6 +24,7 @@ checkpoint or to initialise parameters from the generated module.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import NamedTuple
 
@@ -581,8 +582,20 @@ def load_weights(path: str) -> dict:
         raise ExportError(f"cannot read `{path}`: no such file") from None
     except ImportError as exc:
         raise ExportError(f"cannot read `{path}`: {exc}") from None
+    except IsADirectoryError:
+        raise ExportError(f"cannot read `{path}`: it is a folder") from None
+    except PermissionError:
+        raise ExportError(f"cannot read `{path}`: permission denied") from None
     except Exception as exc:  # torch and safetensors raise many kinds for a bad file
-        raise ExportError(f"cannot read `{path}` as a checkpoint: {str(exc).splitlines()[0]}",
+        if "was not an allowed global" in str(exc) or "Unsupported global" in str(exc):
+            raise ExportError(
+                f"cannot read `{path}`: it holds objects other than tensors and plain "
+                "containers, which loading with weights_only=True refuses",
+                help="save the state dict alone: torch.save(model.state_dict(), path)") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = [] if "Weights only load failed" in text else text.splitlines()
+        raise ExportError(f"cannot read `{path}` as a checkpoint"
+                          + (f": {first[0]}" if first else ""),
                           help="give a state dict saved with torch.save or a .safetensors "
                                "file") from None
     if isinstance(loaded, dict) and not any(hasattr(v, "shape") for v in loaded.values()):
@@ -607,6 +620,8 @@ def match_weights(stack: model.Stack, state: dict, source: str) -> dict:
         elif tuple(state[key].shape) != shape:
             problems.append(f"`{key}` is {list(state[key].shape)}, the stack needs "
                             f"{list(shape)}")
+    if len(problems) > 10:
+        problems[10:] = [f"... and {len(problems) - 10} more missing or mis-shaped tensors"]
     extra = sorted(set(state) - set(expected))
     problems += [f"unexpected `{key}`" for key in extra[:5]]
     if len(extra) > 5:
