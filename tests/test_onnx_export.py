@@ -356,3 +356,84 @@ def test_check_path_does_not_import_onnx():
                          capture_output=True, text=True, timeout=120)
     assert run.stdout.strip().endswith("[]"), run.stdout + run.stderr
 
+
+
+# ----------------------------------------------------------------------------- step statements
+
+
+def _layer_norm_cell():
+    """A cell written with most of the statement vocabulary (what user cells will use)."""
+    S = onnx_export.Stmt
+    return [
+        S("concat", ("x", "h"), "xh"),
+        S("matmul", ("weight", "xh"), "a"),
+        S("layer_norm", ("a", "ln_weight", "ln_bias"), "a", {"eps": 1e-5}),
+        S("chunk", ("a",), ("u", "v"), {"n": 2}),
+        S("sigmoid", ("u",), "gate"),
+        S("neg", ("v",), "nv"),
+        S("relu", ("nv",), "r"),
+        S("sub", (1.0, "gate"), "keep"),
+        S("mul", ("keep", "c"), "kc"),
+        S("mul", ("gate", "r"), "gr"),
+        S("add", ("kc", "gr"), "c"),
+        S("layer_norm", ("c",), "cn"),
+        S("tanh", ("cn",), "t"),
+        S("div", ("t", 2.0), "half"),
+        S("maximum", ("half", "h"), "m"),
+        S("abs", ("m",), "am"),
+        S("neg", ("am",), "nm"),
+        S("exp", ("nm",), "e"),
+        S("sub", ("e", 1.0), "h"),
+        S("matmul", ("proj", "x"), "px"),  # reads x only: computed before the loop
+        S("add", ("h", "px"), "h"),
+    ]
+
+
+def _reference(params, x, h, c, reverse):
+    import torch.nn.functional as F
+
+    p = {k: torch.from_numpy(v) for k, v in params.items()}
+    steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
+    ys = [None] * x.shape[0]
+    for t in steps:
+        a = torch.cat([x[t], h], -1) @ p["weight"].T
+        a = F.layer_norm(a, a.shape[-1:], p["ln_weight"], p["ln_bias"], 1e-5)
+        u, v = a.chunk(2, -1)
+        gate = torch.sigmoid(u)
+        c = (1 - gate) * c + gate * torch.relu(-v)
+        half = torch.tanh(F.layer_norm(c, c.shape[-1:], eps=1e-5)) / 2
+        h = torch.exp(-torch.abs(torch.maximum(half, h))) - 1 + x[t] @ p["proj"].T
+        ys[t] = h
+    return torch.stack(ys), h, c
+
+
+@pytest.mark.parametrize("opset", [14, 17, 18])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_step_statements_equal_a_torch_loop(opset, reverse):
+    rng = np.random.default_rng(opset + reverse)
+    features, H = 3, 4
+    params = {"weight": rng.standard_normal((2 * H, features + H)).astype(np.float32),
+              "ln_weight": rng.standard_normal(2 * H).astype(np.float32),
+              "ln_bias": rng.standard_normal(2 * H).astype(np.float32),
+              "proj": rng.standard_normal((H, features)).astype(np.float32)}
+    model = onnx_export.recurrence_model(_layer_norm_cell(), x_size=features,
+                                         states=[("h", H), ("c", H)], params=params,
+                                         opset=opset, reverse=reverse)
+    onnx_export.validate(model)
+    scan = next(n for n in model.graph.node if n.op_type == "Scan")
+    body = onnx.helper.get_attribute_value(
+        next(a for a in scan.attribute if a.name == "body"))
+    # `proj @ x` was hoisted out of the loop: one MatMul per step, one before the loop.
+    assert [n.op_type for n in body.node].count("MatMul") == 1
+    assert [n.op_type for n in model.graph.node].count("MatMul") == 1
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for T, B in SIZES:
+        x = rng.standard_normal((T, B, features)).astype(np.float32)
+        h0 = rng.standard_normal((B, H)).astype(np.float32)
+        c0 = rng.standard_normal((B, H)).astype(np.float32)
+        y, h_n, c_n = session.run(["y", "h_n", "c_n"], {"x": x, "h0": h0, "c0": c0})
+        expected = _reference(params, torch.from_numpy(x), torch.from_numpy(h0),
+                              torch.from_numpy(c0), reverse)
+        for got, want in zip((y, h_n, c_n), expected):
+            np.testing.assert_allclose(got, want.numpy(), atol=TOLERANCE, rtol=1e-5)
