@@ -774,6 +774,11 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
            f"(evaluation mode: no dropout); parameters from "
            f"{os.path.basename(weights) if weights else f'the initialisation, seed {seed}'}")
     onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states, doc=doc)
-    validate(onnx_model)
+    try:
+        validate(onnx_model)
+    except Exception as exc:  # onnx.checker / shape inference: a bug of ours, not the user's
+        raise ExportError(f"the graph written for stack `{stack.name}` fails ONNX's checks "
+                          f"(a bug in rnnspec; nothing was written): {exc}",
+                          help="please report it with the spec") from None
     write_bytes(output, onnx_model.SerializeToString(), force=force)
     return stack
