@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import models, processes, scaling
+from . import models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -104,6 +104,19 @@ def run(quick: bool) -> str:
                         f"{a['vs_torch']:.2f}" if "vs_torch" in a else a.get("error", ""),
                         f"{a['compile_s']:.1f}" if "compile_s" in a else "-"]
                        for a in explicit["accelerations"]])
+        out.append("")
+    if onnx_rows.available():
+        print("6. ONNX export ...", flush=True)
+        onnx_sizes = [("tiny", 5, 8, 8, 1, 0), ("tiny projected", 5, 8, 8, 1, 4)] \
+            if quick else onnx_rows.SIZES
+        exported = onnx_rows.rows(model_rounds, sizes=onnx_sizes, min_seconds=settle)
+        out += ["## 6. Exported ONNX (onnxruntime, CPU) against the fused module (LSTM, "
+                "forward, same weights and threads; no target)", ""]
+        out += _table(["size", "B", "graph", "rounds", "torch ms", "onnxruntime ms",
+                       "onnxruntime / torch", "A/A noise"],
+                      [[r["size"], r["B"], r["graph"], r["rounds"], f"{r['torch_ms']:.2f}",
+                        f"{r['onnx_ms']:.2f}", f"{r['ratio']:.3f}", f"{r['noise']:.3f}"]
+                       for r in exported])
         out.append("")
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)

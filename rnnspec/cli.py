@@ -1,4 +1,4 @@
-"""The `rnnspec` command line: `check` and `generate`.
+"""The `rnnspec` command line: `check`, `generate` and `export`.
 
 Exit status: 0 when nothing is wrong (warnings allowed), 1 when a spec has errors,
 2 for usage and I/O problems (a missing or unreadable file, a file that is not UTF-8,
@@ -54,6 +54,28 @@ def _parser() -> argparse.ArgumentParser:
                           help="overwrite OUT.py even if rnnspec did not generate it")
     generate.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                           help="colour the diagnostics")
+
+    export = commands.add_parser("export", help="write an ONNX model of a stack")
+    export.add_argument("file", metavar="FILE", help=".rnn spec file")
+    export.add_argument("--stack", metavar="NAME",
+                        help="the stack to export (may be omitted when the file has one)")
+    export.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
+                        help="where to write the ONNX model")
+    export.add_argument("--weights", metavar="CKPT",
+                        help="parameters: a state dict saved with torch.save or a "
+                             ".safetensors file, keys `<block>.<parameter>`; without it, "
+                             "the generated module's initialisation with --seed")
+    export.add_argument("--seed", type=int, default=0,
+                        help="torch.manual_seed before initialising (default 0)")
+    export.add_argument("--opset", type=int, default=None, metavar="N",
+                        help="the ONNX opset (default 17; 14 to 21)")
+    export.add_argument("--initial-states", action="store_true",
+                        help="take h0.<block> (and c0.<block>) as graph inputs; without "
+                             "it every block starts from zeros")
+    export.add_argument("--force", action="store_true",
+                        help="overwrite OUT.onnx even if rnnspec did not write it")
+    export.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the diagnostics")
     return parser
 
 
@@ -111,11 +133,45 @@ def run_generate(args) -> int:
     return EXIT_OK
 
 
+def run_export(args) -> int:
+    from .check import check_path
+    from .diagnostics import Style, render
+    from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError
+
+    style = Style(_use_colour(args.color, sys.stderr))
+    opset = DEFAULT_OPSET if args.opset is None else args.opset
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        sys.stderr.write(f"{style.error('error')}: opset {opset} is not supported: rnnspec "
+                         f"writes opsets {MIN_OPSET} to {MAX_OPSET}\n")
+        return EXIT_USAGE
+    result = check_path(args.file)
+    sources = {result.path: result.text.split("\n")}
+    for diagnostic in result.diagnostics:
+        sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
+    if not result.ok:
+        return _exit_status([result])
+    from .onnx_export import export
+
+    try:
+        stack = export(result, args.output, stack_name=args.stack, weights=args.weights,
+                       opset=opset, seed=args.seed, initial_states=args.initial_states,
+                       force=args.force)
+    except ExportError as exc:
+        sys.stderr.write(f"{style.error('error')}: {exc}\n")
+        if exc.help:
+            sys.stderr.write(f"{style.note('help')}: {exc.help}\n")
+        return exc.status
+    sys.stderr.write(f"wrote `{args.output}`: stack `{stack.name}`, opset {opset}\n")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check":
             return run_check(args)
+        if args.command == "export":
+            return run_export(args)
         return run_generate(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.

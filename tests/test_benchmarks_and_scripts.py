@@ -23,6 +23,9 @@ def test_benchmarks_quick_run(tmp_path):
     for heading in ("## 1. CLI start-up", "## 2. Scaling", "## 3. Generation",
                     "## 4. Generated models, fused", "## 5. Generated models, explicit"):
         assert heading in text
+    from benchmarks.onnx_rows import available
+
+    assert ("## 6. Exported ONNX" in text) == available()
     assert "shows torch or jinja2: neither" in text
     assert "Machine: cpu:" in text
 

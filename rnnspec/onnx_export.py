@@ -1,0 +1,784 @@
+"""ONNX export: an ONNX graph written from the checked model, not traced.
+
+`rnnspec export FILE --stack NAME -o OUT.onnx` reads the checked `model.Stack` and writes
+one node group per block:
+
+- a built-in block without projection becomes ONNX's own `LSTM` / `GRU` / `RNN` operator,
+  one per layer, with PyTorch's gate order and biases converted (LSTM i,f,g,o -> i,o,f,c;
+  GRU r,z,n -> z,r,h with `linear_before_reset = 1`; B = concat(bias_ih, bias_hh));
+- what those operators cannot express (an LSTM with `proj_size`) becomes a `Scan` whose body
+  is written from a list of step statements (`Stmt`): the same builder will take user
+  cells' equations (section 8 of the language). Statements that read only the step input
+  `x`, parameters and constants are hoisted out of the loop and computed for every time
+  step at once (one MatMul per layer instead of one per step).
+
+The graph is the evaluation-mode forward pass: dropout between layers is absent. Inputs:
+`input` (`[T, B, I]`, or `[B, T, I]` with `batch_first`) and, with `initial_states=True`,
+`h0.<block>` (and `c0.<block>`) `[D*L, B, H]`; without them every block starts from zeros.
+Outputs: `output`, `h_n.<block>` (and `c_n.<block>`). T and B are dynamic (`dim_param`).
+
+onnx (and numpy) are imported inside the functions that need them; torch only to read a
+checkpoint or to initialise parameters from the generated module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import NamedTuple
+
+from . import model
+
+MIN_OPSET = 14  # Reshape/Unsqueeze/Squeeze/Split with tensor inputs; LSTM `layout`
+MAX_OPSET = 21  # the newest opset tested with onnxruntime
+DEFAULT_OPSET = 17
+PRODUCER = "rnnspec"
+# protobuf cannot serialise a message of 2 GiB or more
+MAX_MODEL_BYTES = 2**31 - 2**20
+
+
+class ExportError(Exception):
+    """The export cannot be done; `status` is the CLI's exit status (1 or 2)."""
+
+    def __init__(self, message: str, status: int = 2, help: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.help = help
+
+
+# ----------------------------------------------------------------------------- step IR
+
+
+class Stmt(NamedTuple):
+    """One step statement: `outputs = op(*inputs)`.
+
+    `inputs` are names (of `x`, a state, a parameter, or an earlier statement's output) or
+    Python numbers (scalars). `outputs` is one name, or a tuple of names for `chunk`.
+    Ops (the language's section 8 vocabulary, as step functions of one batch of vectors):
+    add sub mul div neg, matmul (`W @ v` in PyTorch's F.linear layout: W `[m, n]`, v `[n]`),
+    sigmoid tanh relu exp log abs sqrt, minimum maximum, concat, chunk (attrs `n`),
+    layer_norm (inputs a [, weight [, bias]]; attrs `eps`).
+    """
+
+    op: str
+    inputs: tuple
+    outputs: str | tuple[str, ...]
+    attrs: dict | None = None
+
+
+_ELEMENTWISE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "minimum": "Min",
+                "maximum": "Max"}
+_UNARY = {"neg": "Neg", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp",
+          "log": "Log", "abs": "Abs", "sqrt": "Sqrt"}
+
+
+class _Graph:
+    """Nodes of one ONNX graph (the main graph or a Scan body) with a shared name pool.
+
+    Initializers always go to the root graph; a body refers to them as outer-scope values.
+    """
+
+    def __init__(self, opset: int, root: _Graph | None = None):
+        self.opset = opset
+        self.root = root or self
+        self.nodes: list = []
+        if root is None:
+            self.used: set[str] = set()
+            self.initializers: list = []
+            self.initializer_bytes = 0
+            self._scalars: dict[float, str] = {}
+            self._int_constants: dict[tuple, str] = {}
+            self._transposed: dict[str, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        used = self.root.used
+        name, index = hint, 1
+        while name in used:
+            name, index = f"{hint}_{index}", index + 1
+        used.add(name)
+        return name
+
+    def node(self, op: str, inputs, outputs=1, hint: str | None = None, **attrs):
+        """Append a node; returns its output name (or the list of names, for several)."""
+        from onnx import helper
+
+        if isinstance(outputs, int):
+            names = [self.fresh(f"{hint or op.lower()}") for _ in range(outputs)]
+        else:
+            names = list(outputs)
+        self.nodes.append(helper.make_node(op, list(inputs), names,
+                                           name=self.fresh(f"node.{names[0]}"), **attrs))
+        return names[0] if len(names) == 1 else names
+
+    def initializer(self, hint: str, array) -> str:
+        from onnx import numpy_helper
+
+        root = self.root
+        name = root.fresh(hint)
+        root.initializers.append(numpy_helper.from_array(array, name))
+        root.initializer_bytes += array.nbytes
+        if root.initializer_bytes > MAX_MODEL_BYTES:
+            raise ExportError(
+                "the parameters take more than 2 GiB, the most one ONNX protobuf file can hold",
+                help="export a smaller stack (ONNX external data is not supported yet)")
+        return name
+
+    def scalar(self, value: float) -> str:
+        import numpy as np
+
+        root = self.root
+        if float(value) not in root._scalars:
+            root._scalars[float(value)] = self.initializer(
+                "const", np.array(value, dtype=np.float32))
+        return root._scalars[float(value)]
+
+    def ints(self, values) -> str:
+        import numpy as np
+
+        root = self.root
+        key = tuple(int(v) for v in values)
+        if key not in root._int_constants:
+            root._int_constants[key] = self.initializer("ints", np.array(key, dtype=np.int64))
+        return root._int_constants[key]
+
+    def transposed(self, weight: str) -> str:
+        """`weight` transposed, computed once in the root graph (folded by runtimes)."""
+        root = self.root
+        if weight not in root._transposed:
+            root._transposed[weight] = root.node("Transpose", [weight], hint=f"{weight}.T",
+                                                 perm=[1, 0])
+        return root._transposed[weight]
+
+
+def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int]) -> list[str]:
+    """ONNX nodes for one statement over tensors whose last axis is the feature axis."""
+    op, attrs = stmt.op, stmt.attrs or {}
+    outputs = (stmt.outputs,) if isinstance(stmt.outputs, str) else tuple(stmt.outputs)
+    hint = outputs[0]
+    if op in _ELEMENTWISE:
+        return [g.node(_ELEMENTWISE[op], args, hint=hint)]
+    if op in _UNARY:
+        return [g.node(_UNARY[op], args, hint=hint)]
+    if op == "matmul":
+        weight, vector = args
+        return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
+    if op == "concat":
+        return [g.node("Concat", args, hint=hint, axis=-1)]
+    if op == "chunk":
+        size = features[stmt.inputs[0]]
+        n = attrs.get("n", len(outputs))
+        if n != len(outputs) or size % n:
+            raise ValueError(f"cannot chunk {size} features into {len(outputs)} pieces")
+        split = g.ints([size // n] * n)
+        names = [g.fresh(name) for name in outputs]
+        g.node("Split", [args[0], split], names, axis=-1)
+        return names
+    if op == "layer_norm":
+        eps = float(attrs.get("eps", 1e-5))
+        a, *affine = args
+        if g.opset >= 17 and affine:
+            scale = affine[0]
+            inputs = [a, scale] + ([affine[1]] if len(affine) > 1 else [])
+            return [g.node("LayerNormalization", inputs, hint=hint, axis=-1, epsilon=eps)]
+        axes = g.ints([-1])
+        mean_inputs = [a, axes] if g.opset >= 18 else [a]
+        mean_attrs = {} if g.opset >= 18 else {"axes": [-1]}
+        mean = g.node("ReduceMean", mean_inputs[:1] + mean_inputs[1:], hint=f"{hint}.mean",
+                      **mean_attrs)
+        centred = g.node("Sub", [a, mean], hint=f"{hint}.centred")
+        square = g.node("Mul", [centred, centred], hint=f"{hint}.square")
+        var_inputs = [square, axes] if g.opset >= 18 else [square]
+        variance = g.node("ReduceMean", var_inputs, hint=f"{hint}.var", **mean_attrs)
+        spread = g.node("Sqrt", [g.node("Add", [variance, g.scalar(eps)])], hint=f"{hint}.std")
+        out = g.node("Div", [centred, spread], hint=hint)
+        if affine:
+            out = g.node("Mul", [out, affine[0]], hint=hint)
+        if len(affine) > 1:
+            out = g.node("Add", [out, affine[1]], hint=hint)
+        return [out]
+    raise ValueError(f"unknown step operation {op!r}")
+
+
+def _stmt_features(stmt: Stmt, features: dict[str, int], params: dict[str, tuple]) -> list[int]:
+    """The feature sizes of a statement's outputs (for chunk sizes and Scan signatures)."""
+    def size(arg):
+        return 1 if isinstance(arg, (int, float)) else features[arg]
+
+    op = stmt.op
+    if op == "matmul":
+        return [params[stmt.inputs[0]][0]]
+    if op == "concat":
+        return [sum(size(a) for a in stmt.inputs)]
+    if op == "chunk":
+        n = len(stmt.outputs)
+        return [size(stmt.inputs[0]) // n] * n
+    if op == "layer_norm":
+        return [size(stmt.inputs[0])]
+    return [max(size(a) for a in stmt.inputs)]
+
+
+def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_size: int,
+                    states: list[tuple[str, int, str]], params: dict[str, tuple[str, tuple]],
+                    reverse: bool = False) -> tuple[str, list[str]]:
+    """A recurrence over the time axis of `x` (`[T, B, x_size]`) as one ONNX `Scan`.
+
+    `states`: (name, size, initial value `[B, size]` in `g`), in order; the first is the
+    step's output. `params`: IR name -> (graph value name, shape). Statements reading only
+    `x`, parameters and numbers are computed before the loop for all steps at once.
+    Returns (the outputs `[T, B, size of the first state]`, the final states `[B, size]`).
+    """
+    from onnx import TensorProto, helper
+
+    features: dict[str, int] = {"x": x_size}
+    features.update({name: size for name, size, _ in states})
+    param_shapes = {name: shape for name, (_, shape) in params.items()}
+    for name, (_, shape) in params.items():
+        features[name] = shape[-1] if len(shape) == 1 else shape[0]
+
+    # Split the statements: those computable for every step at once, and the loop body.
+    step_dependent = {name for name, _, _ in states}
+    hoisted, body = [], []
+    for stmt in statements:
+        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
+        sizes = _stmt_features(stmt, features, param_shapes)
+        for out, size in zip(outs, sizes):
+            features[out] = size
+        if any(isinstance(a, str) and a in step_dependent for a in stmt.inputs):
+            body.append(stmt)
+            step_dependent.update(outs)
+        else:
+            hoisted.append(stmt)
+            step_dependent.difference_update(outs)  # a name reassigned from hoisted values
+
+    def arguments(graph: _Graph, stmt: Stmt, env: dict[str, str]) -> list[str]:
+        return [graph.scalar(a) if isinstance(a, (int, float)) else env[a] for a in stmt.inputs]
+
+    outer_env = {"x": x}
+    outer_env.update({name: value for name, (value, _) in params.items()})
+    for stmt in hoisted:
+        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
+        for out, value in zip(outs, _emit_stmt(g, stmt, arguments(g, stmt, outer_env), features)):
+            outer_env[out] = value
+
+    # The body reads per-step slices of the hoisted values it uses (x included).
+    body_graph = _Graph(g.opset, root=g.root)
+    env = {name: value for name, (value, _) in params.items()}
+    state_inputs, scan_inputs, scan_outer = [], [], []
+    for name, size, _ in states:
+        env[name] = body_graph.fresh(f"{scope}.{name}_prev")
+        state_inputs.append(helper.make_tensor_value_info(env[name], TensorProto.FLOAT,
+                                                          ["B", size]))
+    for stmt in body:
+        for arg in stmt.inputs:
+            if isinstance(arg, str) and arg not in env and arg in outer_env:
+                env[arg] = body_graph.fresh(f"{scope}.{arg}_t")
+                scan_inputs.append(helper.make_tensor_value_info(env[arg], TensorProto.FLOAT,
+                                                                 ["B", features[arg]]))
+                scan_outer.append(outer_env[arg])
+        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
+        for out, value in zip(outs, _emit_stmt(body_graph, stmt,
+                                               arguments(body_graph, stmt, env), features)):
+            env[out] = value
+    if not scan_inputs:  # a recurrence that never reads x still runs T steps
+        env["x"] = body_graph.fresh(f"{scope}.x_t")
+        scan_inputs.append(helper.make_tensor_value_info(env["x"], TensorProto.FLOAT,
+                                                         ["B", x_size]))
+        scan_outer.append(x)
+
+    # Outputs: every state's new value, then the first state again as the scan output.
+    # (A state never assigned passes through; ONNX needs distinct output names.)
+    state_outputs = []
+    for name, size, _ in states:
+        value = env[name]
+        if value in {vi.name for vi in state_inputs}:
+            value = body_graph.node("Identity", [value], hint=f"{scope}.{name}_next")
+        state_outputs.append(helper.make_tensor_value_info(value, TensorProto.FLOAT,
+                                                           ["B", size]))
+    first_name, first_size, _ = states[0]
+    step_output = body_graph.node("Identity", [state_outputs[0].name],
+                                  hint=f"{scope}.{first_name}_t")
+    outputs = state_outputs + [helper.make_tensor_value_info(step_output, TensorProto.FLOAT,
+                                                             ["B", first_size])]
+    body_proto = helper.make_graph(body_graph.nodes, g.fresh(f"{scope}.step"),
+                                   state_inputs + scan_inputs, outputs)
+    finals = [g.fresh(f"{scope}.{name}_n") for name, _, _ in states]
+    sequence = g.fresh(f"{scope}.y")
+    direction = [1 if reverse else 0]
+    g.node("Scan", [initial for _, _, initial in states] + scan_outer, finals + [sequence],
+           body=body_proto, num_scan_inputs=len(scan_outer),
+           scan_input_directions=direction * len(scan_outer), scan_output_directions=direction)
+    return sequence, finals
+
+
+def recurrence_model(statements: list[Stmt], *, x_size: int, states: list[tuple[str, int]],
+                     params: dict, opset: int = DEFAULT_OPSET, reverse: bool = False):
+    """One recurrence alone as a model, to test step statements: inputs `x` `[T, B, x_size]`
+    and `<state>0` `[B, size]`; outputs `y` `[T, B, size of the first state]` and
+    `<state>_n`. `params`: name -> float32 array."""
+    from onnx import TensorProto, helper
+
+    g = _Graph(opset)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", x_size])]
+    g.used.update(["x", "y"])
+    for name, size in states:
+        g.used.update([f"{name}0", f"{name}_n"])
+        inputs.append(helper.make_tensor_value_info(f"{name}0", TensorProto.FLOAT, ["B", size]))
+    weights = {name: (g.initializer(name, array), array.shape) for name, array in params.items()}
+    y, finals = emit_recurrence(g, "cell", statements, x="x", x_size=x_size,
+                                states=[(n, size, f"{n}0") for n, size in states],
+                                params=weights, reverse=reverse)
+    g.node("Identity", [y], ["y"])
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", states[0][1]])]
+    for (name, size), value in zip(states, finals):
+        g.node("Identity", [value], [f"{name}_n"])
+        outputs.append(helper.make_tensor_value_info(f"{name}_n", TensorProto.FLOAT,
+                                                     ["B", size]))
+    graph = helper.make_graph(g.nodes, "recurrence", inputs, outputs,
+                              initializer=g.initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    return helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
+                             ir_version=helper.find_min_ir_version_for(opsets))
+
+
+# ----------------------------------------------------------------------------- cells as IR
+
+
+def builtin_step(block: model.Block, suffix: str) -> tuple[list[Stmt], list[str]]:
+    """The step equations of a built-in cell (PyTorch's), as statements, and the parameter
+    names they read (`weight_ih` ... without the layer suffix)."""
+    S = Stmt
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if block.bias else [])
+    stmts = [S("matmul", ("weight_ih", "x"), "gi")]
+    if block.bias:
+        stmts.append(S("add", ("gi", "bias_ih"), "gi"))
+    stmts.append(S("matmul", ("weight_hh", "h"), "gh"))
+    if block.bias:
+        stmts.append(S("add", ("gh", "bias_hh"), "gh"))
+    if block.cell == "rnn":
+        stmts += [S("add", ("gi", "gh"), "a"),
+                  S("relu" if block.nonlinearity == "relu" else "tanh", ("a",), "h")]
+    elif block.cell == "gru":
+        stmts += [S("chunk", ("gi",), ("i_r", "i_z", "i_n"), {"n": 3}),
+                  S("chunk", ("gh",), ("h_r", "h_z", "h_n"), {"n": 3}),
+                  S("add", ("i_r", "h_r"), "r"), S("sigmoid", ("r",), "r"),
+                  S("add", ("i_z", "h_z"), "z"), S("sigmoid", ("z",), "z"),
+                  S("mul", ("r", "h_n"), "rn"), S("add", ("i_n", "rn"), "n"),
+                  S("tanh", ("n",), "n"),
+                  S("sub", ("h", "n"), "d"), S("mul", ("z", "d"), "zd"),
+                  S("add", ("n", "zd"), "h")]
+    else:
+        stmts += [S("add", ("gi", "gh"), "gates"),
+                  S("chunk", ("gates",), ("i", "f", "g", "o"), {"n": 4}),
+                  S("sigmoid", ("i",), "i"), S("sigmoid", ("f",), "f"), S("tanh", ("g",), "g"),
+                  S("sigmoid", ("o",), "o"),
+                  S("mul", ("f", "c"), "fc"), S("mul", ("i", "g"), "ig"),
+                  S("add", ("fc", "ig"), "c"), S("tanh", ("c",), "tc"),
+                  S("mul", ("o", "tc"), "hp" if block.proj_size else "h")]
+        if block.proj_size:
+            stmts.append(S("matmul", ("weight_hr", "hp"), "h"))
+            names.append("weight_hr")
+    return stmts, names
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+def _gate_order(cell: str) -> list[int]:
+    return {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}[cell]
+
+
+def _reorder(array, cell: str):
+    import numpy as np
+
+    pieces = np.split(array, len(_gate_order(cell)), axis=0)
+    return np.concatenate([pieces[i] for i in _gate_order(cell)], axis=0)
+
+
+class _StackContext(NamedTuple):
+    g: _Graph
+    weights: dict  # "<block>.<param>" -> float32 numpy array
+    batch: str  # int64 [1]: the batch size
+    initial_states: bool
+
+
+def _initial_state(ctx: _StackContext, block: model.Block, key: str, given: str | None,
+                   size: int, index: int) -> str:
+    """One layer-direction's initial state `[B, size]`: a slice of the input, or zeros."""
+    from onnx import TensorProto, helper
+
+    g = ctx.g
+    if given is not None:
+        return g.node("Gather", [given, _index(g, index)],
+                      hint=f"{block.name}.{key}[{index}]", axis=0)
+    shape = g.node("Concat", [ctx.batch, g.ints([size])], hint=f"{block.name}.zeros_shape",
+                   axis=0)
+    return g.node("ConstantOfShape", [shape], hint=f"{block.name}.{key}[{index}]",
+                  value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+
+
+def _index(g: _Graph, index: int) -> str:
+    """A scalar int64 index (Gather with it drops the axis)."""
+    import numpy as np
+
+    root = g.root
+    key = ("scalar", index)
+    if key not in root._int_constants:
+        root._int_constants[key] = g.initializer("index", np.array(index, dtype=np.int64))
+    return root._int_constants[key]
+
+
+def _layer_states(ctx: _StackContext, block: model.Block, key: str, given: str | None,
+                  layer: int, size: int) -> str:
+    """`[D, B, size]` for the ONNX operators: rows layer*D .. layer*D + D - 1 (or omitted)."""
+    g = ctx.g
+    if given is None:
+        return ""
+    d = block.num_directions
+    return g.node("Slice", [given, g.ints([layer * d]), g.ints([layer * d + d]), g.ints([0])],
+                  hint=f"{block.name}.{key}_l{layer}")
+
+
+def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
+                            given: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+    """A block as ONNX LSTM/GRU/RNN operators, one per layer."""
+    import numpy as np
+
+    g, D, H = ctx.g, block.num_directions, block.hidden_size
+    direction = "bidirectional" if block.bidirectional else "forward"
+    finals: dict[str, list[str]] = {"h0": [], "c0": []}
+    for layer in range(block.num_layers):
+        suffixes = [f"_l{layer}", f"_l{layer}_reverse"][:D]
+
+        def stacked(role, suffixes=suffixes):
+            return np.stack([_reorder(ctx.weights[f"{block.name}.{role}{s}"], block.cell)
+                             for s in suffixes])
+
+        W = g.initializer(f"{block.name}.W_l{layer}", stacked("weight_ih"))
+        R = g.initializer(f"{block.name}.R_l{layer}", stacked("weight_hh"))
+        B = ""
+        if block.bias:
+            B = g.initializer(f"{block.name}.B_l{layer}", np.concatenate(
+                [stacked("bias_ih"), stacked("bias_hh")], axis=1))
+        inputs = [x, W, R, B, "", _layer_states(ctx, block, "h0", given.get("h0"), layer, H)]
+        attrs = {"hidden_size": H, "direction": direction}
+        if block.cell == "lstm":
+            inputs.append(_layer_states(ctx, block, "c0", given.get("c0"), layer, H))
+            op, count = "LSTM", 3
+        elif block.cell == "gru":
+            op, count = "GRU", 2
+            attrs["linear_before_reset"] = 1
+        else:
+            op, count = "RNN", 2
+            attrs["activations"] = ["Relu" if block.nonlinearity == "relu" else "Tanh"] * D
+        while inputs and inputs[-1] == "":
+            inputs.pop()
+        outs = g.node(op, inputs, count, hint=f"{block.name}.l{layer}", **attrs)
+        y = outs[0]  # [T, D, B, H]
+        finals["h0"].append(outs[1])
+        if block.cell == "lstm":
+            finals["c0"].append(outs[2])
+        y = g.node("Transpose", [y], hint=f"{block.name}.l{layer}.y", perm=[0, 2, 1, 3])
+        x = g.node("Reshape", [y, g.ints([0, 0, -1])], hint=f"{block.name}.l{layer}.out")
+    return x, {key: values for key, values in finals.items() if values}
+
+
+def _scan_block(ctx: _StackContext, block: model.Block, x: str,
+                given: dict[str, str | None]) -> tuple[str, dict[str, str]]:
+    """A block as one Scan per layer and direction, from the cell's step statements."""
+    g, D = ctx.g, block.num_directions
+    state_sizes = {"h0": block.state_size, "c0": block.hidden_size}
+    keys = list(block.states)  # h0 (, c0)
+    finals: dict[str, list[str]] = {key: [] for key in keys}
+    layer_input = block.input_size
+    for layer in range(block.num_layers):
+        outputs = []
+        for reverse in (False, True)[:D]:
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            statements, names = builtin_step(block, suffix)
+            params = {}
+            for name in names:
+                key = f"{block.name}.{name}{suffix}"
+                array = ctx.weights[key]
+                params[name] = (g.initializer(key, array), array.shape)
+            index = layer * D + int(reverse)
+            states = [(key[0], state_sizes[key],
+                       _initial_state(ctx, block, key, given.get(key), state_sizes[key], index))
+                      for key in keys]
+            y, last = emit_recurrence(g, f"{block.name}{suffix}", statements, x=x,
+                                      x_size=layer_input, states=states, params=params,
+                                      reverse=reverse)
+            outputs.append(y)
+            for key, value in zip(keys, last):
+                finals[key].append(g.node("Unsqueeze", [value, g.ints([0])],
+                                          hint=f"{block.name}.{key}{suffix}"))
+        x = outputs[0] if D == 1 else g.node("Concat", outputs, hint=f"{block.name}.l{layer}",
+                                             axis=-1)
+        layer_input = D * block.state_size
+    return x, finals
+
+
+def uses_scan(block: model.Block) -> bool:
+    """Whether a block needs the Scan path (ONNX's LSTM has no projection)."""
+    return bool(block.proj_size)
+
+
+def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET,
+                initial_states: bool = False, scan_everything: bool = False,
+                doc: str = ""):
+    """The ONNX model of `stack` with `weights` ("<block>.<param>" -> float32 array)."""
+    from onnx import TensorProto, helper
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
+                          f"{MIN_OPSET} to {MAX_OPSET}")
+    g = _Graph(opset)
+    for name in ("input", "output"):
+        g.used.add(name)
+    time_axis_first = not stack.batch_first
+    graph_inputs = [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT,
+        ["T", "B", stack.input_size] if time_axis_first else ["B", "T", stack.input_size])]
+    x = "input" if time_axis_first else g.node("Transpose", ["input"], hint="input.time_major",
+                                               perm=[1, 0, 2])
+    batch = g.node("Gather", [g.node("Shape", [x], hint="input.shape"), g.ints([1])],
+                   hint="batch", axis=0)
+    ctx = _StackContext(g, weights, batch, initial_states)
+    graph_outputs = []
+    for block in stack.blocks:
+        given: dict[str, str | None] = {}
+        for key, shape in block.states.items():
+            if initial_states:
+                name = f"{key}.{block.name}"
+                g.used.add(name)
+                graph_inputs.append(helper.make_tensor_value_info(
+                    name, TensorProto.FLOAT, list(shape)))
+                given[key] = name
+            else:
+                given[key] = None
+        if scan_everything or uses_scan(block):
+            x, finals = _scan_block(ctx, block, x, given)
+        else:
+            x, finals = _builtin_operator_block(ctx, block, x, given)
+        for key, values in finals.items():
+            name = f"{key[0]}_n.{block.name}"
+            g.used.add(name)
+            if len(values) == 1:
+                g.node("Identity", values, [name])
+            else:
+                g.node("Concat", values, [name], axis=0)
+            graph_outputs.append(helper.make_tensor_value_info(
+                name, TensorProto.FLOAT, list(block.states[key])))
+    if time_axis_first:
+        g.node("Identity", [x], ["output"])
+    else:
+        g.node("Transpose", [x], ["output"], perm=[1, 0, 2])
+    graph_outputs.insert(0, helper.make_tensor_value_info(
+        "output", TensorProto.FLOAT, list(stack.output)))
+    graph = helper.make_graph(g.nodes, stack.name, graph_inputs, graph_outputs,
+                              initializer=g.initializers, doc_string=doc)
+    opsets = [helper.make_opsetid("", opset)]
+    from . import __version__
+
+    onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
+                                   producer_version=__version__,
+                                   ir_version=helper.find_min_ir_version_for(opsets))
+    return onnx_model
+
+
+def validate(onnx_model):
+    """onnx.checker (full check) and strict shape inference; returns the inferred model."""
+    import onnx
+
+    onnx.checker.check_model(onnx_model, full_check=True)
+    return onnx.shape_inference.infer_shapes(onnx_model, check_type=True, strict_mode=True)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def load_weights(path: str) -> dict:
+    """A checkpoint's state dict as {key: tensor}: `.safetensors`, or a `torch.save` file of
+    a state dict (read with weights_only=True). The shared checkpoint reader replaces this."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return dict(load_file(path))
+        import torch
+
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ExportError(f"cannot read `{path}`: no such file") from None
+    except ImportError as exc:
+        raise ExportError(f"cannot read `{path}`: {exc}") from None
+    except IsADirectoryError:
+        raise ExportError(f"cannot read `{path}`: it is a folder") from None
+    except PermissionError:
+        raise ExportError(f"cannot read `{path}`: permission denied") from None
+    except Exception as exc:  # torch and safetensors raise many kinds for a bad file
+        if "was not an allowed global" in str(exc) or "Unsupported global" in str(exc):
+            raise ExportError(
+                f"cannot read `{path}`: it holds objects other than tensors and plain "
+                "containers, which loading with weights_only=True refuses",
+                help="save the state dict alone: torch.save(model.state_dict(), path)") from None
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = [] if "Weights only load failed" in text else text.splitlines()
+        raise ExportError(f"cannot read `{path}` as a checkpoint"
+                          + (f": {first[0]}" if first else ""),
+                          help="give a state dict saved with torch.save or a .safetensors "
+                               "file") from None
+    if isinstance(loaded, dict) and not any(hasattr(v, "shape") for v in loaded.values()):
+        for key in ("state_dict", "model"):
+            if isinstance(loaded.get(key), dict):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, dict):
+        raise ExportError(f"`{path}` holds a {type(loaded).__name__}, not a state dict")
+    return loaded
+
+
+def match_weights(stack: model.Stack, state: dict, source: str) -> dict:
+    """{"<block>.<param>": float32 numpy array} for every parameter, checked by shape."""
+    import numpy as np
+
+    expected = {f"{b.name}.{p.name}": p.shape for b in stack.blocks for p in b.parameters}
+    problems = []
+    for key, shape in expected.items():
+        if key not in state:
+            problems.append(f"missing `{key}` {list(shape)}")
+        elif tuple(state[key].shape) != shape:
+            problems.append(f"`{key}` is {list(state[key].shape)}, the stack needs "
+                            f"{list(shape)}")
+    if len(problems) > 10:
+        problems[10:] = [f"... and {len(problems) - 10} more missing or mis-shaped tensors"]
+    extra = sorted(set(state) - set(expected))
+    problems += [f"unexpected `{key}`" for key in extra[:5]]
+    if len(extra) > 5:
+        problems.append(f"... and {len(extra) - 5} more unexpected keys")
+    if problems:
+        raise ExportError(
+            f"{source} does not match stack `{stack.name}`:\n  " + "\n  ".join(problems),
+            status=1, help=f"keys are `<block>.<parameter>` as the generated `{stack.name}`'s "
+                           "state_dict() names them")
+    out = {}
+    for key in expected:
+        value = state[key]
+        if hasattr(value, "detach"):
+            value = value.detach().to(device="cpu").float().numpy()
+        out[key] = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    return out
+
+
+def initial_weights(spec_path: str, stack: model.Stack, seed: int) -> dict:
+    """The generated module's own initialisation with `torch.manual_seed(seed)`."""
+    import torch
+
+    from . import load
+
+    module = getattr(load(spec_path), stack.name)
+    torch.manual_seed(seed)
+    with torch.device("cpu"):
+        net = module()
+    return net.state_dict()
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _is_ours(path: str) -> bool:
+    """Whether `path` is an ONNX file rnnspec wrote: its producer_name is field 2, right
+    after ir_version, in the serialised bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    mark = b"\x12" + bytes([len(PRODUCER)]) + PRODUCER.encode()
+    return head[:1] == b"\x08" and mark in head[:16]
+
+
+def write_bytes(path: str, data: bytes, *, force: bool = False) -> None:
+    """Write `data` to `path` atomically; refuse to replace a file rnnspec did not write."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ExportError(f"cannot write `{path}`: it is a folder")
+    if not os.path.isdir(folder):
+        raise ExportError(f"cannot write `{path}`: the folder `{folder}` does not exist")
+    if os.path.exists(path) and not force:
+        try:
+            ours = _is_ours(path)
+        except OSError as exc:
+            raise ExportError(f"cannot read `{path}` to see what it is: {exc.strerror}") from None
+        if not ours:
+            raise ExportError(f"refusing to overwrite `{path}`: rnnspec did not write it "
+                              "(use --force to replace it)")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".onnx.tmp")
+    except OSError as exc:
+        raise ExportError(f"cannot write in `{folder}`: {exc.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except OSError as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise ExportError(f"cannot write `{path}`: {exc.strerror}") from None
+
+
+def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
+    names = [s.name for s in result.stacks]
+    if name is None:
+        if len(names) == 1:
+            return result.stacks[0]
+        raise ExportError(f"`{result.path}` has {len(names)} stacks; say which with --stack",
+                          help="stacks: " + ", ".join(f"`{n}`" for n in names))
+    for stack in result.stacks:
+        if stack.name == name:
+            return stack
+    from .diagnostics import did_you_mean
+
+    hint = did_you_mean(name, names)
+    raise ExportError(f"no stack `{name}` in `{result.path}`",
+                      help=hint or ("stacks: " + ", ".join(f"`{n}`" for n in names)))
+
+
+def export(result: model.CheckedFile, output: str, *, stack_name: str | None = None,
+           weights: str | None = None, opset: int = DEFAULT_OPSET, seed: int = 0,
+           initial_states: bool = False, force: bool = False) -> model.Stack:
+    """Export a checked file's stack to `output`; raises ExportError."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
+                          f"{MIN_OPSET} to {MAX_OPSET}")
+    stack = find_stack(result, stack_name)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ExportError("export needs onnx: pip install 'rnnspec[onnx]'") from None
+    if weights is not None:
+        state, source = load_weights(weights), f"`{weights}`"
+    else:
+        try:
+            state = initial_weights(result.path, stack, seed)
+        except ImportError:
+            raise ExportError("export without --weights needs torch to initialise the "
+                              "parameters: pip install 'rnnspec[torch]'") from None
+        source = "the initialisation"
+    arrays = match_weights(stack, state, source)
+    doc = (f"stack {stack.name} of {os.path.basename(result.path)}, exported by rnnspec "
+           f"(evaluation mode: no dropout); parameters from "
+           f"{os.path.basename(weights) if weights else f'the initialisation, seed {seed}'}")
+    onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states, doc=doc)
+    try:
+        validate(onnx_model)
+    except Exception as exc:  # onnx.checker / shape inference: a bug of ours, not the user's
+        raise ExportError(f"the graph written for stack `{stack.name}` fails ONNX's checks "
+                          f"(a bug in rnnspec; nothing was written): {exc}",
+                          help="please report it with the spec") from None
+    write_bytes(output, onnx_model.SerializeToString(), force=force)
+    return stack
