@@ -99,7 +99,7 @@ def assert_same(stack, net, model, initial_states: bool, seed: int) -> None:
             states = (states,)
         expected = {"output": output}
         for block, state in zip(stack.blocks, states):
-            if block.has_cell_state:
+            if "c0" in block.states:
                 expected[f"h_n.{block.name}"], expected[f"c_n.{block.name}"] = state
             else:
                 expected[f"h_n.{block.name}"] = state
