@@ -1,4 +1,4 @@
-"""The `rnnspec` command line: `check` and `generate`.
+"""The `rnnspec` command line: `check`, `generate`, `fmt`, `lsp` and `draw`.
 
 Exit status: 0 when nothing is wrong (warnings allowed), 1 when a spec has errors,
 2 for usage and I/O problems (a missing or unreadable file, a file that is not UTF-8,
@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
                           help="overwrite OUT.py even if rnnspec did not generate it")
     generate.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                           help="colour the diagnostics")
+
+    fmt = commands.add_parser("fmt", help="rewrite specs in the canonical layout")
+    fmt.add_argument("files", nargs="+", metavar="FILE",
+                     help=".rnn spec files (`-`: read stdin, write stdout)")
+    fmt.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 and name each file that would change")
+    fmt.add_argument("--diff", action="store_true",
+                     help="write nothing; print a unified diff of the changes")
+    fmt.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour the diagnostics")
     return parser
 
 
@@ -116,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             return run_check(args)
+        if args.command == "fmt":
+            from .diagnostics import Style
+            from .fmt import run_fmt
+
+            return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
         return run_generate(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.
