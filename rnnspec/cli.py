@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="write nothing; print a unified diff of the changes")
     fmt.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                      help="colour the diagnostics")
+
+    commands.add_parser("lsp", help="serve the Language Server Protocol over stdio "
+                                    "(needs the `lsp` extra: pygls, lsprotocol)")
     return parser
 
 
@@ -131,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             from .fmt import run_fmt
 
             return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "lsp":
+            from .lsp import serve
+
+            return serve()
         return run_generate(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.
