@@ -67,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("lsp", help="serve the Language Server Protocol over stdio "
                                     "(needs the `lsp` extra: pygls, lsprotocol)")
+
+    draw = commands.add_parser("draw", help="draw the stacks of a spec as an SVG picture")
+    draw.add_argument("file", metavar="FILE", help=".rnn spec file")
+    draw.add_argument("--stack", metavar="NAME", help="draw only this stack (default: all)")
+    draw.add_argument("-o", "--output", default="-", metavar="OUT.svg",
+                      help="where to write the SVG; `-` (the default) for stdout")
+    draw.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                      help="colour the diagnostics")
     return parser
 
 
@@ -134,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             from .fmt import run_fmt
 
             return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "draw":
+            from .diagnostics import Style
+            from .draw import run_draw
+
+            return run_draw(args, Style(_use_colour(args.color, sys.stderr)))
         if args.command == "lsp":
             from .lsp import serve
 

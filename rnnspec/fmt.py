@@ -403,14 +403,19 @@ def format_source(text: str, path: str = "<string>") -> str:
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Replace `path` with `text` through a temporary file in the same folder, keeping the
-    file's permission bits; raises OSError."""
+    """Write `text` to `path` through a temporary file in the same folder renamed into
+    place, keeping an existing file's permission bits; raises OSError."""
     import os
     import stat
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
-    mode = stat.S_IMODE(os.stat(path).st_mode)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".rnn.tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
