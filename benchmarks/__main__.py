@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import models, onnx_rows, processes, scaling
+from . import editor, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -118,6 +118,21 @@ def run(quick: bool) -> str:
                         f"{r['onnx_ms']:.2f}", f"{r['ratio']:.3f}", f"{r['noise']:.3f}"]
                        for r in exported])
         out.append("")
+    print("7. editor commands ...", flush=True)
+    fmt = editor.formatting(rounds)
+    out += ["## 7. Editor commands", "", "Whole processes, interleaved, on the "
+            f"{fmt['files']} examples that parse:", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{s * 1e3:.1f}"] for name, s in fmt["times"].items()])
+    out += ["", "fmt --check / check = " + _verdict(fmt["ratio_fmt_to_check"], 1.3), ""]
+    lsp = editor.lsp_round_trip(3 if quick else 40, lines=200 if quick else 2_000)
+    if lsp is None:
+        out += ["`rnnspec lsp`: not measured (pygls and lsprotocol are not installed)", ""]
+    else:
+        out += [f"`rnnspec lsp`, a {lsp['lines']:,}-line spec, one character changed: "
+                f"diagnostics round trip {lsp['server_ms']:.1f} ms, in-process check "
+                f"{lsp['check_ms']:.1f} ms; round trip / check = "
+                + _verdict(lsp["ratio"], 1.3), ""]
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

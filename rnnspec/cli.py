@@ -1,4 +1,4 @@
-"""The `rnnspec` command line: `check`, `generate` and `export`.
+"""The `rnnspec` command line: `check`, `generate`, `export`, `fmt`, `lsp` and `draw`.
 
 Exit status: 0 when nothing is wrong (warnings allowed), 1 when a spec has errors,
 2 for usage and I/O problems (a missing or unreadable file, a file that is not UTF-8,
@@ -76,6 +76,26 @@ def _parser() -> argparse.ArgumentParser:
                         help="overwrite OUT.onnx even if rnnspec did not write it")
     export.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the diagnostics")
+    fmt = commands.add_parser("fmt", help="rewrite specs in the canonical layout")
+    fmt.add_argument("files", nargs="+", metavar="FILE",
+                     help=".rnn spec files (`-`: read stdin, write stdout)")
+    fmt.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 and name each file that would change")
+    fmt.add_argument("--diff", action="store_true",
+                     help="write nothing; print a unified diff of the changes")
+    fmt.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour the diagnostics")
+
+    commands.add_parser("lsp", help="serve the Language Server Protocol over stdio "
+                                    "(needs the `lsp` extra: pygls, lsprotocol)")
+
+    draw = commands.add_parser("draw", help="draw the stacks of a spec as an SVG picture")
+    draw.add_argument("file", metavar="FILE", help=".rnn spec file")
+    draw.add_argument("--stack", metavar="NAME", help="draw only this stack (default: all)")
+    draw.add_argument("-o", "--output", default="-", metavar="OUT.svg",
+                      help="where to write the SVG; `-` (the default) for stdout")
+    draw.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                      help="colour the diagnostics")
     return parser
 
 
@@ -172,6 +192,20 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(args)
         if args.command == "export":
             return run_export(args)
+        if args.command == "fmt":
+            from .diagnostics import Style
+            from .fmt import run_fmt
+
+            return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "draw":
+            from .diagnostics import Style
+            from .draw import run_draw
+
+            return run_draw(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "lsp":
+            from .lsp import serve
+
+            return serve()
         return run_generate(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.
