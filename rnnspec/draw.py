@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from .model import format_shape
+from .shapes import format_shape
 
 COLUMN = 600  # width of one stack's column
 BOX_X, BOX_WIDTH, BOX_HEIGHT = 40, 300, 68

@@ -127,18 +127,16 @@ def argument_names(cell: str) -> list[tuple[str, str]]:
 
     The one place that knows where block arguments are listed (the lead replaces the
     table with the cell registry)."""
-    from .cells import BLOCK_ARGUMENTS, CELLS
+    from .registry import BUILTIN_CELLS, COMMON_ARGUMENTS
 
-    rules = BLOCK_ARGUMENTS.values()
-    if cell in CELLS:
-        rules = [r for r in rules if cell in r.cells]
+    rules = BUILTIN_CELLS[cell].arguments if cell in BUILTIN_CELLS else COMMON_ARGUMENTS
     return [(r.name, r.meaning) for r in rules]
 
 
 def cell_names() -> list[str]:
-    from .cells import CELLS
+    from .registry import BUILTIN_CELLS
 
-    return list(CELLS)
+    return list(BUILTIN_CELLS)
 
 
 def _format_value(value) -> str:
@@ -148,7 +146,7 @@ def _format_value(value) -> str:
 
 
 def _shape(dims) -> str:
-    from .model import format_shape
+    from .shapes import format_shape
 
     return format_shape(dims)
 
@@ -384,21 +382,23 @@ def completions(analysis: Analysis | None, text: str, offset: int) -> list[Compl
                 for a, meaning in argument_names(name or "")] + values + [
             Completion("true", "value"), Completion("false", "value")]
     if where == "stack":
-        from .cells import STACK_PROPERTIES
+        from .registry import STACK_PROPERTIES
 
         return ([Completion(c, "cell", "recurrent cell", f"{c}(hidden_size = )")
                  for c in cell_names()]
                 + [Completion(p, "property", "stack property", f"{p} = ")
                    for p in STACK_PROPERTIES] + values)
     if where == "expect":
-        from .cells import EXPECT_KEYS, STATE_KEYS
+        from .registry import BUILTIN_CELLS, state_keys
 
-        items = [Completion(k, "key", "expectation", f"{k} = ") for k in EXPECT_KEYS]
+        keys = ["input", "output"] + list(dict.fromkeys(
+            key for cell in BUILTIN_CELLS.values() for s in cell.states
+            for key in state_keys(s.name)))
+        items = [Completion(k, "key", "expectation", f"{k} = ") for k in keys]
         stack = analysis.stacks.get(name) if analysis is not None else None
         if stack is not None and len(stack.blocks) > 1:
             items += [Completion(f"{k}[{b.name}]", "key", "expectation", f"{k}[{b.name}] = ")
-                      for b in stack.blocks for k in STATE_KEYS
-                      if b.has_cell_state or not k.startswith("c")]
+                      for b in stack.blocks for s in b.state_names for k in state_keys(s)]
         return items + values
     if where == "dims":
         return values + [Completion("_", "value", "any size")]
