@@ -93,16 +93,17 @@ def _block_prefixes(stack: model.Stack, prefix: str, modules) -> dict[str, str]:
     return {block.name: prefix + block.name + "." for block in stack.blocks}
 
 
-def _fit(prefixes: dict[str, str], stack: model.Stack, modules) -> tuple[int, int]:
-    """(names found, shapes equal) over the stack's expected tensors."""
-    names = shapes = 0
+def _fit(prefixes: dict[str, str], stack: model.Stack, modules) -> tuple[int, int, int]:
+    """(names found, shapes equal, minus the tensors the stack does not expect)."""
+    names = shapes = extra = 0
     for block in stack.blocks:
         actual = modules.get(prefixes[block.name], {})
         for p in block.parameters:
             if p.name in actual:
                 names += 1
                 shapes += actual[p.name] == p.shape
-    return names, shapes
+        extra += len(actual) - sum(1 for p in block.parameters if p.name in actual)
+    return names, shapes, -extra
 
 
 def _candidates(stack: model.Stack, modules) -> set[str]:
@@ -118,8 +119,8 @@ def _candidates(stack: model.Stack, modules) -> set[str]:
 
 
 def choose_prefix(stack: model.Stack, modules) -> tuple[str | None, list[str]]:
-    """The prefix that explains the most tensors (then the most shapes, then the shortest),
-    and the others that explain exactly as much."""
+    """The prefix that explains the most tensors (then the most shapes, then the fewest
+    tensors left over, then the shortest), and the others that explain exactly as much."""
     scored = []
     for prefix in _candidates(stack, modules):
         fit = _fit(_block_prefixes(stack, prefix, modules), stack, modules)
@@ -372,8 +373,7 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
     also: list[str] = []
     if detected:
         prefix, also = choose_prefix(stack, modules)
-    if prefix is None or not any(_fit(_block_prefixes(stack, prefix, modules), stack,
-                                      modules)):
+    if prefix is None or not _fit(_block_prefixes(stack, prefix, modules), stack, modules)[0]:
         found = sorted(modules)
         notes = ([Note("its recurrent modules: " + ", ".join(f"`{m or '(no prefix)'}`"
                                                                for m in found[:6]))]

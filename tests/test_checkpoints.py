@@ -73,7 +73,7 @@ def where(text: str, needle: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- round trips
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=stack_specs(), fmt=st.sampled_from(["safetensors", "torch"]),
        prefix=st.sampled_from(["", "model.", "encoder.rnn."]))
 def test_round_trip_through_infer(spec, fmt, prefix):
@@ -514,3 +514,43 @@ def test_user_cell_with_a_declared_argument():
     modules, skipped = infer_modules({"enc." + k: (v, "float32") for k, v in shapes.items()},
                                      [cell])
     assert skipped == [] and modules[0].cell == "Projected"
+
+
+# ----------------------------------------------------------------------------- random mutations
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=stack_specs(), data=st.data())
+def test_one_changed_argument_is_one_diagnostic_at_it(spec, data):
+    """A checkpoint trained with one argument changed: one diagnostic, at that argument as
+    written, or at the block when the spec leaves it at its default."""
+    import copy
+
+    from rnnspec.parse import parse
+
+    index = data.draw(st.integers(0, len(spec.blocks) - 1))
+    argument = data.draw(st.sampled_from(["hidden_size", "num_layers", "bidirectional",
+                                          "bias"]))
+    trained = copy.deepcopy(spec)
+    block = trained.blocks[index]
+    if argument == "hidden_size":
+        block.hidden_size += data.draw(st.integers(1, 3))
+    elif argument == "num_layers":
+        block.num_layers += 1
+    else:
+        setattr(block, argument, not getattr(block, argument))
+    shapes = {f"{name}.{k}": tuple(v.shape)
+              for name, module in zip(trained.block_names(), torch_modules(trained, "meta"))
+              for k, v in module.state_dict().items()}
+    text = render(spec)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "c.safetensors")
+        write_safetensors_header(path, shapes)
+        result = checked(text)
+        comparison = compare(result, result.stacks[0], read_checkpoint(path), path)
+    (problem,) = comparison.diagnostics
+    assert problem.code == "E060" and f"`{argument} = " in problem.message
+    tree, _ = parse(text, "spec.rnn")
+    written = {a.name: a.span for a in tree.stacks[0].blocks[index].arguments}
+    expected = written.get(argument, result.stacks[0].blocks[index].span)
+    assert problem.span == expected
