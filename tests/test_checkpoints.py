@@ -73,7 +73,7 @@ def where(text: str, needle: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- round trips
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=stack_specs(), fmt=st.sampled_from(["safetensors", "torch"]),
        prefix=st.sampled_from(["", "model.", "encoder.rnn."]))
 def test_round_trip_through_infer(spec, fmt, prefix):
@@ -519,7 +519,7 @@ def test_user_cell_with_a_declared_argument():
 # ----------------------------------------------------------------------------- random mutations
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=stack_specs(), data=st.data())
 def test_one_changed_argument_is_one_diagnostic_at_it(spec, data):
     """A checkpoint trained with one argument changed: one diagnostic, at that argument as
