@@ -108,18 +108,14 @@ def run_check(args) -> int:
     results = [check_path(path) for path in args.files]
     sections, extra = [], {}
     if tensors is not None and results[0].readable:
-        from .weights import compare, stack_for
+        from .weights import attach, stack_for
 
         result = results[0]
         stack, why = stack_for(result, args.stack)
         if stack is None and result.ok:
             return _usage_error(why)
         if stack is not None:  # else the stack has errors, which the report shows
-            comparison = compare(result, stack, tensors, args.weights, args.prefix)
-            from .diagnostics import sort_key
-
-            result.diagnostics = sorted(result.diagnostics + comparison.diagnostics,
-                                        key=sort_key)
+            comparison = attach(result, stack, tensors, args.weights, args.prefix)
             sections.append(comparison.text())
             extra["weights"] = comparison.to_json()
     if args.verify and all(r.ok for r in results):

@@ -295,8 +295,8 @@ class _Explainer:
         if argument == "cell":
             node = self.tree.blocks[block.position]
             self.problems.append(error(
-                "E061", f"the checkpoint's block `{block.name}` is a `{value}`, the spec "
-                f"says `{spec}`", node.cell_span, notes=notes,
+                "E061", f"the checkpoint's block `{block.name}` is {_article(value)} "
+                f"`{value}`, the spec says `{spec}`", node.cell_span, notes=notes,
                 help=f"the checkpoint implies `{value}(...)`"))
             return
         if argument == "input_size":
@@ -380,7 +380,7 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
                  if found else [Note("it holds no recurrent weights (`weight_ih_l0`, ...)")])
         given = "" if detected else f" under the prefix `{prefix}`"
         explain.problems.append(error(
-            "E064", f"no tensor of `{checkpoint}`{given} matches stack `{stack.name}`",
+            "E064", f"no tensor of the checkpoint{given} matches stack `{stack.name}`",
             stack.span, notes=notes,
             help="give the prefix with --prefix, or name the blocks as the checkpoint does"))
         return Comparison(checkpoint, stack.name, prefix or "", detected, [], [
@@ -431,6 +431,16 @@ def _output_size(block: model.Block, changes: dict) -> int:
     return (2 if values["bidirectional"] else 1) * state
 
 
+def attach(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkpoint: str,
+           prefix: str | None = None) -> Comparison:
+    """`compare`, with its diagnostics added to the result's (in source order)."""
+    from .diagnostics import sort_key
+
+    comparison = compare(result, stack, tensors, checkpoint, prefix)
+    result.diagnostics = sorted(result.diagnostics + comparison.diagnostics, key=sort_key)
+    return comparison
+
+
 def stack_for(result: model.CheckedFile, name: str | None) -> tuple[model.Stack | None, str]:
     """The stack to compare: the named one, or the only one; else (None, why)."""
     names = [s.name for s in result.stacks]
@@ -446,4 +456,5 @@ def stack_for(result: model.CheckedFile, name: str | None) -> tuple[model.Stack 
                   f"({', '.join(f'`{n}`' for n in names)}): choose one with --stack")
 
 
-__all__ = ["compare", "Comparison", "recurrent_modules", "choose_prefix", "solve", "stack_for"]
+__all__ = ["attach", "compare", "Comparison", "recurrent_modules", "choose_prefix", "solve",
+           "stack_for"]
