@@ -133,6 +133,14 @@ def run(quick: bool) -> str:
                 f"diagnostics round trip {lsp['server_ms']:.1f} ms, in-process check "
                 f"{lsp['check_ms']:.1f} ms; round trip / check = "
                 + _verdict(lsp["ratio"], 1.3), ""]
+    print("8. check --weights ...", flush=True)
+    checked = processes.weights(rounds)
+    out += ["## 8. `check --weights` on a safetensors checkpoint (whole processes, "
+            f"interleaved; {checked['bytes'] / 2**30:.1f} GiB claimed, header read only)", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{s * 1e3:.1f}"] for name, s in checked["times"].items()])
+    out += ["", "check --weights / check = "
+            + _verdict(checked["ratio_weights_to_check"], 1.3), ""]
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

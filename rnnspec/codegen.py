@@ -231,15 +231,17 @@ def load_source(source: str, spec_path: str):
     return module
 
 
-def _was_generated(path: str) -> bool:
+def _was_generated(path: str, mark: str = HEADER_MARK) -> bool:
     with open(path, "rb") as handle:
-        return handle.read(len(HEADER_MARK)) == HEADER_MARK.encode()
+        return handle.read(len(mark)) == mark.encode()
 
 
-def write_output(path: str, source: str, *, force: bool = False) -> None:
+def write_output(path: str, source: str, *, force: bool = False, mark: str = HEADER_MARK,
+                 suffix: str = ".py.tmp", tool: str = "rnnspec") -> None:
     """Write `source` to `path` atomically (a temporary file renamed into place).
 
-    Refuses to replace a file that rnnspec did not generate unless `force` is set.
+    Refuses to replace a file that does not start with `mark` (that `tool` did not write)
+    unless `force` is set.
     """
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -248,16 +250,17 @@ def write_output(path: str, source: str, *, force: bool = False) -> None:
         raise OutputError(f"cannot write `{path}`: the folder `{folder}` does not exist")
     if os.path.exists(path) and not force:
         try:
-            generated = _was_generated(path)
+            generated = _was_generated(path, mark)
         except OSError as exc:
             raise OutputError(f"cannot read `{path}` to see what it is: {exc.strerror}") from None
         if not generated:
             raise OutputError(
-                f"refusing to overwrite `{path}`: rnnspec did not generate it "
+                f"refusing to overwrite `{path}`: {tool} did not "
+                f"{'generate' if tool == 'rnnspec' else 'write'} it "
                 "(use --force to replace it)"
             )
     try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".py.tmp")
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=suffix)
     except OSError as exc:
         raise OutputError(f"cannot write in `{folder}`: {exc.strerror}") from None
     try:

@@ -83,6 +83,12 @@ CODES: dict[str, str] = {
     "E046": "cell state of a block without one",
     # verification against torch (`check --verify`)
     "E050": "derived shape disagrees with torch",
+    # checkpoints (`check --weights`)
+    "E060": "checkpoint implies another argument value",
+    "E061": "checkpoint holds another cell",
+    "E062": "checkpoint tensors no argument explains",
+    "E063": "block missing from the checkpoint",
+    "E064": "no tensor of the checkpoint matches the stack",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",
