@@ -21,9 +21,9 @@ import os
 import re
 from typing import NamedTuple
 
-from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from .diagnostics import Span
 from .names import check_name
+from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 
 HEADER_MARK = "# Written by rnnspec infer"
 CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}

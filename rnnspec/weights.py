@@ -16,9 +16,9 @@ import re
 from typing import NamedTuple
 
 from . import ast, model
-from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from .diagnostics import Diagnostic, Note, error
-from .model import format_shape
+from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+from .shapes import format_shape
 
 # A parameter of PyTorch's recurrent modules, with the module's prefix (`encoder.rnn.`)
 RECURRENT_KEY = re.compile(
