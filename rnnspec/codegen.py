@@ -130,11 +130,20 @@ def _shape_comment(block: model.Block) -> str:
     return "\n".join(lines)
 
 
+def _wrap(text: str) -> str:
+    """Prose (a docstring's first paragraph) wrapped within the line length."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, LINE_LENGTH, break_on_hyphens=False,
+                                    break_long_words=False))
+
+
 def _fit(code: str, indent: int) -> str:
-    """A call that fits on its line as is, else with one argument per line."""
-    if indent + len(code) <= LINE_LENGTH or "(" not in code:
+    """A call or a list that fits on its line as is, else with one item per line."""
+    opening = min((code.find(b) for b in "([" if code.find(b) >= 0), default=-1)
+    if indent + len(code) <= LINE_LENGTH or opening < 0:
         return code
-    head, _, rest = code.partition("(")
+    head, rest = code[:opening + 1], code[opening + 1:]
     inner = rest[:-1]
     arguments, depth, current, quoted = [], 0, "", False
     for ch in inner:
@@ -148,7 +157,7 @@ def _fit(code: str, indent: int) -> str:
     arguments.append(current.strip())
     pad = " " * (indent + 4)
     body = "".join(f"{pad}{a},\n" for a in arguments)
-    return f"{head}(\n{body}{' ' * indent})"
+    return f"{head}\n{body}{' ' * indent}{code[-1]}"
 
 
 @functools.cache
@@ -179,6 +188,7 @@ def environment():
         thousands=lambda n: f"{n:,}", pad=lambda text, width: str(text).ljust(width),
         final_key=_final_key, is_fused=_is_fused, runner=_runner, state_sizes=_state_sizes,
         state_type=_state_type, finals=_finals, shape_comment=_shape_comment, fit=_fit,
+        wrap=_wrap, quoted=lambda name: f'"{name}"',
     )
     return env
 

@@ -81,6 +81,14 @@ CODES: dict[str, str] = {
     "E044": "shape mismatch",
     "E045": "unknown or missing block selector",
     "E046": "cell state of a block without one",
+    # cells declared by their equations
+    "E071": "sizes do not match in an equation",
+    "E072": "matrix product with the wrong operands or sizes",
+    "E073": "`chunk` that does not match its names or its vector",
+    "E074": "not a function or value of the step equations",
+    "E075": "assignment that is not allowed",
+    "E076": "declaration of a cell that is not valid",
+    "E077": "cell condition that fails for a block's sizes",
     # verification against torch (`check --verify`)
     "E050": "derived shape disagrees with torch",
     # checkpoints (`check --weights`)
@@ -92,6 +100,9 @@ CODES: dict[str, str] = {
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",
+    "W003": "parameter of a cell never read",
+    "W004": "local of a cell assigned but never read",
+    "W005": "state of a cell never assigned",
 }
 
 
