@@ -7,7 +7,8 @@ the states tuple in the cell's declaration order, and returns the new states.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,8 @@ def haste_layer_norm_step(p, x, states):
     # + LN(Rh; gamma[1]) + b, gates i, g, f, o; c' = f c + i g carried raw;
     # h' = o tanh(LN(c'; gamma_h, beta_h)). Its bias b is [b_i, b_g, b_f, b_o] here.
     h, c = states
-    v = _ln(F.linear(x, p["kernel"]), p["gamma_x"]) + _ln(F.linear(h, p["recurrent_kernel"]), p["gamma_r"])
+    v = (_ln(F.linear(x, p["kernel"]), p["gamma_x"])
+         + _ln(F.linear(h, p["recurrent_kernel"]), p["gamma_r"]))
     v = v + torch.cat([p["bias_i"], p["bias_g"], p["bias_f"], p["bias_o"]])
     i, g, f, o = v.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -192,8 +192,9 @@ def test_library_initialisers(backend):
     model = single_block_model("LayerNormLSTM", 2, True, False, backend, "cpu", torch.float64,
                                hidden=hidden)
     state = model.state_dict()
-    assert torch.equal(state["rec.layernorm_c_weight_l1_reverse"], torch.ones(hidden, dtype=torch.float64))
-    assert torch.equal(state["rec.layernorm_i_bias_l1"], torch.zeros(4 * hidden, dtype=torch.float64))
+    f64 = torch.float64
+    assert torch.equal(state["rec.layernorm_c_weight_l1_reverse"], torch.ones(hidden, dtype=f64))
+    assert torch.equal(state["rec.layernorm_i_bias_l1"], torch.zeros(4 * hidden, dtype=f64))
     assert state["rec.weight_ih_l1"].shape == (4 * hidden, 2 * hidden)
 
 
@@ -379,3 +380,144 @@ def test_library_stacks_run(backend):
     out, (h, c, n, m) = model(torch.randn(4, 2, 16))
     assert out.shape == (4, 2, 32) and h.shape == c.shape == n.shape == m.shape == (2, 2, 32)
     assert torch.isfinite(out).all()
+
+
+# ----------------------------------------------------------------------------- oracle checks
+# The reference steps of the cells PyTorch lacks are checked where an identity ties them to
+# PyTorch or to a second formulation; these run today.
+
+
+def _step_run(step, p, states, steps=6, features=INPUT, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(3)
+    xs = torch.randn(steps, B, features, generator=gen, dtype=dtype)
+    outs = []
+    for t in range(steps):
+        states = step(p, xs[t], states)
+        outs.append(states[0])
+    return torch.stack(outs), states, xs
+
+
+def _rand(*shape, gen):
+    return torch.rand(*shape, generator=gen, dtype=torch.float64) * 1.6 - 0.8
+
+
+def test_oracle_peephole_without_peepholes_is_lstm():
+    from cell_references import lstm_step, peephole_step
+
+    gen = torch.Generator().manual_seed(0)
+    p = {"weight_ih": _rand(16, INPUT, gen=gen), "weight_hh": _rand(16, 4, gen=gen),
+         "bias_ih": _rand(16, gen=gen), "bias_hh": _rand(16, gen=gen)}
+    zeros = {f"peep_{g}": torch.zeros(4, dtype=torch.float64) for g in "ifo"}
+    start = (_rand(B, 4, gen=gen), _rand(B, 4, gen=gen))
+    a, sa, _ = _step_run(peephole_step, {**p, **zeros}, start)
+    b, sb, _ = _step_run(lstm_step, p, start)
+    assert_close(a, b, torch.float64)
+    ones = {f"peep_{g}": torch.ones(4, dtype=torch.float64) for g in "ifo"}
+    c, _, _ = _step_run(peephole_step, {**p, **ones}, start)
+    assert not torch.allclose(a, c), "the peepholes are read"
+
+
+def test_oracle_indrnn_is_rnn_with_a_diagonal_recurrence():
+    from cell_references import indrnn_step
+
+    gen = torch.Generator().manual_seed(1)
+    m = torch.nn.RNN(INPUT, 4, nonlinearity="relu", dtype=torch.float64)
+    u, b = _rand(4, gen=gen), _rand(4, gen=gen)
+    with torch.no_grad():
+        m.weight_hh_l0.copy_(torch.diag(u))
+        m.bias_ih_l0.copy_(b)
+        m.bias_hh_l0.zero_()
+    p = {"weight_ih": m.weight_ih_l0.detach(), "recurrent_scale": u, "bias": b}
+    h0 = _rand(B, 4, gen=gen)
+    out, (h,), xs = _step_run(indrnn_step, p, (h0,))
+    want, want_h = m(xs, h0.unsqueeze(0))
+    assert_close(out, want.detach(), torch.float64)
+    assert_close(h, want_h[0].detach(), torch.float64)
+
+
+def test_oracle_slstm_stabiliser_changes_nothing_but_m():
+    """Without the stabiliser (plain exp gates), h is the same: c and n scale alike."""
+    from cell_references import slstm_step
+
+    gen = torch.Generator().manual_seed(2)
+    p = {"weight_ih": _rand(16, INPUT, gen=gen), "weight_hh": _rand(16, 4, gen=gen),
+         "bias": _rand(16, gen=gen)}
+
+    def unstabilised(p, x, states):
+        h, c, n = states
+        pre = x @ p["weight_ih"].T + p["bias"] + h @ p["weight_hh"].T
+        i_raw, f_raw, z_raw, o_raw = pre.chunk(4, -1)
+        i, f = torch.exp(i_raw), torch.sigmoid(f_raw)
+        c = f * c + i * torch.tanh(z_raw)
+        n = f * n + i
+        return torch.sigmoid(o_raw) * c / n, c, n
+
+    zero = torch.zeros(B, 4, dtype=torch.float64)
+    a, (h, c, n, m), _ = _step_run(slstm_step, p, (zero, zero, zero, zero))
+    b, (h2, c2, n2), _ = _step_run(unstabilised, p, (zero, zero, zero))
+    assert_close(a, b, torch.float64)
+    assert_close(c * torch.exp(m), c2, torch.float64)
+    assert_close(n * torch.exp(m), n2, torch.float64)
+
+
+def test_oracle_min_lstm_gates_sum_to_one():
+    """minLSTM's normalised gates: a constant candidate is a fixed point."""
+    from cell_references import min_lstm_step
+
+    gen = torch.Generator().manual_seed(4)
+    p = {"weight_f": _rand(4, INPUT, gen=gen), "weight_i": _rand(4, INPUT, gen=gen),
+         "weight_h": torch.zeros(4, INPUT, dtype=torch.float64)}
+    out, _, _ = _step_run(min_lstm_step, p, (torch.zeros(B, 4, dtype=torch.float64),))
+    assert_close(out, torch.zeros_like(out), torch.float64)
+    start = torch.full((B, 4), 0.7, dtype=torch.float64)
+    out, _, _ = _step_run(min_lstm_step, p, (start,))
+    assert (out.abs() < 0.7).all() and (out.abs() > 0).all()
+
+
+def test_oracle_original_gru_differs_from_torch_gru_only_by_the_reset_placement():
+    """With the reset gate forced to one (large reset biases), both GRUs agree."""
+    from cell_references import gru_step, original_gru_step
+
+    gen = torch.Generator().manual_seed(5)
+    w_ih, w_hh = _rand(12, INPUT, gen=gen), _rand(12, 4, gen=gen)
+    b_ih, b_hh = _rand(12, gen=gen), _rand(12, gen=gen)
+    torch_p = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+    orig_p = {"weight_ih": w_ih, "bias_ih": b_ih, "weight_hh_rz": w_hh[:8], "bias_hh_rz": b_hh[:8],
+              "weight_hh_n": w_hh[8:], "bias_hh_n": b_hh[8:]}
+    start = (_rand(B, 4, gen=gen),)
+    a, _, _ = _step_run(gru_step, torch_p, start)
+    b, _, _ = _step_run(original_gru_step, orig_p, start)
+    assert not torch.allclose(a, b)
+    for params in (torch_p, orig_p):
+        params["bias_ih"] = torch.cat([torch.full((4,), 60.0, dtype=torch.float64), b_ih[4:]])
+    a, _, _ = _step_run(gru_step, torch_p, start)
+    b, _, _ = _step_run(original_gru_step, orig_p, start)
+    assert_close(a, b, torch.float64)
+
+
+def test_oracle_layer_norm_lstms_differ_in_what_they_carry():
+    """custom_lstms carries the normalised c, haste the raw one: with neutral gains the
+    two give the same first step and part ways from the second."""
+    from cell_references import custom_lstms_layer_norm_step, haste_layer_norm_step
+
+    gen = torch.Generator().manual_seed(6)
+    w_ih, w_hh = _rand(16, INPUT, gen=gen), _rand(16, 4, gen=gen)
+    ones16, zeros16 = torch.ones(16, dtype=torch.float64), torch.zeros(16, dtype=torch.float64)
+    ones4, zeros4 = torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    custom = {"weight_ih": w_ih, "weight_hh": w_hh, "layernorm_i_weight": ones16,
+              "layernorm_i_bias": zeros16, "layernorm_h_weight": ones16,
+              "layernorm_h_bias": zeros16, "layernorm_c_weight": ones4, "layernorm_c_bias": zeros4}
+    # haste's gate order is i, g, f, o: permute the rows of custom's i, f, g, o.
+    order = torch.cat([torch.arange(0, 4), torch.arange(8, 12), torch.arange(4, 8),
+                       torch.arange(12, 16)])
+    haste = {"kernel": w_ih[order], "recurrent_kernel": w_hh[order], "gamma_x": ones16,
+             "gamma_r": ones16, "bias_i": zeros4, "bias_g": zeros4, "bias_f": zeros4,
+             "bias_o": zeros4, "gamma_h": ones4, "beta_h": zeros4}
+    start = (torch.zeros(B, 4, dtype=torch.float64), torch.zeros(B, 4, dtype=torch.float64))
+    a, (_, c_custom), _ = _step_run(custom_lstms_layer_norm_step, custom, start, steps=1)
+    b, (_, c_haste), _ = _step_run(haste_layer_norm_step, haste, start, steps=1)
+    assert_close(a, b, torch.float64)
+    assert_close(c_custom, torch.nn.functional.layer_norm(c_haste, (4,)), torch.float64)
+    a, _, _ = _step_run(custom_lstms_layer_norm_step, custom, start, steps=3)
+    b, _, _ = _step_run(haste_layer_norm_step, haste, start, steps=3)
+    assert not torch.allclose(a, b)
