@@ -125,3 +125,97 @@ def test_random_cells_render_well_formed_text(cell):
     assert {name for name, _ in cell.states} <= set(targets)
     assert cell.matmuls and cell.chunks
     assert rendered.text.count("(") == rendered.text.count(")")
+
+
+# ----------------------------------------------------------------------------- the strategy
+# A direct torch evaluation of the random cells (sizes 3 and 5, so no two symbolic sizes
+# coincide and nothing broadcasts by accident) shows, without rnnspec, that the generated
+# cells are well-formed and that each mutation breaks a rule of section 8.
+
+
+def evaluate(cell, mutation=None, hidden=3, features=5, batch=2):
+    """Run one step of `cell` with torch; raises ValueError/RuntimeError on a shape error."""
+    import torch
+    import torch.nn.functional as F
+
+    def width(size):
+        return size[0] * hidden + size[1] * features
+
+    params = {}
+    for p in cell.params:
+        dims = list(p.dims)
+        if mutation is not None and mutation.kind == "dim" and p.name == mutation.target.param:
+            dims[1] = mutation.replacement
+        params[p.name] = torch.randn(*[width(d) for d in dims], dtype=torch.float64)
+    env = {"x": torch.randn(batch, features, dtype=torch.float64)}
+    env.update({n: torch.randn(batch, width(s), dtype=torch.float64) for n, s in cell.states})
+    unary = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu,
+             "silu": F.silu, "softplus": F.softplus, "logsigmoid": F.logsigmoid,
+             "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt}
+    binary = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
+
+    def ev(node):
+        if node.kind == "number":
+            return float(node.text)
+        if node.kind == "leaf":
+            return env[node.text] if node.text in env else params[node.text]
+        if node.kind == "unary":
+            return unary[node.text](ev(node.children[0]))
+        if node.kind == "neg":
+            return -ev(node.children[0])
+        if node.kind == "binary":
+            a, b = (ev(c) for c in node.children)
+            if isinstance(a, float):
+                a = torch.tensor(a, dtype=torch.float64)
+            return binary[node.text](a, b)
+        if node.kind == "matmul":
+            if mutation is not None and mutation.kind == "swap" and mutation.target is node:
+                raise ValueError("a vector on the left of `@`")
+            return F.linear(ev(node.children[0]), params[node.param])
+        args = [ev(c) for c in node.children]
+        if node.text == "layer_norm":
+            eps = float(node.extra[0]) if node.extra else 1e-5
+            weight = args[1] if len(args) > 1 else None
+            bias = args[2] if len(args) > 2 else None
+            return F.layer_norm(args[0], (args[0].shape[-1],), weight, bias, eps)
+        if node.text == "clamp":
+            return torch.clamp(args[0], float(node.extra[0]), float(node.extra[1]))
+        if node.text in ("minimum", "maximum"):
+            a, b = torch.broadcast_tensors(*args)
+            return getattr(torch, node.text)(a, b)
+        if node.text == "concat":
+            return torch.cat([a.expand(batch, -1) for a in args], dim=-1)
+        raise AssertionError(node.text)
+
+    for statement in cell.statements:
+        value = ev(statement.expr)
+        if statement.count:
+            count = statement.count
+            if mutation is not None and mutation.kind == "count" and mutation.target is statement:
+                count = mutation.replacement
+            if value.shape[-1] % count:
+                raise ValueError("chunk count does not divide the size")
+            pieces = value.chunk(count, dim=-1)
+            if len(pieces) != len(statement.targets):
+                raise ValueError("chunk count does not match the names")
+            env.update(zip(statement.targets, pieces))
+        else:
+            env[statement.targets[0]] = value
+    return {n: env[n] for n, _ in cell.states}, width
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), cell=cells())
+def test_strategy_cells_are_well_formed_and_mutations_break_them(data, cell):
+    import torch
+
+    states, width = evaluate(cell)
+    for name, size in cell.states:
+        assert torch.broadcast_shapes(states[name].shape, (2, width(size))) == (2, width(size))
+        assert states[name].shape[-1] == width(size)
+    mutation = data.draw(mutations(cell), label="mutation")
+    try:
+        evaluate(cell, mutation)
+    except (ValueError, RuntimeError):
+        return
+    raise AssertionError(f"the {mutation.kind} mutation left the cell well-formed")
