@@ -15,6 +15,7 @@ cpu, and on cuda where there is one (`device` fixture of conftest.py).
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pytest
@@ -521,3 +522,36 @@ def test_oracle_layer_norm_lstms_differ_in_what_they_carry():
     a, _, _ = _step_run(custom_lstms_layer_norm_step, custom, start, steps=3)
     b, _, _ = _step_run(haste_layer_norm_step, haste, start, steps=3)
     assert not torch.allclose(a, b)
+
+
+# ----------------------------------------------------------------------------- the text
+# The library's own equations, read by a small evaluator (user_cells.CellText), equal the
+# reference steps written from the papers: the .rnn text is right before rnnspec runs it.
+
+
+@pytest.mark.parametrize("cell", list(REFERENCES))
+def test_library_text_equals_the_cited_equations(cell):
+    from user_cells import CellText
+
+    text = CellText(library()[cell])
+    ref = REFERENCES[cell]
+    assert [n for n, _ in text.states] == list(ref.states)
+    assigned = text.assigned()
+    assert len(assigned) == len(set(assigned)), "a name is assigned at most once per step"
+    assert {n for n, _ in text.states} <= set(assigned), "every state is assigned"
+    hidden, features = 4, 6
+    names = {"hidden_size": hidden, "input_size": features, **ref.arguments}
+    state_sizes, shapes = text.sizes(names)
+    assert tuple(state_sizes.values()) == ref.state_sizes(hidden)
+    gen = torch.Generator().manual_seed(11)
+    p = {n: _rand(*shape, gen=gen) for n, shape in shapes.items()}
+    start = tuple(ref.initial_state(n, (B, size), torch.empty(0, dtype=torch.float64))
+                  for n, size in state_sizes.items())
+    got, got_states, _ = _step_run(text.step(), p, start, features=features)
+    want, want_states, _ = _step_run(ref.step, p, start, features=features)
+    assert_close(got, want, torch.float64)
+    for a, b in zip(got_states, want_states, strict=True):
+        assert_close(a, b, torch.float64)
+    read = " ".join(text.statements)
+    unread = [n for n in shapes if not re.search(rf"\b{n}\b", read)]
+    assert unread == [], "every parameter is read"

@@ -181,3 +181,107 @@ def run_reference(step_fn, params, x, h0s, *, batch_first: bool = False):
     if batch_first:
         output = output.transpose(0, 1)
     return output, final
+
+
+# ----------------------------------------------------------------------------- text model
+# A small independent reading of a cell item's text, enough to run the library's equations
+# with torch today: the declarations by regex, the statements by Python's own parser (the
+# expression forms of section 8 are Python syntax), `W @ v` as `F.linear(v, W)`.
+
+
+def _split_top(text: str) -> list[str]:
+    """Split at commas outside brackets and parentheses."""
+    parts, depth, current = [], 0, []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    if "".join(current).strip():
+        parts.append("".join(current).strip())
+    return parts
+
+
+class CellText:
+    """The declarations and statements of one `cell` item."""
+
+    def __init__(self, item: str):
+        header, body = item.split("{", 1)
+        body = body.rsplit("}", 1)[0]
+        match = re.match(r"cell\s+(\w+)\s*(?:\((.*)\))?", header.strip(), re.DOTALL)
+        self.name = match.group(1)
+        self.arguments = _split_top(match.group(2) or "")
+        self.states: list[tuple[str, str]] = []
+        self.params: list[tuple[str, list[str], str]] = []
+        self.statements: list[str] = []
+        for line in (raw.strip() for raw in body.split("\n")):
+            if not line:
+                continue
+            if line.startswith("state "):
+                for part in _split_top(line[len("state "):]):
+                    name, size = re.fullmatch(r"(\w+)\s*\[(.*)\]", part).groups()
+                    self.states.append((name, size))
+            elif line.startswith("param "):
+                for part in _split_top(line[len("param "):]):
+                    name, dims, init = re.fullmatch(r"(\w+)\s*\[(.*)\]\s*(?:=\s*(.*))?",
+                                                    part).groups()
+                    self.params.append((name, _split_top(dims), (init or "uniform").strip()))
+            else:
+                self.statements.append(line)
+
+    def sizes(self, names: dict) -> tuple[dict, dict]:
+        """(state name -> size, param name -> shape) for the given size names."""
+        def value(text):
+            return eval(text, {"__builtins__": {}}, dict(names))  # noqa: S307 (test-only)
+        states = {n: value(s) for n, s in self.states}
+        params = {n: tuple(value(d) for d in dims) for n, dims, _ in self.params}
+        return states, params
+
+    def step(self):
+        """A step function `(p, x, states) -> states` that runs the statements with torch."""
+        import ast
+
+        import torch
+        import torch.nn.functional as F
+
+        class MatMul(ast.NodeTransformer):
+            def visit_BinOp(self, node):
+                self.generic_visit(node)
+                if isinstance(node.op, ast.MatMult):
+                    return ast.Call(ast.Name("_matmul", ast.Load()), [node.left, node.right], [])
+                return node
+
+        def layer_norm(a, weight=None, bias=None, eps=1e-5):
+            return F.layer_norm(a, (a.shape[-1],), weight, bias, eps)
+
+        functions = {
+            "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "gelu": F.gelu,
+            "silu": F.silu, "softplus": F.softplus, "logsigmoid": F.logsigmoid,
+            "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt,
+            "clamp": torch.clamp, "minimum": torch.minimum, "maximum": torch.maximum,
+            "layer_norm": layer_norm, "concat": lambda *a: torch.cat(a, dim=-1),
+            "chunk": lambda a, n: a.chunk(n, dim=-1), "_matmul": lambda w, v: F.linear(v, w),
+        }
+        code = []
+        for statement in self.statements:
+            tree = ast.fix_missing_locations(MatMul().visit(ast.parse(statement)))
+            code.append(compile(tree, f"<cell {self.name}>", "exec"))
+        state_names = [n for n, _ in self.states]
+
+        def step(p, x, states):
+            env = {**functions, **p, "x": x, **dict(zip(state_names, states, strict=True))}
+            for c in code:
+                exec(c, env)  # noqa: S102 (test-only evaluation of the library's text)
+            return tuple(env[n] for n in state_names)
+        return step
+
+    def assigned(self) -> list[str]:
+        names = []
+        for statement in self.statements:
+            names += [t.strip() for t in statement.split("=", 1)[0].split(",")]
+        return names
