@@ -197,6 +197,7 @@ def test_library_initialisers(backend):
     assert torch.equal(state["rec.layernorm_c_weight_l1_reverse"], torch.ones(hidden, dtype=f64))
     assert torch.equal(state["rec.layernorm_i_bias_l1"], torch.zeros(4 * hidden, dtype=f64))
     assert state["rec.weight_ih_l1"].shape == (4 * hidden, 2 * hidden)
+    assert state["rec.weight_ih_l1"].abs().max() > 1 / math.sqrt(hidden), "normal(0, 1)"
 
 
 # ----------------------------------------------------------------------------- vs torch
