@@ -139,6 +139,8 @@ class CellEmitter:
             return f"_layer_norm({inner}, {affine[0]}, {affine[1]}, {_literal(node.value)})"
         if op == "concat":
             parts = ", ".join(self.expression(a, in_step) for a in node.args)
+            if len({a.batched for a in node.args}) > 1:  # parameters meet batched values
+                return f"_concat({parts})"
             return f"torch.cat(({parts}), -1)"
         if op == "chunk":
             inner = self.expression(node.args[0], in_step, 4)
@@ -272,7 +274,7 @@ class CellEmitter:
             self._plan(assign.node)
             node = self._rewrite(assign.node)
             value = self.expression(node, True)
-            for target, is_state, size in zip(assign.targets, assign.states, assign.sizes):
+            for target, is_state in zip(assign.targets, assign.states):
                 if is_state and not assign.node.batched:
                     value = f"({value}).expand_as({self._name(target)})"
             targets = ", ".join(self._name(t) for t in assign.targets)
@@ -295,7 +297,8 @@ class CellEmitter:
 
     def _class(self, step_lines: list[str]) -> str:
         cell = self.cell
-        weights = "".join(f"        {p}: Tensor\n" for p in self.step.params)
+        weights = "".join(f"        {p}: Tensor\n" for p in self.step.params) or \
+            '        """The cell has no parameters."""\n'
         initial = [(p.role, p.init) for p in cell.parameters if p.init != ("uniform",)]
         initial_text = ""
         if initial:

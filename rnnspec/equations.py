@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from . import ast
 from .diagnostics import Diagnostic, Note, Sink, Span, error, warning
-from .evaluate import POISON, Evaluator
+from .evaluate import POISON, Evaluator, names_in
 from .names import suggest
 from .registry import (
     COMMON_ARGUMENTS,
@@ -27,7 +27,7 @@ from .registry import (
     ParameterTemplate,
     StateTemplate,
 )
-from .shapes import Size, format_shape
+from .shapes import Size, format_shape, quotient
 
 ELEMENTWISE = ("sigmoid", "tanh", "relu", "gelu", "silu", "softplus", "logsigmoid", "exp",
                "log", "abs", "sqrt")
@@ -166,13 +166,12 @@ class CellChecker:
                     result = result - value
                 elif symbol == "*":
                     result = result * value
-                elif symbol == "//" and value.constant:
-                    divided = result.exact_div(value.constant)
-                    if divided is None:
-                        self._error("E071", f"`{result} // {value}` is not a whole size for "
-                                    "every size", symbol_span,
-                                    help="write the size so that it divides exactly, e.g. "
-                                         "declare the larger size as an argument")
+                elif symbol == "//" and value.constant and value.constant > 0:
+                    divided = quotient(result, value.constant)
+                    if divided.names - result.names:  # whole for some sizes only
+                        self.conditions.append((result, value.constant, symbol_span,
+                                                f"`//` divides {format_shape([result])} by "
+                                                f"{value.constant}"))
                     result = divided
                 else:
                     self._error("E071", f"sizes combine with `+ - *` and `//` by an integer,"
@@ -396,7 +395,7 @@ class CellChecker:
             self.conditions.append((inner.size, pieces, value.span,
                                     f"`chunk` splits {format_shape([inner.size])} into "
                                     f"{pieces}"))
-            piece = Size({(f"({inner.size}) / {pieces}",): 1})
+            piece = quotient(inner.size, pieces)
         return Node("chunk", (inner,), (pieces, piece), inner.size, inner.varying,
                     inner.batched, value.span)
 
@@ -443,6 +442,8 @@ class CellChecker:
                             "can only multiply a vector", expr.span,
                             help=f"write `{name} @ v` for a vector `v` of size {columns}")
                 return None
+            if name not in self.scope.sizes:  # its declaration failed, already reported
+                return None
             return Node("param", (), name, self.scope.sizes[name], False, False, expr.span)
         if kind == "size":
             self._error("E074", f"`{name}` is a size: sizes appear in declarations, not in "
@@ -474,7 +475,11 @@ class CellChecker:
                 self._error("E074", "`//` divides sizes; in equations divide with `/`",
                             symbol_span)
                 return None
-            right = self.expr(operand)
+            if symbol == "@" and isinstance(operand, ast.Name) \
+                    and operand.name in self.scope.matrices:
+                right = self._matrix(operand)  # `v @ W`: reported at the `@`
+            else:
+                right = self.expr(operand)
             if left is None or right is None:
                 left = None
                 continue
@@ -540,6 +545,9 @@ class CellChecker:
 
     def _call(self, call: ast.Call) -> Node | None:
         name = call.name
+        for argument in call.arguments:  # read, even when the call itself is wrong
+            self.scope.read.update(n.name for n in names_in(argument.value)
+                                   if self.scope.kinds.get(n.name) == "param")
         if name not in FUNCTIONS:
             self._error("E074", f"unknown function `{name}`", call.name_span,
                         help=suggest(name, FUNCTIONS) or "the functions are "
@@ -761,11 +769,12 @@ def block_problems(cell: Cell, sizes_by_layer: list[dict], span: Span) -> list[D
     step = cell.step
     if step is None:
         return []
-    problems = []
+    problems, seen = [], set()
     for sizes in sizes_by_layer:
         for size, divisor, where, text in step.conditions:
             value = size.evaluate(sizes)
-            if value % divisor:
+            if value % divisor and (size, divisor) not in seen:
+                seen.add((size, divisor))  # a chunk and a `//` of one size: one cause
                 problems.append(error(
                     "E077", f"{text}: {value} features do not split into {divisor} equal "
                     "pieces", span, notes=[Note("the chunk is here", where)],

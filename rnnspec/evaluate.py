@@ -56,6 +56,8 @@ def names_in(expr) -> list[ast.Name]:
         elif isinstance(node, ast.Chain):
             pending.append(node.first)
             pending.extend(operand for _, _, operand in node.rest)
+        elif isinstance(node, ast.Call):
+            pending.extend(argument.value for argument in node.arguments)
     return found
 
 
@@ -122,6 +124,11 @@ class Evaluator:
             if expr.name in self.lets:
                 return self.values.get(expr.name, POISON)
             return Word(expr.name)
+        if isinstance(expr, ast.Call):
+            self.problems.append(
+                error("E074", f"`{expr.name}(...)` is not a value here: functions belong to "
+                      "the equations of a `cell`", expr.span))
+            return POISON
         if isinstance(expr, ast.Negation):
             value = self._number(self.evaluate(expr.operand), expr.operand)
             if value is POISON:
@@ -132,6 +139,12 @@ class Evaluator:
     def _chain(self, chain: ast.Chain):
         result = self._number(self.evaluate(chain.first), chain.first)
         for symbol, symbol_span, operand in chain.rest:
+            if symbol not in _ARITHMETIC:  # `/` and `@`: the equations of a cell only
+                self.problems.append(
+                    error("E074", f"`{symbol}` belongs to the equations of a `cell`",
+                          symbol_span, help="sizes and constants divide with `//`"
+                          if symbol == "/" else None))
+                return POISON
             value = self._number(self.evaluate(operand), operand)
             if result is POISON or value is POISON:
                 result = POISON

@@ -24,7 +24,6 @@ _PATTERN_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
 _VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS"}
 
 _CHARACTER_HELP = {
-    "/": "integer division is written `//`",
     '"': "words are written bare, without quotes: `nonlinearity = relu`",
     "'": "words are written bare, without quotes: `nonlinearity = relu`",
     ":": "properties and arguments are set with `=`",

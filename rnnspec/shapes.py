@@ -14,6 +14,10 @@ from collections.abc import Mapping
 
 Monomial = tuple[str, ...]  # sorted size names, with repeats: ("hidden_size", "hidden_size")
 
+# Quotients that hold for some sizes only (`(input_size + hidden_size) / 2`) stand as
+# names of their own: the name, spelled from its parts, says what it evaluates to.
+_QUOTIENTS: dict[str, tuple[Size, int]] = {}
+
 
 class Size:
     """A polynomial in size names with integer coefficients, in canonical form."""
@@ -108,7 +112,7 @@ class Size:
         for monomial, coefficient in self.terms:
             product = coefficient
             for name in monomial:
-                product *= values[name]
+                product *= values[name] if name in values else _quotient_value(name, values)
             total += product
         return total
 
@@ -139,6 +143,23 @@ class Size:
 
     def __repr__(self) -> str:
         return f"Size({str(self)!r})"
+
+
+def quotient(size: Size, divisor: int) -> Size:
+    """`size / divisor` as a size of its own, for sizes where it is whole (callers check
+    `size.evaluate(...) % divisor` where the sizes are known)."""
+    exact = size.exact_div(divisor)
+    if exact is not None:
+        return exact
+    text = str(size)
+    name = (f"({text})" if len(size.terms) > 1 else text) + f" / {divisor}"
+    _QUOTIENTS[name] = (size, divisor)
+    return Size.of(name)
+
+
+def _quotient_value(name: str, values: Mapping[str, int]) -> int:
+    size, divisor = _QUOTIENTS[name]
+    return size.evaluate(values) // divisor
 
 
 def format_dim(dim) -> str:

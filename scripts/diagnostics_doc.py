@@ -70,6 +70,27 @@ EXPLANATIONS = {
     "E039": ("A block sets `batch_first` to a value other than its stack's. `batch_first` "
              "is a property of the stack; a block may repeat it (as PyTorch code passes it "
              "to the constructor) only when it agrees."),
+    "E071": ("Two sizes in a cell's equations differ for some sizes: an elementwise operation "
+             "of vectors of different sizes, or a state given a value of another size. Sizes "
+             "are compared as polynomials of the size names, so the error holds for every "
+             "size; the help names a missing `chunk` when one size is a multiple of the "
+             "other."),
+    "E072": ("A matrix product `W @ v` whose left is not a matrix parameter, or whose "
+             "matrix's columns differ from the vector's size. The layout is PyTorch's "
+             "`F.linear`: `[out, in]`; a matrix declared the other way round gets a help."),
+    "E073": ("A `chunk` that does not match: a count different from the names on the left, "
+             "a constant size that does not divide, several names without `chunk`, or "
+             "`chunk` inside an expression."),
+    "E074": ("Something that is not part of the step's expression language: an unknown "
+             "function, a function with the wrong arguments, a size used as a value, `//` in "
+             "an equation, or a function or `/` outside a cell."),
+    "E075": ("An assignment the step does not allow: to `x`, a parameter, a size or a "
+             "constant, or a second assignment of a state in one step."),
+    "E076": ("A cell declaration that is not valid: no state, a parameter that is neither a "
+             "vector nor a matrix, an unknown initialiser."),
+    "E077": ("A condition of a cell that holds for some sizes only (a `chunk` or `//` that "
+             "must divide exactly, a size that must be at least 1) fails for the sizes of a "
+             "block that uses the cell. Reported at the block, with a note at the cell."),
     "E040": "An `expect` block names a stack that does not exist.",
     "E041": ("An expectation key other than `input`, `output`, and `s0` / `s_n` for a state "
              "`s` of a cell (`h0`, `c0`, `h_n`, `c_n` for the built-in cells)."),
@@ -109,6 +130,9 @@ EXPLANATIONS = {
             "layers of a block, so it does nothing (PyTorch warns too).",
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "
             "mistake in the sizes. Counts stay exact however large.",
+    "W003": "A parameter of a cell that no equation reads: it would be trained for nothing.",
+    "W004": "A local of a cell assigned but never read.",
+    "W005": "A state of a cell that no statement assigns: it keeps its initial value forever.",
 }
 
 
