@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import unicodedata
 
 from . import ast
@@ -31,6 +32,9 @@ _CHARACTER_HELP = {
     ";": "entries need no separator: put each on its own line",
     ".": "a number needs digits on both sides of the point: `0.5`",
 }
+
+# `nn.LSTM(` or `torch.nn.GRU(` copied from PyTorch code: the `.` is the unexpected character.
+_TORCH_CALL = re.compile(r"(?:\btorch\s*\.\s*)?\bnn\s*\.\s*([A-Za-z_]\w*)\s*\(")
 
 
 class SourceError(Exception):
@@ -192,12 +196,39 @@ def _describe_character(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
+def _torch_call(text: str, position: int, line: int, column: int, path: str):
+    """E033 at `nn.LSTM` when the unexpected `.` belongs to a PyTorch module's call."""
+    from .registry import BUILTIN_CELLS
+
+    start = text.rfind("\n", 0, position) + 1
+    end = text.find("\n", position)
+    source = text[start:] if end < 0 else text[start:end]
+    offset = position - start
+    for match in _TORCH_CALL.finditer(source):
+        if match.start() <= offset < match.end(1):
+            written = re.sub(r"\s+", "", match.group(0)[:match.end(1) - match.start()])
+            cell = match.group(1).lower()
+            first = column - (offset - match.start())
+            span = Span(path, line, first, line, column + (match.end(1) - offset))
+            if cell in BUILTIN_CELLS:
+                prefix = written[:-len(match.group(1))]
+                hint = f"write `{cell}(...)`: rnnspec's cells are lowercase, without `{prefix}`"
+            else:
+                hint = "rnnspec's cells are `rnn`, `lstm`, `gru` and the file's own `cell`s"
+            return error("E033", f"unknown cell `{written}`", span, help=hint)
+    return None
+
+
 def _syntax_diagnostic(exc, text: str, path: str) -> Diagnostic:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
+        if ch == ".":
+            torch_call = _torch_call(text, exc.pos_in_stream, exc.line, exc.column, path)
+            if torch_call is not None:
+                return torch_call
         message = f"unexpected character {_describe_character(ch)}"
         return error("E002", message, span, help=_CHARACTER_HELP.get(ch))
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":

@@ -54,7 +54,9 @@ EXPLANATIONS = {
             "such as `hidden_size` belong inside the block's call.",
     "E031": "A stack without `input_size`.",
     "E032": "A stack without any block.",
-    "E033": "A cell other than `rnn`, `lstm` and `gru`.",
+    "E033": ("A cell other than `rnn`, `lstm`, `gru` and the file's own cells. A PyTorch "
+             "spelling (`LSTM`, or `nn.LSTM(` and `torch.nn.GRU(` copied from code) gets the "
+             "cell to write."),
     "E034": "An argument the cell does not take (`proj_size` is lstm only, `nonlinearity` "
             "rnn only) or a misspelt one.",
     "E035": "A block without `hidden_size`.",
@@ -92,7 +94,9 @@ EXPLANATIONS = {
 
 
 def document() -> str:
-    cases = {path.name[:4]: path for path in sorted((ROOT / "tests" / "cases").glob("*.rnn"))}
+    cases: dict[str, list[Path]] = {}
+    for path in sorted((ROOT / "tests" / "cases").glob("*.rnn")):
+        cases.setdefault(path.name[:4], []).append(path)
     out = [
         "# Diagnostics",
         "",
@@ -108,25 +112,26 @@ def document() -> str:
     here = os.getcwd()
     for code, title in CODES.items():
         out += [f"## {code}: {title}", "", EXPLANATIONS[code], ""]
-        case = cases.get(code)
+        examples = cases.get(code)
         if code == "E050":
             out += ["```", "$ rnnspec check --verify spec.rnn", "spec.rnn:4:5: error[E050]: "
                     "torch builds the output of block `lstm0` as [3, 2, 50], but rnnspec "
                     "derived ['T', 'B', 25]", "```", ""]
             continue
-        if case is None:
+        if examples is None:
             out += ["```", "$ rnnspec check missing.rnn", "error[E006]: cannot read "
                     "`missing.rnn`: No such file or directory", "```", ""]
             continue
-        text = case.read_bytes().decode("utf-8", "replace")
-        os.chdir(case.parent)
-        try:
-            report = text_report([check_path(case.name)], Style(False))
-        finally:
-            os.chdir(here)
-        shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
-        out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", "", "```",
-                shown.strip("\n"), "```", ""]
+        for case in examples:
+            text = case.read_bytes().decode("utf-8", "replace")
+            os.chdir(case.parent)
+            try:
+                report = text_report([check_path(case.name)], Style(False))
+            finally:
+                os.chdir(here)
+            shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
+            out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", "", "```",
+                    shown.strip("\n"), "```", ""]
     return "\n".join(out)
 
 
