@@ -51,3 +51,77 @@ def test_other_torch_modules_are_unknown_cells_without_a_cell_to_write():
 def test_other_points_stay_unexpected_characters(text):
     (diagnostic,) = _diagnostics(text)
     assert diagnostic.code == "E002" and "`.`" in diagnostic.message
+
+
+# ----------------------------------------------------------------------------- batch_first
+
+def _expect(stack_lines: str, expect_lines: str) -> str:
+    return (f"stack Net {{\n    input_size = 60\n{stack_lines}\n}}\n"
+            f"expect Net {{\n{expect_lines}\n}}\n")
+
+
+LSTM = "    lstm(hidden_size = 128, num_layers = 2, bidirectional = true)"
+
+
+def test_a_forgotten_batch_first_is_named_with_the_output_that_mirrors_it():
+    text = _expect(LSTM, "    input = [32, 589, 60]\n    output = [32, 589, 256]\n"
+                         "    h_n = [4, 32, 128]")
+    (diagnostic,) = _diagnostics(text)
+    assert diagnostic.code == "E044"
+    assert "looks batch-first" in diagnostic.help
+    assert "set `batch_first = true` in stack `Net`" in diagnostic.help
+    (note,) = diagnostic.notes
+    assert note.message == "`output` is written batch-first too" and note.span.line == 7
+
+
+def test_the_batch_first_hint_holds_for_every_state_and_needs_no_output():
+    text = _expect(LSTM, "    input = [32, 589, 60]\n    c_n = [4, 32, 128]")
+    (diagnostic,) = _diagnostics(text)
+    assert "looks batch-first" in diagnostic.help and not diagnostic.notes
+
+
+def test_a_time_first_input_in_a_batch_first_stack_is_named():
+    text = _expect("    batch_first = true\n    gru(hidden_size = 8)",
+                   "    input = [589, 32, 60]\n    h_n = [1, 32, 8]")
+    (diagnostic,) = _diagnostics(text)
+    assert "looks time-first" in diagnostic.help and "[B, T, features]" in diagnostic.help
+
+
+@pytest.mark.parametrize("expect", [
+    # the batch is neither input dimension: another mistake, not the layout
+    "    input = [32, 589, 60]\n    h_n = [4, 7, 128]",
+    # both input dimensions are equal: nothing to tell them apart
+    "    input = [32, 32, 60]\n    h_n = [4, 16, 128]",
+])
+def test_no_layout_hint_without_evidence(expect):
+    (diagnostic,) = _diagnostics(_expect(LSTM, expect))
+    assert diagnostic.code == "E044"
+    assert "batch-first" not in (diagnostic.help or "")
+
+
+# ----------------------------------------------------------------------------- bindings
+
+
+def test_expectations_say_what_they_bound():
+    from rnnspec.diagnostics import Style
+    from rnnspec.report import json_document, text_report
+
+    text = _expect(LSTM, "    input = [100, 32, 60]") + "expect Net {\n    input = [_, 60]\n}\n" \
+        + "expect Net {\n    input = [3, 60, 60]\n    h_n = [1, 60, 128]\n}\n"
+    result = check_text(text, "spec.rnn")
+    report = text_report([result], Style(False))
+    assert "spec.rnn:5: Net: ok (T = 100, B = 32)" in report
+    assert "spec.rnn:8: Net: ok (T = _)" in report
+    assert "spec.rnn:11: Net: FAILED (T = 3, B = 60)" in report
+    entries = json_document([result])["expectations"]
+    assert [e["bindings"] for e in entries] == [{"T": 100, "B": 32}, {"T": None},
+                                                {"T": 3, "B": 60}]
+
+
+def test_an_expectation_that_binds_nothing_shows_no_bindings():
+    from rnnspec.diagnostics import Style
+    from rnnspec.report import json_document, text_report
+
+    result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
+    assert "spec.rnn:5: Net: FAILED\n" in text_report([result], Style(False))
+    assert json_document([result])["expectations"][0]["bindings"] == {}
