@@ -22,7 +22,11 @@ MAX_LITERAL_DIGITS = 500
 # of the grammar and is shown as itself, so a new keyword or operator is one grammar edit.
 _PATTERN_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
                   "$END": "end of file"}
-_VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS"}
+_VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS", "NOT"}
+# Operators that may follow a value, named together so that a syntax error after a value
+# does not list a dozen symbols.
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASHSLASH", "LESS", "LESSEQUAL", "MORE", "MOREEQUAL",
+              "EQEQUAL", "NOTEQUAL", "AND", "OR", "IF"}
 
 _CHARACTER_HELP = {
     "/": "integer division is written `//`",
@@ -170,16 +174,20 @@ def language_words() -> frozenset[str]:
 def describe_expected(expected) -> str:
     names = set(expected)
     words = []
-    if _VALUE_START <= names:
+    if _VALUE_START - {"NOT"} <= names:  # `not` cannot start a comparison's operand
         words.append("a value")
         names -= _VALUE_START
+    if _OPERATORS <= names:
+        words.append("an operator")
+        names -= _OPERATORS
     known = terminal_words()
     words += sorted(known.get(n, f"`{n}`") for n in names)
     if len(words) == 1:
         return words[0]
     if len(words) == 2:
         return f"{words[0]} or {words[1]}"
-    return "one of " + ", ".join(words[:-1]) + f", or {words[-1]}"
+    listed = ", ".join(words[:-1]) + f", or {words[-1]}"
+    return listed if words[0].startswith("a") else "one of " + listed
 
 
 def _describe_token(token) -> str:
@@ -333,6 +341,27 @@ def _build_transformer(context: type[_Context]):
             return ast.Chain(children[0], rest, cover(children))
 
         sum = product = _chain
+
+        def comparison(self, children):
+            rest = tuple(
+                (str(op), tok(op), operand)
+                for op, operand in zip(children[1::2], children[2::2], strict=True)
+            )
+            return ast.Comparison(children[0], rest, cover(children))
+
+        def _logic(self, children):
+            return ast.Logic(str(children[1]), tuple(children[::2]), cover(children))
+
+        disjunction = conjunction = _logic
+
+        def logical_not(self, children):
+            *words, operand = children
+            return ast.Not(operand, len(words), cover(children))
+
+        def conditional(self, children):
+            values = children[::2]  # value, IF, condition, ELSE, value, IF, ...
+            branches = tuple(zip(values[:-1:2], values[1::2], strict=True))
+            return ast.Conditional(branches, values[-1], cover(children))
 
         # stacks
         def keyword_argument(self, children):

@@ -43,7 +43,9 @@ EXPLANATIONS = {
             "generated module imports (`torch`, `nn`, `Tensor`, ...).",
     "E013": "Constants that refer to each other in a cycle.",
     "E020": "A value of the wrong type: a float where an integer is needed, a number where "
-            "`true` or `false` is needed, and so on.",
+            "`true` or `false` is needed (a condition of `if`, an operand of `and`, `or`, "
+            "`not`), a comparison's `true` or `false` where a size is needed, `true` "
+            "compared with a number, and so on.",
     "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
             "`dropout` between 0 and 1, `nonlinearity` `tanh` or `relu`, dimensions at "
             "least 1.",
