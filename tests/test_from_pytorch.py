@@ -125,3 +125,48 @@ def test_an_expectation_that_binds_nothing_shows_no_bindings():
     result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
     assert "spec.rnn:5: Net: FAILED\n" in text_report([result], Style(False))
     assert json_document([result])["expectations"][0]["bindings"] == {}
+
+
+# ----------------------------------------------------------------------------- the guide
+
+
+def _guide_specs(title: str) -> list[str]:
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    chapter = text.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = chapter.split("```")[1::2]
+    return [b.lstrip("\n") for b in blocks if not b.startswith("python") and "stack" in b]
+
+
+@pytest.mark.parametrize("title", ["## From PyTorch code to a spec", "### Conditions"])
+def test_the_guides_specs_check_clean(title):
+    specs = _guide_specs(title)
+    assert specs
+    for text in specs:
+        result = check_text(text, "guide.rnn")
+        assert result.ok and not result.diagnostics, (text, result.diagnostics)
+
+
+def test_the_guides_side_by_side_calls_build_what_the_specs_describe():
+    """Each PyTorch call of the chapter's table, built with torch, has the parameters of
+    the spec beside it."""
+    torch = pytest.importorskip("torch")
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    chapter = text.split("\n## From PyTorch code to a spec\n", 1)[1].split("\n## ", 1)[0]
+    calls = [b[len("python"):] for b in chapter.split("```")[1::2] if b.startswith("python")]
+    specs = _guide_specs("## From PyTorch code to a spec")
+    assert len(calls) == len(specs) == 3
+    for call, spec in zip(calls, specs, strict=True):
+        namespace = {"nn": torch.nn, "torch": torch}
+        lines = [line for line in call.strip().splitlines() if not line.startswith("#")]
+        source = "\n".join(lines).replace("self.", "")
+        exec(source, namespace)  # noqa: S102 - the guide's own example
+        built = [v for k, v in namespace.items() if k not in ("nn", "torch", "n")][-1]
+        modules = built if isinstance(built, list) else [built]
+        (stack,) = check_text(spec, "guide.rnn").stacks
+        for module, block in zip(modules, stack.blocks, strict=True):
+            assert [(p.name, p.shape) for p in block.parameters] == [
+                (name, tuple(value.shape)) for name, value in module.named_parameters()]
