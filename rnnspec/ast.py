@@ -49,6 +49,38 @@ class Chain(NamedTuple):
     span: Span
 
 
+class Comparison(NamedTuple):
+    """`a < b <= c`: chained as in Python (`a < b and b <= c`, each operand evaluated once)."""
+
+    first: Expr
+    rest: tuple[tuple[str, Span, Expr], ...]  # (operator, operator span, operand)
+    span: Span
+
+
+class Logic(NamedTuple):
+    """`a and b and c` or `a or b`: one operator, kept flat; evaluated left to right and
+    stopping as soon as the result is known, as in Python."""
+
+    operator: str  # "and" or "or"
+    operands: tuple[Expr, ...]
+    span: Span
+
+
+class Not(NamedTuple):
+    operand: Expr
+    count: int  # `not not x` is one node, as `Negation` keeps runs of minus signs flat
+    span: Span
+
+
+class Conditional(NamedTuple):
+    """`a if c else b if d else e`: the value of the first branch whose condition is true,
+    else `otherwise`. Only the values needed are evaluated, as in Python."""
+
+    branches: tuple[tuple[Expr, Expr], ...]  # (value, condition)
+    otherwise: Expr
+    span: Span
+
+
 class Invalid(NamedTuple):
     """A literal that was already reported (say, out of range); evaluates silently to nothing."""
 
@@ -65,7 +97,8 @@ class Call(NamedTuple):
     span: Span
 
 
-Expr = Integer | Float | Boolean | Name | Negation | Chain | Invalid | Call
+Expr = (Integer | Float | Boolean | Name | Negation | Chain | Comparison | Logic | Not
+        | Conditional | Invalid | Call)
 
 # ----------------------------------------------------------------------------- items
 

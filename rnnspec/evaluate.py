@@ -17,6 +17,9 @@ MAX_MAGNITUDE = 10**500
 
 
 _ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv}
+_COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+                "==": operator.eq, "!=": operator.ne}
+_NOT_A_LEAF = object()  # what `Evaluator._leaf` returns for a node with operands
 
 
 class Word(str):
@@ -51,13 +54,19 @@ def names_in(expr) -> list[ast.Name]:
         node = pending.pop()
         if isinstance(node, ast.Name):
             found.append(node)
-        elif isinstance(node, ast.Negation):
+        elif isinstance(node, ast.Negation | ast.Not):
             pending.append(node.operand)
-        elif isinstance(node, ast.Chain):
+        elif isinstance(node, ast.Chain | ast.Comparison):
             pending.append(node.first)
             pending.extend(operand for _, _, operand in node.rest)
         elif isinstance(node, ast.Call):
             pending.extend(argument.value for argument in node.arguments)
+        elif isinstance(node, ast.Logic):
+            pending.extend(node.operands)
+        elif isinstance(node, ast.Conditional):
+            for value, condition in node.branches:
+                pending += [value, condition]
+            pending.append(node.otherwise)
     return found
 
 
@@ -115,7 +124,31 @@ class Evaluator:
     # ------------------------------------------------------------------- expressions
 
     def evaluate(self, expr) -> object:
-        """The value of `expr`: int, float, bool, Word, or POISON after a diagnostic."""
+        """The value of `expr`: int, float, bool, Word, or POISON after a diagnostic.
+
+        Nodes with operands are generators that yield each operand they need and receive
+        its value; this loop runs them on an explicit stack, so that however the levels of
+        the grammar nest (within the parser's limit on parentheses) nothing recurses.
+        """
+        leaf = self._leaf(expr)
+        if leaf is not _NOT_A_LEAF:
+            return leaf
+        pending = [self._node(expr)]
+        value = None
+        while pending:
+            try:
+                operand = pending[-1].send(value)
+            except StopIteration as done:
+                pending.pop()
+                value = done.value
+                continue
+            value = self._leaf(operand)
+            if value is _NOT_A_LEAF:
+                pending.append(self._node(operand))
+                value = None
+        return value
+
+    def _leaf(self, expr):
         if isinstance(expr, ast.Integer | ast.Float | ast.Boolean):
             return expr.value
         if isinstance(expr, ast.Invalid):
@@ -129,15 +162,32 @@ class Evaluator:
                 error("E074", f"`{expr.name}(...)` is not a value here: functions belong to "
                       "the equations of a `cell`", expr.span))
             return POISON
+        return _NOT_A_LEAF
+
+    def _node(self, expr):
+        if isinstance(expr, ast.Chain):
+            return self._chain(expr)
         if isinstance(expr, ast.Negation):
-            value = self._number(self.evaluate(expr.operand), expr.operand)
-            if value is POISON:
-                return POISON
-            return -value if expr.signs % 2 else value
-        return self._chain(expr)
+            return self._negation(expr)
+        if isinstance(expr, ast.Comparison):
+            return self._comparison(expr)
+        if isinstance(expr, ast.Logic):
+            return self._logic(expr)
+        if isinstance(expr, ast.Not):
+            return self._not(expr)
+        return self._conditional(expr)
+
+    # Each of these is a generator: `value = yield operand` evaluates an operand.
+
+    def _negation(self, expr: ast.Negation):
+        value = self._number((yield expr.operand), expr.operand)
+        if value is POISON:
+            return POISON
+        return -value if expr.signs % 2 else value
 
     def _chain(self, chain: ast.Chain):
-        result = self._number(self.evaluate(chain.first), chain.first)
+        result = self._number((yield chain.first), chain.first)
+        leaf, not_a_leaf = self._leaf, _NOT_A_LEAF
         for symbol, symbol_span, operand in chain.rest:
             if symbol not in _ARITHMETIC:  # `/` and `@`: the equations of a cell only
                 self.problems.append(
@@ -145,7 +195,10 @@ class Evaluator:
                           symbol_span, help="sizes and constants divide with `//`"
                           if symbol == "/" else None))
                 return POISON
-            value = self._number(self.evaluate(operand), operand)
+            value = leaf(operand)  # most operands are literals or constants: no round trip
+            if value is not_a_leaf:
+                value = yield operand
+            value = self._number(value, operand)
             if result is POISON or value is POISON:
                 result = POISON
                 continue
@@ -167,6 +220,89 @@ class Evaluator:
                 )
                 return POISON
         return result
+
+    def _comparison(self, comparison: ast.Comparison):
+        """`a < b < c` as Python has it: `a < b and b < c`, stopping at the first false."""
+        left_expr = comparison.first
+        left = yield left_expr
+        for symbol, _, right_expr in comparison.rest:
+            right = yield right_expr
+            if not self._comparable(symbol, left, left_expr, right, right_expr):
+                return POISON
+            if not _COMPARISONS[symbol](left, right):
+                return False
+            left, left_expr = right, right_expr
+        return True
+
+    def _comparable(self, symbol: str, left, left_expr, right, right_expr) -> bool:
+        """Whether `left symbol right` is defined: numbers with numbers, and for `==` and
+        `!=` also `true`/`false` with `true`/`false`; otherwise report."""
+        if symbol in ("==", "!=") and isinstance(left, bool) and isinstance(right, bool):
+            return True
+        ordered = symbol not in ("==", "!=")
+        for value, expr in ((left, left_expr), (right, right_expr)):
+            if value is POISON:
+                return False
+            if isinstance(value, Word):
+                self.unknown_name(expr)
+                return False
+            if isinstance(value, bool) and ordered:
+                self.problems.append(
+                    error("E020", f"`{symbol}` compares numbers, found {describe(value)}",
+                          expr.span))
+                return False
+        if isinstance(left, bool) != isinstance(right, bool):
+            self.problems.append(
+                error("E020", f"`{symbol}` cannot compare {describe(left)} with "
+                      f"{describe(right)}", left_expr.span.to(right_expr.span),
+                      help="compare numbers with numbers, and `true` or `false` with "
+                           "`true` or `false`"))
+            return False
+        return True
+
+    def _logic(self, logic: ast.Logic):
+        """`and` and `or` on `true` and `false`, stopping when the result is known."""
+        deciding = logic.operator == "or"  # the operand value that decides the result
+        for operand in logic.operands:
+            value = self._boolean((yield operand), operand, f"operand of `{logic.operator}`")
+            if value is POISON:
+                return POISON
+            if value is deciding:
+                return deciding
+        return not deciding
+
+    def _not(self, expr: ast.Not):
+        value = self._boolean((yield expr.operand), expr.operand, "operand of `not`")
+        if value is POISON:
+            return POISON
+        return (not value) if expr.count % 2 else value
+
+    def _conditional(self, expr: ast.Conditional):
+        for value, condition in expr.branches:
+            chosen = self._boolean((yield condition), condition, "condition")
+            if chosen is POISON:
+                return POISON
+            if chosen:
+                return (yield value)
+        return (yield expr.otherwise)
+
+    def _boolean(self, value, expr, what: str):
+        """`value` if it is `true` or `false`; otherwise report and poison. Numbers are
+        refused (`A if 3 else B` is a mistake, not Python's truthiness)."""
+        if value is POISON or isinstance(value, bool):
+            return value
+        origin = self._origin(expr)
+        if isinstance(value, Word) and isinstance(origin, ast.Name) \
+                and value not in ("True", "False"):
+            self.unknown_name(origin)
+            return POISON
+        hint = f"write `{value.lower()}`" if value in ("True", "False") else None
+        if isinstance(value, int | float):
+            hint = "a number is not a condition: compare it, as in `N > 1`"
+        self.problems.append(
+            error("E020", f"{what} must be `true` or `false`, found {describe(value)}",
+                  expr.span, help=hint))
+        return POISON
 
     def _number(self, value, expr):
         """`value` if it can take part in arithmetic; otherwise report and poison."""
@@ -248,6 +384,10 @@ class Evaluator:
             hint = f"write `{int(value)}`"
         if kind == "bool" and value in (0, 1) and not isinstance(value, bool):
             hint = f"write `{'true' if value else 'false'}`"
+        if isinstance(value, bool) and isinstance(self._origin(expr),
+                                                  ast.Comparison | ast.Logic | ast.Not):
+            hint = ("a comparison gives `true` or `false`, not a value: to choose a value, "
+                    "write `A if CONDITION else B`")
         self.problems.append(
             error("E020", f"{what} must be {TYPE_WORDS[kind]}, found {describe(value)}",
                   expr.span, help=hint)

@@ -32,11 +32,14 @@ class ExpectationChecker:
 
     def check(self, expect: ast.Expect) -> model.ExpectationResult:
         with self.problems.watch() as step:
-            self._check(expect)
+            bound = self._check(expect)
         ok = not step.failed and expect.stack in self.stacks
-        return model.ExpectationResult(expect.stack, expect.span.path, expect.span.line, ok)
+        bindings = {key: value for key, value in (bound or {}).items() if key in ("T", "B")}
+        return model.ExpectationResult(expect.stack, expect.span.path, expect.span.line, ok,
+                                       bindings)
 
-    def _check(self, expect: ast.Expect) -> None:
+    def _check(self, expect: ast.Expect) -> dict | None:
+        """Checks every entry; returns what `input` bound (None when it bound nothing)."""
         if expect.stack not in self.stack_asts:
             self.problems.append(
                 error("E040", f"no stack named `{expect.stack}`", expect.stack_span,
@@ -57,9 +60,11 @@ class ExpectationChecker:
         entry, dims, _ = entries.pop("input")
         bound = self._input(stack, entry, dims)
         if bound is None:
-            return
+            return None
+        bound["input"] = dims
         for entry, dims, block in entries.values():
-            self._compare(stack, entry, dims, block, bound)
+            self._compare(stack, entry, dims, block, bound, entries)
+        return bound
 
     def _entries(self, expect: ast.Expect, stack):
         """Entries by (key, block), each with its evaluated dims; reports bad keys."""
@@ -195,7 +200,7 @@ class ExpectationChecker:
         return bind_dims(shape, bound)
 
     def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list,
-                 block: model.Block | None, bound) -> None:
+                 block: model.Block | None, bound, entries: dict) -> None:
         expected = self._expected(stack, entry, block, bound)
         name = entry.key + (f"[{entry.selector.value}]" if entry.selector else "")
         if len(found) != len(expected):
@@ -212,12 +217,38 @@ class ExpectationChecker:
         last = entry.dims[wrong[-1]].span
         if last.line == span.line:
             span = span.to(last)
+        state = self.state_of.get(entry.key)
+        layout = _layout(stack, bound, found, wrong) if state is not None else None
+        notes = []
+        if layout is not None:
+            hint, written = layout
+            notes = [Note(f"`output` is written {written} too", other.dims_span)
+                     for other, dims, _ in entries.values()
+                     if other.key == "output" and dims[:2] == bound["input"][:2]]
+        else:
+            hint = _hint(stack, block or stack.blocks[-1], state, expected, found, wrong)
         self.problems.append(
             error("E044", f"`{name}` of `{stack.name}` is {format_shape(expected)}, "
-                  f"not {format_shape(found)}", span,
-                  help=_hint(stack, block or stack.blocks[-1], self.state_of.get(entry.key),
-                             expected, found, wrong))
+                  f"not {format_shape(found)}", span, notes=notes[:1], help=hint)
         )
+
+
+def _layout(stack: model.Stack, bound, found, wrong) -> tuple[str, str] | None:
+    """A `help:` when a state's batch is the dimension of `input` that the stack's layout
+    takes for time: the input was written batch-first in a stack that is not (or the
+    other way round)."""
+    if not bound["batched"] or 1 not in wrong or found[1] is ANY:
+        return None
+    first, second = bound["input"][:2]
+    if not stack.batch_first and found[1] == first and found[1] != second:
+        return (f"`input` looks batch-first ([B, T, features], B = {first}), but stack "
+                f"`{stack.name}` is not: set `batch_first = true` in stack `{stack.name}`",
+                "batch-first")
+    if stack.batch_first and found[1] == second and found[1] != first:
+        return (f"`input` looks time-first ([T, B, features], B = {second}), but stack "
+                f"`{stack.name}` is `batch_first`: write `input` as [B, T, features]",
+                "time-first")
+    return None
 
 
 def _hint(stack: model.Stack, block: model.Block, state: str | None, expected, found,

@@ -109,6 +109,9 @@ class ExpectationResult(NamedTuple):
     path: str
     line: int
     ok: bool
+    # what `input` bound: {"T": 100, "B": 32} ({"T": 100} unbatched; None for `_`); empty
+    # when nothing was bound (no input, or an input that failed)
+    bindings: dict | None = None
 
 
 class CheckedFile:

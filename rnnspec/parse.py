@@ -6,6 +6,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import unicodedata
 
 from . import ast
@@ -21,7 +22,11 @@ MAX_LITERAL_DIGITS = 500
 # of the grammar and is shown as itself, so a new keyword or operator is one grammar edit.
 _PATTERN_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
                   "$END": "end of file"}
-_VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS"}
+_VALUE_START = {"INT", "FLOAT", "NAME", "TRUE", "FALSE", "LPAR", "MINUS", "NOT"}
+# Operators that may follow a value, named together so that a syntax error after a value
+# does not list a dozen symbols.
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASHSLASH", "LESS", "LESSEQUAL", "MORE", "MOREEQUAL",
+              "EQEQUAL", "NOTEQUAL", "AND", "OR", "IF"}
 
 _CHARACTER_HELP = {
     '"': "words are written bare, without quotes: `nonlinearity = relu`",
@@ -30,6 +35,9 @@ _CHARACTER_HELP = {
     ";": "entries need no separator: put each on its own line",
     ".": "a number needs digits on both sides of the point: `0.5`",
 }
+
+# `nn.LSTM(` or `torch.nn.GRU(` copied from PyTorch code: the `.` is the unexpected character.
+_TORCH_CALL = re.compile(r"(?:\btorch\s*\.\s*)?\bnn\s*\.\s*([A-Za-z_]\w*)\s*\(")
 
 
 class SourceError(Exception):
@@ -165,16 +173,20 @@ def language_words() -> frozenset[str]:
 def describe_expected(expected) -> str:
     names = set(expected)
     words = []
-    if _VALUE_START <= names:
+    if _VALUE_START - {"NOT"} <= names:  # `not` cannot start a comparison's operand
         words.append("a value")
         names -= _VALUE_START
+    if _OPERATORS <= names:
+        words.append("an operator")
+        names -= _OPERATORS
     known = terminal_words()
     words += sorted(known.get(n, f"`{n}`") for n in names)
     if len(words) == 1:
         return words[0]
     if len(words) == 2:
         return f"{words[0]} or {words[1]}"
-    return "one of " + ", ".join(words[:-1]) + f", or {words[-1]}"
+    listed = ", ".join(words[:-1]) + f", or {words[-1]}"
+    return listed if words[0].startswith("a") else "one of " + listed
 
 
 def _describe_token(token) -> str:
@@ -191,12 +203,39 @@ def _describe_character(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
+def _torch_call(text: str, position: int, line: int, column: int, path: str):
+    """E033 at `nn.LSTM` when the unexpected `.` belongs to a PyTorch module's call."""
+    from .registry import BUILTIN_CELLS
+
+    start = text.rfind("\n", 0, position) + 1
+    end = text.find("\n", position)
+    source = text[start:] if end < 0 else text[start:end]
+    offset = position - start
+    for match in _TORCH_CALL.finditer(source):
+        if match.start() <= offset < match.end(1):
+            written = re.sub(r"\s+", "", match.group(0)[:match.end(1) - match.start()])
+            cell = match.group(1).lower()
+            first = column - (offset - match.start())
+            span = Span(path, line, first, line, column + (match.end(1) - offset))
+            if cell in BUILTIN_CELLS:
+                prefix = written[:-len(match.group(1))]
+                hint = f"write `{cell}(...)`: rnnspec's cells are lowercase, without `{prefix}`"
+            else:
+                hint = "rnnspec's cells are `rnn`, `lstm`, `gru` and the file's own `cell`s"
+            return error("E033", f"unknown cell `{written}`", span, help=hint)
+    return None
+
+
 def _syntax_diagnostic(exc, text: str, path: str) -> Diagnostic:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
     if isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
+        if ch == ".":
+            torch_call = _torch_call(text, exc.pos_in_stream, exc.line, exc.column, path)
+            if torch_call is not None:
+                return torch_call
         message = f"unexpected character {_describe_character(ch)}"
         return error("E002", message, span, help=_CHARACTER_HELP.get(ch))
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
@@ -301,6 +340,27 @@ def _build_transformer(context: type[_Context]):
             return ast.Chain(children[0], rest, cover(children))
 
         sum = product = _chain
+
+        def comparison(self, children):
+            rest = tuple(
+                (str(op), tok(op), operand)
+                for op, operand in zip(children[1::2], children[2::2], strict=True)
+            )
+            return ast.Comparison(children[0], rest, cover(children))
+
+        def _logic(self, children):
+            return ast.Logic(str(children[1]), tuple(children[::2]), cover(children))
+
+        disjunction = conjunction = _logic
+
+        def logical_not(self, children):
+            *words, operand = children
+            return ast.Not(operand, len(words), cover(children))
+
+        def conditional(self, children):
+            values = children[::2]  # value, IF, condition, ELSE, value, IF, ...
+            branches = tuple(zip(values[:-1:2], values[1::2], strict=True))
+            return ast.Conditional(branches, values[-1], cover(children))
 
         # stacks
         def keyword_argument(self, children):

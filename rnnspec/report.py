@@ -46,7 +46,7 @@ def text_report(results: list[model.CheckedFile], style: Style, sections=()) -> 
         out.append("expectations")
         for e in expectations:
             verdict = style.note("ok") if e.ok else style.error("FAILED")
-            out.append(f"  {e.path}:{e.line}: {e.stack}: {verdict}")
+            out.append(f"  {e.path}:{e.line}: {e.stack}: {verdict}{bindings_text(e)}")
         out.append("")
     for result in results:
         sources = {result.path: result.text.split("\n")}
@@ -54,6 +54,15 @@ def text_report(results: list[model.CheckedFile], style: Style, sections=()) -> 
             out += [render(diagnostic, sources, style), ""]
     out.append(summary(results))
     return "\n".join(out) + "\n"
+
+
+def bindings_text(expectation: model.ExpectationResult) -> str:
+    """` (T = 100, B = 32)`: what the expectation's `input` bound (`_` for any)."""
+    if not expectation.bindings:
+        return ""
+    shown = ", ".join(f"{key} = {'_' if value is None else value}"
+                      for key, value in expectation.bindings.items())
+    return f" ({shown})"
 
 
 def summary(results: list[model.CheckedFile]) -> str:
@@ -128,7 +137,8 @@ def json_document(results: list[model.CheckedFile]) -> dict:
         "diagnostics": [to_json(d) for r in results for d in r.diagnostics],
         "stacks": [stack_json(s) for r in results for s in r.stacks],
         "expectations": [
-            {"stack": e.stack, "path": e.path, "line": e.line, "ok": e.ok}
+            {"stack": e.stack, "path": e.path, "line": e.line, "ok": e.ok,
+             "bindings": dict(e.bindings or {})}
             for r in results for e in r.expectations
         ],
     }
@@ -139,6 +149,7 @@ def json_document(results: list[model.CheckedFile]) -> dict:
 
 
 _FLAT_LIST = r"\[\n\s+((?:[^\[\]{}\n]+,\n\s+)*[^\[\]{}\n]+)\n\s+\]"
+_BINDINGS = r'"bindings": \{\n\s+((?:[^\[\]{}\n]+,\n\s+)*[^\[\]{}\n]+)\n\s+\}'
 
 
 def json_report(results: list[model.CheckedFile], extra: dict | None = None) -> str:
@@ -150,4 +161,6 @@ def json_report(results: list[model.CheckedFile], extra: dict | None = None) -> 
     text = json.dumps(dict(json_document(results), **(extra or {})), indent=2)
     # JSON strings never hold a raw newline, so only real lists of scalars match
     text = re.sub(_FLAT_LIST, lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", text)
+    text = re.sub(_BINDINGS, lambda m: '"bindings": {' + re.sub(r",\n\s+", ", ", m.group(1))
+                  + "}", text)
     return text + "\n"

@@ -45,7 +45,9 @@ EXPLANATIONS = {
             "generated module imports (`torch`, `nn`, `Tensor`, ...).",
     "E013": "Constants that refer to each other in a cycle.",
     "E020": "A value of the wrong type: a float where an integer is needed, a number where "
-            "`true` or `false` is needed, and so on.",
+            "`true` or `false` is needed (a condition of `if`, an operand of `and`, `or`, "
+            "`not`), a comparison's `true` or `false` where a size is needed, `true` "
+            "compared with a number, and so on.",
     "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
             "`dropout` between 0 and 1, `nonlinearity` `tanh` or `relu`, dimensions at "
             "least 1.",
@@ -56,7 +58,9 @@ EXPLANATIONS = {
             "such as `hidden_size` belong inside the block's call.",
     "E031": "A stack without `input_size`.",
     "E032": "A stack without any block.",
-    "E033": "A cell other than `rnn`, `lstm` and `gru`.",
+    "E033": ("A cell other than `rnn`, `lstm`, `gru` and the file's own cells. A PyTorch "
+             "spelling (`LSTM`, or `nn.LSTM(` and `torch.nn.GRU(` copied from code) gets the "
+             "cell to write."),
     "E034": "An argument the cell does not take (`proj_size` is lstm only, `nonlinearity` "
             "rnn only) or a misspelt one.",
     "E035": "A block without `hidden_size`.",
@@ -137,7 +141,9 @@ EXPLANATIONS = {
 
 
 def document() -> str:
-    cases = {path.name[:4]: path for path in sorted((ROOT / "tests" / "cases").glob("*.rnn"))}
+    cases: dict[str, list[Path]] = {}
+    for path in sorted((ROOT / "tests" / "cases").glob("*.rnn")):
+        cases.setdefault(path.name[:4], []).append(path)
     out = [
         "# Diagnostics",
         "",
@@ -153,35 +159,36 @@ def document() -> str:
     here = os.getcwd()
     for code, title in CODES.items():
         out += [f"## {code}: {title}", "", EXPLANATIONS[code], ""]
-        case = cases.get(code)
+        examples = cases.get(code)
         if code == "E050":
             out += ["```", "$ rnnspec check --verify spec.rnn", "spec.rnn:4:5: error[E050]: "
                     "torch builds the output of block `lstm0` as [3, 2, 50], but rnnspec "
                     "derived ['T', 'B', 25]", "```", ""]
             continue
-        if case is None:
+        if examples is None:
             out += ["```", "$ rnnspec check missing.rnn", "error[E006]: cannot read "
                     "`missing.rnn`: No such file or directory", "```", ""]
             continue
-        text = case.read_bytes().decode("utf-8", "replace")
-        weights = case.with_suffix(".weights.json")
-        os.chdir(case.parent)
-        try:
-            result = check_path(case.name)
+        for case in examples:
+            text = case.read_bytes().decode("utf-8", "replace")
+            weights = case.with_suffix(".weights.json")
+            os.chdir(case.parent)
+            try:
+                result = check_path(case.name)
+                if weights.exists():
+                    shapes = json.loads(weights.read_text(encoding="utf-8"))
+                    attach(result, result.stacks[0],
+                           {k: (tuple(v), "float32") for k, v in shapes.items()}, weights.name)
+                report = text_report([result], Style(False))
+            finally:
+                os.chdir(here)
+            shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
+            out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", ""]
             if weights.exists():
-                shapes = json.loads(weights.read_text(encoding="utf-8"))
-                attach(result, result.stacks[0],
-                       {k: (tuple(v), "float32") for k, v in shapes.items()}, weights.name)
-            report = text_report([result], Style(False))
-        finally:
-            os.chdir(here)
-        shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
-        out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", ""]
-        if weights.exists():
-            out += ["checked with `--weights` against a checkpoint holding these tensors "
-                    "(name: shape):", "", "```json",
-                    weights.read_text(encoding="utf-8").rstrip("\n"), "```", ""]
-        out += ["```", shown.strip("\n"), "```", ""]
+                out += ["checked with `--weights` against a checkpoint holding these tensors "
+                        "(name: shape):", "", "```json",
+                        weights.read_text(encoding="utf-8").rstrip("\n"), "```", ""]
+            out += ["```", shown.strip("\n"), "```", ""]
     return "\n".join(out)
 
 
