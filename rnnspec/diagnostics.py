@@ -83,6 +83,9 @@ CODES: dict[str, str] = {
     "E046": "cell state of a block without one",
     # verification against torch (`check --verify`)
     "E050": "derived shape disagrees with torch",
+    # section 9: merged directions, residual blocks
+    "E090": "`merge` on a block with one direction",
+    "E091": "residual block whose input and output sizes differ",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",
