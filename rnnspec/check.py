@@ -10,8 +10,14 @@ from .binder import bind
 from .diagnostics import Note, Sink, Span, error, sort_key, warning
 from .evaluate import POISON, Evaluator
 from .names import check_name, suggest
-from .registry import (BUILTIN_CELLS, STACK_PROPERTIES, Cell, instantiate, residual_problem,
-                       validate_extensions)
+from .registry import (
+    BUILTIN_CELLS,
+    STACK_PROPERTIES,
+    Cell,
+    instantiate,
+    residual_problem,
+    validate_extensions,
+)
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
