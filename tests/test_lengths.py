@@ -443,3 +443,18 @@ def test_lengths_on_either_device_with_a_cuda_model(backend, where):
     model.cuda()
     output, _ = model(x.cuda(), lengths=lengths.to(where))
     torch.testing.assert_close(output.cpu(), expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("argument", ["merge = sum, bidirectional = true", "residual = true",
+                                      "zoneout = 0.1"])
+def test_export_refuses_what_it_does_not_write_yet(argument, tmp_path):
+    pytest.importorskip("onnx")
+    from rnnspec.onnx_export import ExportError, export
+
+    text = f"stack Net {{\n input_size = 4\n gru(hidden_size = 4, {argument})\n}}\n"
+    with pytest.raises(ExportError, match="block `gru0` uses `(merge|residual|zoneout)`"):
+        export(check_source(text, "x.rnn"), str(tmp_path / "x.onnx"))
+    assert not (tmp_path / "x.onnx").exists()
