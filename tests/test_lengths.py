@@ -458,3 +458,23 @@ def test_export_refuses_what_it_does_not_write_yet(argument, tmp_path):
     with pytest.raises(ExportError, match="block `gru0` uses `(merge|residual|zoneout)`"):
         export(check_source(text, "x.rnn"), str(tmp_path / "x.onnx"))
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_regularised_bidirectional_block_on_a_padded_batch_as_if_alone(backend, device):
+    """Zoneout's evaluation form, with lengths, in both directions: each sequence alone."""
+    text = """stack Net {
+        input_size = 3
+        lstm(hidden_size = 4, num_layers = 2, bidirectional = true, zoneout = 0.3,
+             recurrent_dropout = 0.2, weight_dropout = 0.1)
+    }"""
+    generated = load(text, backend).Net(device=device).eval()
+    x = torch.randn(6, 4, 3, device=device)
+    lengths = [2, 6, 1, 4]
+    output, (h_n, c_n) = generated(x, lengths=lengths)
+    for index, length in enumerate(lengths):
+        alone, (h, c) = generated(x[:length, index])
+        assert_close(output[:length, index], alone, torch.float32)
+        assert bool((output[length:, index] == 0).all())
+        assert_close(h_n[:, index], h, torch.float32)
+        assert_close(c_n[:, index], c, torch.float32)
