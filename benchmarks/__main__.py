@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import lengths, models, onnx_rows, processes, scaling
+from . import editor, lengths, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -118,10 +118,33 @@ def run(quick: bool) -> str:
                         f"{r['onnx_ms']:.2f}", f"{r['ratio']:.3f}", f"{r['noise']:.3f}"]
                        for r in exported])
         out.append("")
-    print("7. padded batches ...", flush=True)
+    print("7. editor commands ...", flush=True)
+    fmt = editor.formatting(rounds)
+    out += ["## 7. Editor commands", "", "Whole processes, interleaved, on the "
+            f"{fmt['files']} examples that parse:", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{s * 1e3:.1f}"] for name, s in fmt["times"].items()])
+    out += ["", "fmt --check / check = " + _verdict(fmt["ratio_fmt_to_check"], 1.3), ""]
+    lsp = editor.lsp_round_trip(3 if quick else 40, lines=200 if quick else 2_000)
+    if lsp is None:
+        out += ["`rnnspec lsp`: not measured (pygls and lsprotocol are not installed)", ""]
+    else:
+        out += [f"`rnnspec lsp`, a {lsp['lines']:,}-line spec, one character changed: "
+                f"diagnostics round trip {lsp['server_ms']:.1f} ms, in-process check "
+                f"{lsp['check_ms']:.1f} ms; round trip / check = "
+                + _verdict(lsp["ratio"], 1.3), ""]
+    print("8. check --weights ...", flush=True)
+    checked = processes.weights(rounds)
+    out += ["## 8. `check --weights` on a safetensors checkpoint (whole processes, "
+            f"interleaved; {checked['bytes'] / 2**30:.1f} GiB claimed, header read only)", ""]
+    out += _table(["command", "median ms"],
+                  [[name, f"{s * 1e3:.1f}"] for name, s in checked["times"].items()])
+    out += ["", "check --weights / check = "
+            + _verdict(checked["ratio_weights_to_check"], 1.3), ""]
+    print("9. padded batches ...", flush=True)
     padded = lengths.rows(model_rounds, sizes=[("tiny", 5, 8, 8, 1)] if quick else lengths.SIZES,
                           batch=4 if quick else lengths.BATCH, min_seconds=settle)
-    out += ["## 7. Padded batches (`lengths`, LSTM, forward, B = "
+    out += ["## 9. Padded batches (`lengths`, LSTM, forward, B = "
             f"{4 if quick else lengths.BATCH})", ""]
     out += _table(["size", "ratio of", "reference ms", "rnnspec ms", "ratio", "A/A noise"],
                   [[r["size"], r["what"], f"{r['reference_ms']:.2f}", f"{r['rnnspec_ms']:.2f}",

@@ -65,3 +65,40 @@ def generation(rounds: int, spec: Path = ROOT / "examples" / "tagger.rnn") -> di
         times = interleaved({n: (lambda c=c: run_process(c)) for n, c in commands.items()},
                             rounds)
     return {"times": times, "ratio_generate_to_check": times["generate"] / times["check"]}
+
+
+WEIGHTS_SPEC = """stack Speech {
+    input_size = 80
+    encoder = lstm(hidden_size = 2048, num_layers = 4, bidirectional = true)
+}
+"""
+
+
+def weights(rounds: int) -> dict:
+    """`check --weights` on a safetensors checkpoint (1.4 GiB of tensors claimed on a sparse
+    file: only its header is read) against `check` alone."""
+    compile_package()
+    base = rnnspec_command()
+    sys.path.insert(0, str(ROOT))
+    from rnnspec.check import check_text
+    from rnnspec.checkpoints import write_safetensors_header
+
+    (stack,) = check_text(WEIGHTS_SPEC, "speech.rnn").stacks
+    shapes = {f"model.encoder.{p.name}": p.shape for p in stack.blocks[0].parameters}
+    with tempfile.TemporaryDirectory() as folder:
+        spec = Path(folder) / "speech.rnn"
+        spec.write_text(WEIGHTS_SPEC, encoding="utf-8")
+        checkpoint = Path(folder) / "speech.safetensors"
+        write_safetensors_header(str(checkpoint), shapes)
+        commands = {
+            "check": base + ["check", str(spec)],
+            "check --weights": base + ["check", str(spec), "--weights", str(checkpoint)],
+        }
+        for command in commands.values():  # both must succeed: an error path is no figure
+            subprocess.run(command, env=process_environment(), check=True,
+                           stdout=subprocess.DEVNULL)
+        times = interleaved({n: (lambda c=c: run_process(c)) for n, c in commands.items()},
+                            rounds)
+        size = checkpoint.stat().st_size
+    return {"times": times, "bytes": size,
+            "ratio_weights_to_check": times["check --weights"] / times["check"]}

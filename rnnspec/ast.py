@@ -55,7 +55,17 @@ class Invalid(NamedTuple):
     span: Span
 
 
-Expr = Integer | Float | Boolean | Name | Negation | Chain | Invalid
+class Call(NamedTuple):
+    """`name(arguments)`: a function in a cell's equations (`tanh(c)`), or, standing as a
+    stack entry, a block (the parser turns those into `Block`)."""
+
+    name: str
+    name_span: Span
+    arguments: tuple[Argument, ...]
+    span: Span
+
+
+Expr = Integer | Float | Boolean | Name | Negation | Chain | Invalid | Call
 
 # ----------------------------------------------------------------------------- items
 
@@ -119,8 +129,55 @@ class Expect(NamedTuple):
     span: Span
 
 
+# ----------------------------------------------------------------------------- cells
+
+
+class CellArgument(NamedTuple):
+    """A size argument of a cell's header: `proj_size` or `proj_size = 64`."""
+
+    name: str
+    name_span: Span
+    default: Expr | None
+    span: Span
+
+
+class StateDeclaration(NamedTuple):
+    name: str
+    name_span: Span
+    size: Expr
+    span: Span
+
+
+class ParamDeclaration(NamedTuple):
+    name: str
+    name_span: Span
+    dims: tuple[Expr, ...]
+    dims_span: Span
+    init: Call | Name | None  # `zeros`, `uniform(-0.1, 0.1)`; None: uniform, PyTorch's
+    span: Span
+
+
+class Statement(NamedTuple):
+    """`h = tanh(...)` or `i, f, g, o = chunk(..., 4)`."""
+
+    targets: tuple[tuple[str, Span], ...]
+    value: Expr
+    span: Span
+
+
+class Cell(NamedTuple):
+    name: str
+    name_span: Span
+    arguments: tuple[CellArgument, ...]
+    states: tuple[StateDeclaration, ...]
+    params: tuple[ParamDeclaration, ...]
+    statements: tuple[Statement, ...]
+    span: Span
+
+
 class SpecFile(NamedTuple):
     path: str
     lets: tuple[Let, ...]
     stacks: tuple[Stack, ...]
     expects: tuple[Expect, ...]
+    cells: tuple[Cell, ...] = ()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import ast, model
 from .binder import bind
 from .diagnostics import Note, Sink, Span, error, sort_key, warning
+from .equations import block_problems
 from .evaluate import POISON, Evaluator
 from .names import check_name, suggest
 from .registry import (
@@ -51,11 +52,18 @@ class Checker:
             return
         from .equations import check_cell
 
+        others = {item.name: item.name_span for item in (*spec.lets, *spec.stacks)}
         for item in self._unique(cells, "cell").values():
-            if item.name in BUILTIN_CELLS:
+            if item.name.lower() in BUILTIN_CELLS:
                 self.problems.append(
-                    error("E012", f"cell name `{item.name}` is a built-in cell", item.name_span,
+                    error("E012", f"cell name `{item.name}` is the built-in cell "
+                          f"`{item.name.lower()}`", item.name_span,
                           help=f"choose another name, such as `My{item.name.upper()}`"))
+                self.cells[item.name] = None
+                continue
+            if item.name in others:
+                self._duplicate("name", item.name, item.name_span, others[item.name])
+                self.cells[item.name] = None
                 continue
             cell = check_cell(item, self.values, self.problems)
             if cell is not None:
@@ -231,6 +239,12 @@ class Checker:
             return None
         if incoming is POISON or batch_first is POISON or step.failed or rules.failed:
             return None
+        if cell.step is not None:
+            conditions = block_problems(cell, _layer_sizes(cell, values, incoming),
+                                        block.cell_span)
+            if conditions:
+                self.problems.extend(conditions)
+                return None
         derived = instantiate(cell, values, name=name, position=index, span=name_span,
                               input_size=incoming, batch_first=batch_first, spans=spans)
         problem = residual_problem(derived, incoming_span)
@@ -310,6 +324,19 @@ class Checker:
 
 def _positional_count(cell: Cell) -> int:
     return sum(not rule.keyword_only for rule in cell.arguments)
+
+
+def _layer_sizes(cell: Cell, values: dict, incoming: int) -> list[dict]:
+    """The sizes a block's layers see: layer 0 reads `incoming` features, later layers
+    both directions of the first state."""
+    sizes = {key: value for key, value in values.items()
+             if isinstance(value, int) and not isinstance(value, bool)}
+    layers = [{**sizes, "input_size": incoming}]
+    if values["num_layers"] > 1:
+        directions = 2 if values["bidirectional"] else 1
+        first = cell.states[0].size.evaluate(layers[0])
+        layers.append({**sizes, "input_size": directions * first})
+    return layers
 
 
 def _torch_spelling(name: str) -> str | None:

@@ -1,4 +1,5 @@
-"""The `rnnspec` command line: `check`, `generate` and `export`.
+"""The `rnnspec` command line: `check` (with `--weights`), `generate`, `infer`, `export`,
+`fmt`, `lsp` and `draw`.
 
 Exit status: 0 when nothing is wrong (warnings allowed), 1 when a spec has errors,
 2 for usage and I/O problems (a missing or unreadable file, a file that is not UTF-8,
@@ -42,6 +43,15 @@ def _parser() -> argparse.ArgumentParser:
                             "confirm the derived shapes (imports torch)")
     check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                        help="colour the text report (auto: on a terminal, unless NO_COLOR)")
+    check.add_argument("--weights", metavar="CKPT",
+                       help="compare a checkpoint (.safetensors, or a torch.save file) with "
+                            "a stack; only its names and shapes are read")
+    check.add_argument("--stack", metavar="NAME",
+                       help="the stack --weights is compared with (needed when the file has "
+                            "several)")
+    check.add_argument("--prefix", metavar="P",
+                       help="the checkpoint's key prefix before the block names (before the "
+                            "parameter names for a one-block stack); detected when omitted")
 
     generate = commands.add_parser("generate", help="write a PyTorch module for a spec")
     generate.add_argument("file", metavar="FILE", help=".rnn spec file")
@@ -76,6 +86,35 @@ def _parser() -> argparse.ArgumentParser:
                         help="overwrite OUT.onnx even if rnnspec did not write it")
     export.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the diagnostics")
+    fmt = commands.add_parser("fmt", help="rewrite specs in the canonical layout")
+    fmt.add_argument("files", nargs="+", metavar="FILE",
+                     help=".rnn spec files (`-`: read stdin, write stdout)")
+    fmt.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 and name each file that would change")
+    fmt.add_argument("--diff", action="store_true",
+                     help="write nothing; print a unified diff of the changes")
+    fmt.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                     help="colour the diagnostics")
+
+    commands.add_parser("lsp", help="serve the Language Server Protocol over stdio "
+                                    "(needs the `lsp` extra: pygls, lsprotocol)")
+
+    draw = commands.add_parser("draw", help="draw the stacks of a spec as an SVG picture")
+    draw.add_argument("file", metavar="FILE", help=".rnn spec file")
+    draw.add_argument("--stack", metavar="NAME", help="draw only this stack (default: all)")
+    draw.add_argument("-o", "--output", default="-", metavar="OUT.svg",
+                      help="where to write the SVG; `-` (the default) for stdout")
+    draw.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                      help="colour the diagnostics")
+    infer = commands.add_parser("infer", help="write a spec describing a checkpoint's "
+                                              "recurrent modules")
+    infer.add_argument("checkpoint", metavar="CKPT", help=".safetensors or torch.save file")
+    infer.add_argument("-o", "--output", default="-", metavar="OUT.rnn",
+                       help="where to write the spec; `-` (the default) for stdout")
+    infer.add_argument("--cells", metavar="FILE",
+                       help="a spec whose cells describe the checkpoint's other modules")
+    infer.add_argument("--force", action="store_true",
+                       help="overwrite OUT.rnn even if `rnnspec infer` did not write it")
     return parser
 
 
@@ -87,11 +126,40 @@ def _exit_status(results) -> int:
     return EXIT_OK
 
 
+def _usage_error(message: str) -> int:
+    sys.stderr.write(f"rnnspec: error: {message}\n")
+    return EXIT_USAGE
+
+
 def run_check(args) -> int:
     from .check import check_path
     from .report import json_report, text_report
 
+    tensors = None
+    if args.weights is not None:
+        if len(args.files) != 1:
+            return _usage_error("--weights compares a checkpoint with one spec file")
+        from .checkpoints import CheckpointError, read_checkpoint
+
+        try:
+            tensors = read_checkpoint(args.weights)
+        except CheckpointError as exc:
+            return _usage_error(str(exc))
+    elif args.stack is not None or args.prefix is not None:
+        return _usage_error("--stack and --prefix go with --weights")
     results = [check_path(path) for path in args.files]
+    sections, extra = [], {}
+    if tensors is not None and results[0].readable:
+        from .weights import attach, stack_for
+
+        result = results[0]
+        stack, why = stack_for(result, args.stack)
+        if stack is None and result.ok:
+            return _usage_error(why)
+        if stack is not None:  # else the stack has errors, which the report shows
+            comparison = attach(result, stack, tensors, args.weights, args.prefix)
+            sections.append(comparison.text())
+            extra["weights"] = comparison.to_json()
     if args.verify and all(r.ok for r in results):
         try:
             from .verify import verify_results
@@ -100,11 +168,12 @@ def run_check(args) -> int:
             return EXIT_USAGE
         verify_results(results)
     if args.json:
-        sys.stdout.write(json_report(results))
+        sys.stdout.write(json_report(results, extra))
     else:
         from .diagnostics import Style
 
-        sys.stdout.write(text_report(results, Style(_use_colour(args.color, sys.stdout))))
+        style = Style(_use_colour(args.color, sys.stdout))
+        sys.stdout.write(text_report(results, style, sections))
     return _exit_status(results)
 
 
@@ -172,6 +241,24 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(args)
         if args.command == "export":
             return run_export(args)
+        if args.command == "fmt":
+            from .diagnostics import Style
+            from .fmt import run_fmt
+
+            return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "draw":
+            from .diagnostics import Style
+            from .draw import run_draw
+
+            return run_draw(args, Style(_use_colour(args.color, sys.stderr)))
+        if args.command == "lsp":
+            from .lsp import serve
+
+            return serve()
+        if args.command == "infer":
+            from .infer import run_infer
+
+            return run_infer(args)
         return run_generate(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.

@@ -181,11 +181,20 @@ def _shape_comment(block: model.Block) -> str:
     return "\n".join(lines)
 
 
+def _wrap(text: str) -> str:
+    """Prose (a docstring's first paragraph) wrapped within the line length."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, LINE_LENGTH, break_on_hyphens=False,
+                                    break_long_words=False))
+
+
 def _fit(code: str, indent: int) -> str:
-    """A call that fits on its line as is, else with one argument per line."""
-    if indent + len(code) <= LINE_LENGTH or "(" not in code:
+    """A call or a list that fits on its line as is, else with one item per line."""
+    opening = min((code.find(b) for b in "([" if code.find(b) >= 0), default=-1)
+    if indent + len(code) <= LINE_LENGTH or opening < 0:
         return code
-    head, _, rest = code.partition("(")
+    head, rest = code[:opening + 1], code[opening + 1:]
     inner = rest[:-1]
     arguments, depth, current, quoted = [], 0, "", False
     for ch in inner:
@@ -199,7 +208,7 @@ def _fit(code: str, indent: int) -> str:
     arguments.append(current.strip())
     pad = " " * (indent + 4)
     body = "".join(f"{pad}{a},\n" for a in arguments)
-    return f"{head}(\n{body}{' ' * indent})"
+    return f"{head}\n{body}{' ' * indent}{code[-1]}"
 
 
 @functools.cache
@@ -230,6 +239,7 @@ def environment():
         thousands=lambda n: f"{n:,}", pad=lambda text, width: str(text).ljust(width),
         final_key=_final_key, is_fused=_is_fused, runner=_runner, state_sizes=_state_sizes,
         state_type=_state_type, finals=_finals, shape_comment=_shape_comment, fit=_fit,
+        wrap=_wrap, quoted=lambda name: f'"{name}"',
         block_notes=_block_notes, regularisers=_regularisers, lengths_doc=_lengths_doc,
         without_time=_without_time,
     )
@@ -291,15 +301,17 @@ def load_source(source: str, spec_path: str):
     return module
 
 
-def _was_generated(path: str) -> bool:
+def _was_generated(path: str, mark: str = HEADER_MARK) -> bool:
     with open(path, "rb") as handle:
-        return handle.read(len(HEADER_MARK)) == HEADER_MARK.encode()
+        return handle.read(len(mark)) == mark.encode()
 
 
-def write_output(path: str, source: str, *, force: bool = False) -> None:
+def write_output(path: str, source: str, *, force: bool = False, mark: str = HEADER_MARK,
+                 suffix: str = ".py.tmp", tool: str = "rnnspec") -> None:
     """Write `source` to `path` atomically (a temporary file renamed into place).
 
-    Refuses to replace a file that rnnspec did not generate unless `force` is set.
+    Refuses to replace a file that does not start with `mark` (that `tool` did not write)
+    unless `force` is set.
     """
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -308,16 +320,17 @@ def write_output(path: str, source: str, *, force: bool = False) -> None:
         raise OutputError(f"cannot write `{path}`: the folder `{folder}` does not exist")
     if os.path.exists(path) and not force:
         try:
-            generated = _was_generated(path)
+            generated = _was_generated(path, mark)
         except OSError as exc:
             raise OutputError(f"cannot read `{path}` to see what it is: {exc.strerror}") from None
         if not generated:
             raise OutputError(
-                f"refusing to overwrite `{path}`: rnnspec did not generate it "
+                f"refusing to overwrite `{path}`: {tool} did not "
+                f"{'generate' if tool == 'rnnspec' else 'write'} it "
                 "(use --force to replace it)"
             )
     try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".py.tmp")
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=suffix)
     except OSError as exc:
         raise OutputError(f"cannot write in `{folder}`: {exc.strerror}") from None
     try:

@@ -81,14 +81,31 @@ CODES: dict[str, str] = {
     "E044": "shape mismatch",
     "E045": "unknown or missing block selector",
     "E046": "cell state of a block without one",
+    # cells declared by their equations
+    "E071": "sizes do not match in an equation",
+    "E072": "matrix product with the wrong operands or sizes",
+    "E073": "`chunk` that does not match its names or its vector",
+    "E074": "not a function or value of the step equations",
+    "E075": "assignment that is not allowed",
+    "E076": "declaration of a cell that is not valid",
+    "E077": "cell condition that fails for a block's sizes",
     # verification against torch (`check --verify`)
     "E050": "derived shape disagrees with torch",
+    # checkpoints (`check --weights`)
+    "E060": "checkpoint implies another argument value",
+    "E061": "checkpoint holds another cell",
+    "E062": "checkpoint tensors no argument explains",
+    "E063": "block missing from the checkpoint",
+    "E064": "no tensor of the checkpoint matches the stack",
     # section 9: merged directions, residual blocks
     "E090": "`merge` on a block with one direction",
     "E091": "residual block whose input and output sizes differ",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",
+    "W003": "parameter of a cell never read",
+    "W004": "local of a cell assigned but never read",
+    "W005": "state of a cell never assigned",
 }
 
 

@@ -314,25 +314,65 @@ def _build_transformer(context: type[_Context]):
         def call(self, children):
             name = children[0]
             arguments = tuple(c for c in children if isinstance(c, ast.Argument))
-            return ast.Block(None, None, str(name), tok(name), arguments, cover(children))
+            return ast.Call(str(name), tok(name), arguments, cover(children))
 
         def assignment(self, children):
             name, _, value = children
-            if isinstance(value, ast.Block):
-                return ast.Block(
-                    str(name), tok(name), value.cell, value.cell_span,
-                    value.arguments, cover(children),
-                )
+            if isinstance(value, ast.Call):  # `encoder = lstm(...)`: a named block
+                return ast.Block(str(name), tok(name), value.name, value.name_span,
+                                 value.arguments, cover(children))
             return ast.Property(str(name), tok(name), value, cover(children))
 
         def stack_item(self, children):
             name = children[1]
-            entries = children[3:-1]
+            entries = [ast.Block(None, None, e.name, e.name_span, e.arguments, e.span)
+                       if isinstance(e, ast.Call) else e for e in children[3:-1]]
             return ast.Stack(
                 str(name),
                 tok(name),
                 tuple(e for e in entries if isinstance(e, ast.Property)),
                 tuple(e for e in entries if isinstance(e, ast.Block)),
+                cover(children),
+            )
+
+        # cells
+        def cell_argument(self, children):
+            name, *rest = children
+            default = rest[-1] if rest else None
+            return ast.CellArgument(str(name), tok(name), default, cover(children))
+
+        def state(self, children):
+            name, _, size, _ = children
+            return ast.StateDeclaration(str(name), tok(name), size, cover(children))
+
+        def state_declaration(self, children):
+            return [c for c in children if isinstance(c, ast.StateDeclaration)]
+
+        def param(self, children):
+            name, (dims, dims_span), *rest = children
+            init = rest[-1] if rest else None
+            return ast.ParamDeclaration(str(name), tok(name), dims, dims_span, init,
+                                        tok(name).to(init.span if init else dims_span))
+
+        def param_declaration(self, children):
+            return [c for c in children if isinstance(c, ast.ParamDeclaration)]
+
+        def statement(self, children):
+            names = [c for c in children[:-1] if isinstance(c, Token) and c.type == "NAME"]
+            return ast.Statement(tuple((str(n), tok(n)) for n in names), children[-1],
+                                 cover(children))
+
+        def cell_item(self, children):
+            name = children[1]
+            entries = [c for c in children[2:] if not isinstance(c, Token)]
+            flat = [e for entry in entries
+                    for e in (entry if isinstance(entry, list) else (entry,))]
+            return ast.Cell(
+                str(name), tok(name),
+                tuple(e for e in flat if isinstance(e, ast.CellArgument)),
+                tuple(e for e in flat if isinstance(e, ast.StateDeclaration)),
+                tuple(e for e in flat if isinstance(e, ast.ParamDeclaration)),
+                tuple(e for e in flat if isinstance(e, ast.Statement)),
                 cover(children),
             )
 
@@ -366,6 +406,7 @@ def _build_transformer(context: type[_Context]):
                 tuple(c for c in children if isinstance(c, ast.Let)),
                 tuple(c for c in children if isinstance(c, ast.Stack)),
                 tuple(c for c in children if isinstance(c, ast.Expect)),
+                tuple(c for c in children if isinstance(c, ast.Cell)),
             )
 
     return ToAst()

@@ -278,3 +278,30 @@ def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Spa
         output=sequence_shape(output_size, batch_first),
         parameter_count=sum(p.numel for p in parameters),
     )
+
+
+def derive(cell: Cell, *, input_size: int, name: str = "block", position: int = 0,
+           span: Span | None = None, batch_first: bool = False, **arguments) -> model.Block:
+    """A block of `cell` for the given argument values (defaults for the rest), checked
+    by nothing: for callers that solve sizes (checkpoints), not for specs."""
+    values = {rule.name: rule.default for rule in cell.arguments}
+    values.update(arguments, input_size=input_size)
+    return instantiate(cell, values, name=name, position=position, span=span,
+                       input_size=input_size, batch_first=batch_first, spans={})
+
+
+def gate_count(cell: Cell) -> int | None:
+    """Rows of `weight_hh` per hidden unit (rnn 1, gru 3, lstm 4) for the cells whose
+    recurrent weight is `k * hidden_size` rows; None for others."""
+    for template in cell.parameters:
+        if template.role == "weight_hh" and template.dims:
+            rows = template.dims[0]
+            terms = dict(rows.terms)
+            if set(terms) == {("hidden_size",)}:
+                return terms[("hidden_size",)]
+    return None
+
+
+# Built-in cells by gate count: what a checkpoint's weight_hh rows over columns tell.
+CELLS_BY_GATES: dict[int, Cell] = {
+    gate_count(cell): cell for cell in BUILTIN_CELLS.values() if gate_count(cell)}

@@ -33,11 +33,14 @@ def stack_text(stack: model.Stack, style: Style) -> list[str]:
     return lines
 
 
-def text_report(results: list[model.CheckedFile], style: Style) -> str:
+def text_report(results: list[model.CheckedFile], style: Style, sections=()) -> str:
+    """`sections`: more lines after the stacks (each a list), such as `check --weights`'s."""
     out: list[str] = []
     for result in results:
         for stack in result.stacks:
             out += stack_text(stack, style) + [""]
+    for section in sections:
+        out += list(section) + [""]
     expectations = [e for r in results for e in r.expectations]
     if expectations:
         out.append("expectations")
@@ -140,12 +143,13 @@ def json_document(results: list[model.CheckedFile]) -> dict:
 _FLAT_LIST = r"\[\n\s+((?:[^\[\]{}\n]+,\n\s+)*[^\[\]{}\n]+)\n\s+\]"
 
 
-def json_report(results: list[model.CheckedFile]) -> str:
-    """The JSON document, indented, with each shape kept on one line: `[2, "B", 50]`."""
+def json_report(results: list[model.CheckedFile], extra: dict | None = None) -> str:
+    """The JSON document, indented, with each shape kept on one line: `[2, "B", 50]`.
+    `extra`: more top-level members, such as `check --weights`'s `"weights"`."""
     import json
     import re
 
-    text = json.dumps(json_document(results), indent=2)
+    text = json.dumps(dict(json_document(results), **(extra or {})), indent=2)
     # JSON strings never hold a raw newline, so only real lists of scalars match
     text = re.sub(_FLAT_LIST, lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", text)
     return text + "\n"

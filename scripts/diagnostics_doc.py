@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from rnnspec.check import check_path  # noqa: E402
 from rnnspec.diagnostics import CODES, Style  # noqa: E402
 from rnnspec.report import text_report  # noqa: E402
+from rnnspec.weights import attach  # noqa: E402
 
 EXPLANATIONS = {
     "E001": "The text does not follow the grammar. The message says in words what could "
@@ -85,6 +87,25 @@ EXPLANATIONS = {
     "E050": "`rnnspec check --verify` built a stack with torch (on the `meta` device) and "
             "torch disagrees with a derived shape, or cannot build it. This would be a bug "
             "in rnnspec; the test suite checks that it never happens.",
+    "E060": "`rnnspec check --weights`: the checkpoint's shapes imply another value of an "
+            "argument (`hidden_size`, `num_layers`, `bidirectional`, `bias`, `proj_size`) or "
+            "of the features a block takes. The error is at the argument as written (at the "
+            "block when it is left at its default; at the stack's `input_size` for the first "
+            "block); a note names the tensor that shows it; the help gives the value. All "
+            "the tensors one argument explains give this one diagnostic, and a block whose "
+            "input changed only because the block before it did is not reported again.",
+    "E061": "`rnnspec check --weights`: the rows of the checkpoint's weights over the hidden "
+            "size count another number of gates (1: rnn, 3: gru, 4: lstm) than the block's "
+            "cell has.",
+    "E062": "`rnnspec check --weights`: tensors of a block that are missing, extra or of "
+            "another shape, and that no argument explains (a tensor dropped or edited by "
+            "hand, a module that is not PyTorch's). One diagnostic per block lists them.",
+    "E063": "`rnnspec check --weights`: a block of a stack of several has no tensors under "
+            "the checkpoint's prefix (`<prefix><block>.weight_ih_l0`, ...); a note lists the "
+            "recurrent modules no block claims, often the block under another name.",
+    "E064": "`rnnspec check --weights`: no key of the checkpoint has the names of the "
+            "stack's tensors under any prefix (or under the one given with `--prefix`). A "
+            "note lists the checkpoint's recurrent modules.",
     "E090": "`merge = sum`, `mean` or `mul` on a block that is not bidirectional: `merge` "
             "says how a block's two directions combine, and this block has one.",
     "E091": "`residual = true` adds a block's input to its output, so both must have the "
@@ -126,14 +147,24 @@ def document() -> str:
                     "`missing.rnn`: No such file or directory", "```", ""]
             continue
         text = case.read_bytes().decode("utf-8", "replace")
+        weights = case.with_suffix(".weights.json")
         os.chdir(case.parent)
         try:
-            report = text_report([check_path(case.name)], Style(False))
+            result = check_path(case.name)
+            if weights.exists():
+                shapes = json.loads(weights.read_text(encoding="utf-8"))
+                attach(result, result.stacks[0],
+                       {k: (tuple(v), "float32") for k, v in shapes.items()}, weights.name)
+            report = text_report([result], Style(False))
         finally:
             os.chdir(here)
         shown = "\n\n".join(p for p in report.split("\n\n") if f"[{code}]" in p)
-        out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", "", "```",
-                shown.strip("\n"), "```", ""]
+        out += [f"`{case.name}`:", "", "```", text.rstrip("\n"), "```", ""]
+        if weights.exists():
+            out += ["checked with `--weights` against a checkpoint holding these tensors "
+                    "(name: shape):", "", "```json",
+                    weights.read_text(encoding="utf-8").rstrip("\n"), "```", ""]
+        out += ["```", shown.strip("\n"), "```", ""]
     return "\n".join(out)
 
 

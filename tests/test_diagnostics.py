@@ -3,6 +3,7 @@ and is documented in docs/diagnostics.md (which scripts/diagnostics_doc.py write
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import ROOT, UPDATE_GOLDEN, assert_golden
 from rnnspec.check import check_path
 from rnnspec.diagnostics import CODES, Style
 from rnnspec.report import json_document, text_report
+from rnnspec.weights import attach
 
 CASES = Path(__file__).resolve().parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.rnn"))
@@ -28,7 +30,13 @@ def _marker(path: Path):
 
 def _check_case(path: Path, monkeypatch):
     monkeypatch.chdir(path.parent)
-    return check_path(path.name)
+    result = check_path(path.name)
+    weights = path.with_suffix(".weights.json")
+    if weights.exists():  # a `check --weights` case: the checkpoint's names and shapes
+        shapes = json.loads(weights.read_text(encoding="utf-8"))
+        tensors = {name: (tuple(shape), "float32") for name, shape in shapes.items()}
+        attach(result, result.stacks[0], tensors, weights.name)
+    return result
 
 
 def test_every_code_has_a_case():

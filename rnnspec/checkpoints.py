@@ -1,0 +1,240 @@
+"""Reading checkpoints: tensor names, shapes and dtypes, never the tensors' data.
+
+`read_checkpoint(path)` gives `{name: (shape, dtype)}` for
+
+- a safetensors file: only its header (an 8-byte little-endian length and that many bytes of
+  JSON) is read, with the standard library; neither torch nor the safetensors package is
+  imported, so a checkpoint of any size costs a few kilobytes of reading;
+- a file written by `torch.save`: loaded lazily with torch, `weights_only=True` (no code in
+  the file runs) and, for the zip format of torch >= 1.6, memory-mapped, so the storages are
+  never read. A state dict, or a dict holding one under a usual key (`state_dict`, `model`,
+  ...; nested at most one level) is accepted.
+
+Everything else raises `CheckpointError` with a message for people (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+
+Tensors = dict[str, tuple[tuple[int, ...], str]]
+
+# safetensors' own limit on the header (its reader refuses larger ones)
+MAX_HEADER_BYTES = 100_000_000
+# The keys under which training scripts keep the model's state dict.
+STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "net", "module")
+
+# safetensors dtype codes: (torch's name, bytes per element; 0 for sub-byte types)
+SAFETENSORS_DTYPES = {
+    "BOOL": ("bool", 1), "U8": ("uint8", 1), "I8": ("int8", 1), "F8_E5M2": ("float8_e5m2", 1),
+    "F8_E4M3": ("float8_e4m3fn", 1), "I16": ("int16", 2), "U16": ("uint16", 2),
+    "F16": ("float16", 2), "BF16": ("bfloat16", 2), "I32": ("int32", 4), "U32": ("uint32", 4),
+    "F32": ("float32", 4), "F64": ("float64", 8), "I64": ("int64", 8), "U64": ("uint64", 8),
+    "C64": ("complex64", 8), "F4": ("float4_e2m1fn_x2", 0), "F6_E2M3": ("float6_e2m3", 0),
+    "F6_E3M2": ("float6_e3m2", 0), "E8M0": ("float8_e8m0fnu", 1),
+}
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read (exit status 2); the message is for people."""
+
+
+def read_checkpoint(path: str) -> Tensors:
+    """Every tensor's name, shape and dtype, in the file's order."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except IsADirectoryError:
+        raise CheckpointError(f"cannot read `{path}`: it is a folder") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read `{path}`: {exc.strerror or exc}") from None
+    if os.path.isdir(path):
+        raise CheckpointError(f"cannot read `{path}`: it is a folder")
+    if path.endswith(".safetensors") or _looks_like_safetensors(head, size):
+        return read_safetensors_header(path)
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # reads only the end of the file
+            raise CheckpointError(
+                f"`{path}` is truncated or damaged: it starts like a `torch.save` zip "
+                "archive but has no directory at its end")
+        return _read_torch(path, zip_format=True)
+    if head[:1] == b"\x80":  # a pickle (protocol 2+): torch.save's legacy format
+        return _read_torch(path, zip_format=False)
+    if size == 0:
+        raise CheckpointError(f"`{path}` is empty: not a checkpoint")
+    raise CheckpointError(
+        f"`{path}` is not a checkpoint: neither a safetensors file nor a file written by "
+        "`torch.save`")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
+
+
+# ----------------------------------------------------------------------------- safetensors
+
+
+def read_safetensors_header(path: str) -> Tensors:
+    """The header of a safetensors file, validated; no tensor data is read."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(
+                    f"`{path}` is truncated: a safetensors file starts with an 8-byte header "
+                    f"length, the file has {len(prefix)} byte{'s' if len(prefix) != 1 else ''}")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > size - 8:
+                raise CheckpointError(
+                    f"`{path}` is truncated or not safetensors: its header length is "
+                    f"{length:,} bytes, but the file has only {size - 8:,} after it")
+            if length > MAX_HEADER_BYTES:
+                raise CheckpointError(
+                    f"`{path}`: the safetensors header claims {length:,} bytes, more than "
+                    f"the {MAX_HEADER_BYTES:,} any safetensors reader accepts")
+            raw = handle.read(length)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read `{path}`: {exc.strerror or exc}") from None
+    if len(raw) < length:  # the file shrank while we read it
+        raise CheckpointError(f"`{path}` is truncated inside its safetensors header")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(
+            f"`{path}`: the safetensors header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"`{path}`: the safetensors header is a JSON {type(header).__name__}, "
+            "not an object of tensors")
+    data_bytes = size - 8 - length
+    tensors: Tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        tensors[name] = _safetensors_entry(path, name, entry, data_bytes)
+    return tensors
+
+
+def _safetensors_entry(path: str, name: str, entry, data_bytes: int):
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"`{path}`: tensor `{name}` in the safetensors header {what}")
+
+    if not isinstance(entry, dict):
+        raise bad("is not an object")
+    shape, dtype, offsets = entry.get("shape"), entry.get("dtype"), entry.get("data_offsets")
+    if not (isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise bad("has no `shape` (a list of sizes)")
+    if not isinstance(dtype, str):
+        raise bad("has no `dtype`")
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+            and offsets[0] <= offsets[1]):
+        raise bad("has no valid `data_offsets` (`[begin, end]`)")
+    if offsets[1] > data_bytes:
+        raise bad(f"ends at byte {offsets[1]:,} of the data, but the file holds only "
+                  f"{data_bytes:,} bytes of data: the file is truncated")
+    torch_name, width = SAFETENSORS_DTYPES.get(dtype, (dtype.lower(), 0))
+    if width:
+        count = 1
+        for dim in shape:
+            count *= dim
+        if count * width != offsets[1] - offsets[0]:
+            raise bad(f"has {offsets[1] - offsets[0]:,} bytes of data, but shape {shape} of "
+                      f"{dtype} needs {count * width:,}")
+    return tuple(shape), torch_name
+
+
+# ----------------------------------------------------------------------------- torch.save
+
+
+def _read_torch(path: str, zip_format: bool) -> Tensors:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is an extra
+        raise CheckpointError(
+            f"`{path}` was written by `torch.save`: reading it needs torch "
+            "(pip install 'rnnspec[torch]'), or convert it to safetensors") from None
+    import warnings
+
+    kwargs = {"map_location": "cpu", "weights_only": True}
+    if zip_format:
+        kwargs["mmap"] = True  # storages stay on disk: no memory for a multi-GB file
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, **kwargs)
+    except Exception as exc:  # torch raises many types for bad files; all mean the same here
+        raise CheckpointError(_torch_failure(path, exc)) from None
+    state = _find_state_dict(loaded, torch.Tensor)
+    if state is None:
+        raise CheckpointError(
+            f"`{path}` holds no state dict: a {type(loaded).__name__} without tensors "
+            f"(looked at the top level and under {', '.join(f'`{k}`' for k in STATE_DICT_KEYS)})")
+    return {name: (tuple(int(d) for d in t.shape), str(t.dtype).removeprefix("torch."))
+            for name, t in state.items()}
+
+
+def _torch_failure(path: str, exc: Exception) -> str:
+    text = str(exc)
+    if "Weights only load failed" in text or "weights_only" in text:
+        import re
+
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" (it needs `{found.group(1)}`)" if found else ""
+        return (f"`{path}` holds pickled objects that a safe load refuses{what}; rnnspec never "
+                "runs code from a checkpoint: save `model.state_dict()` instead of the model")
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"`{path}` is not a readable `torch.save` checkpoint (truncated or damaged?): {first}"
+
+
+def _find_state_dict(loaded, tensor_type):
+    """The state dict in what torch.load gave: itself, or under a usual key, one level deep."""
+    candidates = []
+    if isinstance(loaded, Mapping):
+        for key in STATE_DICT_KEYS:
+            inner = loaded.get(key)
+            if isinstance(inner, Mapping):
+                candidates.append(inner)
+                candidates += [inner[k] for k in STATE_DICT_KEYS
+                               if isinstance(inner.get(k), Mapping)]
+        candidates.insert(0, loaded)
+    for candidate in candidates[1:] + candidates[:1]:  # a usual key wins over the top level
+        tensors = {k: v for k, v in candidate.items()
+                   if isinstance(k, str) and isinstance(v, tensor_type)}
+        if tensors:
+            return tensors
+    return None
+
+
+def write_safetensors_header(path: str, shapes: dict[str, tuple[int, ...]],
+                             dtype: str = "F32") -> None:
+    """A safetensors file whose tensors are all zeros, written sparse (the data is a hole).
+
+    For tests, examples and benchmarks: a checkpoint of any claimed size costs a few
+    kilobytes of disk where the file system supports sparse files.
+    """
+    width = SAFETENSORS_DTYPES[dtype][1]
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        count = 1
+        for dim in shape:
+            count *= dim
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [offset, offset + count * width]}
+        offset += count * width
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors aligns the data to 8 bytes
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(raw)) + raw)
+        out.truncate(8 + len(raw) + offset)

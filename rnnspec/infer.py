@@ -1,0 +1,358 @@
+"""`rnnspec infer`: a spec describing every recurrent module of a checkpoint.
+
+The tensors are grouped by module prefix (`encoder.rnn.weight_ih_l0` belongs to
+`encoder.rnn.`); each group of PyTorch's recurrent parameters becomes a one-block stack:
+
+- the cell from the gate ratio: `weight_hh_l0` has gates × hidden rows (1: rnn, 3: gru,
+  4: lstm); the hidden size is `weight_hh_l0`'s columns, or `weight_hr_l0`'s columns when a
+  projection is present (whose rows are `proj_size`);
+- `num_layers` from the highest `_l{k}`, `bidirectional` from `_reverse`, `bias` from
+  `bias_ih`/`bias_hh`, `input_size` from `weight_ih_l0`'s columns.
+
+What the weights cannot tell (`dropout`, `batch_first`, an rnn's `nonlinearity`) is written
+as a comment, never as a fact. Groups of other parameter names are matched against user
+cells (`match_cell`), given as `CellShape`s.
+"""
+
+from __future__ import annotations
+
+import ast as python_ast
+import os
+import re
+from typing import NamedTuple
+
+from .diagnostics import Span
+from .names import check_name
+from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+
+HEADER_MARK = "# Written by rnnspec infer"
+CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}
+# Any per-layer parameter: `<module><name>_l<k>[_reverse]`
+LAYER_KEY = re.compile(r"(?P<module>(?:.*\.)?)(?P<name>[A-Za-z_]\w*?)_l(?P<layer>\d+)"
+                       r"(?P<reverse>_reverse)?")
+BUILT_IN_ROLES = frozenset({"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"})
+_NOWHERE = Span("<checkpoint>", 1, 1, 1, 1)
+
+
+class InferError(Exception):
+    """Nothing to write (exit status 1) or the output cannot be written (exit status 2)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class CellShape(NamedTuple):
+    """What `infer --cells` needs of a user cell (section 8 of the language)."""
+
+    name: str
+    parameters: dict[str, tuple[str, ...]]  # param name -> dims as written: ("4 * hidden_size",)
+    first_state: str  # the size of the first state, as written: "hidden_size"
+    arguments: tuple[str, ...] = ()  # declared size arguments beyond hidden_size
+    source: str = ""  # the cell's text, copied into the written spec
+
+
+class Module(NamedTuple):
+    prefix: str
+    cell: str
+    arguments: dict  # as they are written in the block
+    input_size: int
+    dtype: str
+    tensors: int
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def group_modules(tensors: dict) -> dict[str, dict[str, tuple[tuple[int, ...], str]]]:
+    """Per-layer tensors by module prefix, in the checkpoint's order."""
+    groups: dict[str, dict] = {}
+    for key, value in tensors.items():
+        found = LAYER_KEY.fullmatch(key)
+        if found:
+            groups.setdefault(found["module"], {})[key[len(found["module"]):]] = value
+    return groups
+
+
+def _derived(cell, input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
+    spec = BUILTIN_CELLS[cell]
+    projection = {"proj_size": proj_size} if "proj_size" in spec.rules else {}
+    block = derive(spec, span=_NOWHERE, input_size=input_size, hidden_size=hidden_size,
+                   num_layers=num_layers, bias=bias, bidirectional=bidirectional, **projection)
+    return {p.name: p.shape for p in block.parameters}
+
+
+def infer_built_in(params: dict[str, tuple[int, ...]]) -> tuple[str, dict, int] | str:
+    """(cell, arguments, input_size) of an nn.RNN/LSTM/GRU's parameters, or why not."""
+    roles = {LAYER_KEY.fullmatch(n)["name"] for n in params}
+    if not roles <= BUILT_IN_ROLES:
+        return "not the parameters of nn.RNN, nn.LSTM or nn.GRU"
+    for needed in ("weight_ih_l0", "weight_hh_l0"):
+        if needed not in params or len(params[needed]) != 2:
+            return f"no two-dimensional `{needed}`"
+    rows, columns = params["weight_hh_l0"]
+    proj = 0
+    hidden = columns
+    if "weight_hr_l0" in params:
+        if len(params["weight_hr_l0"]) != 2:
+            return "`weight_hr_l0` is not two-dimensional"
+        proj, hidden = params["weight_hr_l0"]
+    if hidden < 1 or rows % hidden or rows // hidden not in CELL_NAMES:
+        counts = ", ".join(str(g) for g in sorted(CELL_NAMES))
+        return (f"`weight_hh_l0` has {rows} rows for a hidden size of {hidden}: not {counts} "
+                "gates")
+    cell = CELL_NAMES[rows // hidden]
+    if proj and ("proj_size" not in BUILTIN_CELLS[cell].rules or proj >= hidden):
+        return "`weight_hr_l0` fits no nn.LSTM projection"
+    layers = 1 + max(int(LAYER_KEY.fullmatch(n)["layer"]) for n in params)
+    bidirectional = any(n.endswith("_reverse") for n in params)
+    bias = any(n.startswith("bias") for n in params)
+    input_size = params["weight_ih_l0"][1]
+    if input_size < 1:
+        return "`weight_ih_l0` has no columns"
+    expected = _derived(cell, input_size, hidden, layers, bias, bidirectional, proj)
+    if expected != params:
+        odd = sorted(set(expected) ^ set(params)) or [
+            n for n in expected if expected[n] != params[n]]
+        return f"its tensors do not form one module (`{odd[0]}` does not fit)"
+    arguments: dict = {"hidden_size": hidden}
+    if layers != 1:
+        arguments["num_layers"] = layers
+    if not bias:
+        arguments["bias"] = False
+    if bidirectional:
+        arguments["bidirectional"] = True
+    if proj:
+        arguments["proj_size"] = proj
+    return cell, arguments, input_size
+
+
+# ----------------------------------------------------------------------------- user cells
+
+
+def _evaluate(expression: str, names: dict[str, int]) -> int | None:
+    """An integer size expression (`4 * hidden_size`, `a + b // 2`) with `names` bound."""
+    def walk(node):
+        if isinstance(node, python_ast.Expression):
+            return walk(node.body)
+        if isinstance(node, python_ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, python_ast.Name):
+            if node.id not in names:
+                raise KeyError(node.id)
+            return names[node.id]
+        if isinstance(node, python_ast.UnaryOp) and isinstance(node.op, python_ast.USub):
+            return -walk(node.operand)
+        if isinstance(node, python_ast.BinOp):
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, python_ast.Add):
+                return left + right
+            if isinstance(node.op, python_ast.Sub):
+                return left - right
+            if isinstance(node.op, python_ast.Mult):
+                return left * right
+            if isinstance(node.op, python_ast.FloorDiv) and right:
+                return left // right
+        raise ValueError(expression)
+
+    try:
+        return walk(python_ast.parse(expression, mode="eval"))
+    except (KeyError, ValueError, SyntaxError):
+        return None
+
+
+def _symbols(expression: str) -> set[str]:
+    try:
+        tree = python_ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return set()
+    return {n.id for n in python_ast.walk(tree) if isinstance(n, python_ast.Name)}
+
+
+def _solve_one(expression: str, symbol: str, known: dict, target: int) -> int | None:
+    """The value of `symbol` making `expression` equal `target` (sizes are monotonic)."""
+    def at(x):
+        return _evaluate(expression, dict(known, **{symbol: x}))
+
+    low, high = 1, max(1, target) * 4 + 4
+    if at(low) is None:
+        return None
+    while low < high:  # the smallest x with f(x) >= target
+        middle = (low + high) // 2
+        if at(middle) < target:
+            low = middle + 1
+        else:
+            high = middle
+    return low if at(low) == target else None
+
+
+def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
+    """(arguments, input_size) of the block of `cell` these parameters belong to, or None.
+
+    Sizes are solved from the layer-0 forward tensors, one unknown per dimension at a time,
+    then every tensor of every layer and direction is verified.
+    """
+    found = {LAYER_KEY.fullmatch(n)["name"] for n in params}
+    if found != set(cell.parameters):
+        return None
+    equations = []
+    for name, dims in cell.parameters.items():
+        shape = params.get(f"{name}_l0")
+        if shape is None or len(shape) != len(dims):
+            return None
+        equations += list(zip(dims, shape))
+    unknown = {"input_size", "hidden_size", *cell.arguments}
+    known: dict[str, int] = {}
+    progress = True
+    while progress and unknown - set(known):
+        progress = False
+        for expression, value in equations:
+            missing = (_symbols(expression) & unknown) - set(known)
+            if len(missing) == 1:
+                (symbol,) = missing
+                solved = _solve_one(expression, symbol, known, value)
+                if solved is None:
+                    return None
+                known[symbol] = solved
+                progress = True
+    if unknown - set(known) - {"input_size"} or "input_size" not in known:
+        return None
+    layers = 1 + max(int(LAYER_KEY.fullmatch(n)["layer"]) for n in params)
+    directions = 2 if any(n.endswith("_reverse") for n in params) else 1
+    state = _evaluate(cell.first_state, known)
+    if state is None:
+        return None
+    for layer in range(layers):
+        sizes = dict(known, input_size=known["input_size"] if layer == 0 else directions * state)
+        for suffix in ("", "_reverse")[:directions]:
+            for name, dims in cell.parameters.items():
+                shape = tuple(_evaluate(d, sizes) for d in dims)
+                if params.get(f"{name}_l{layer}{suffix}") != shape:
+                    return None
+    if len(params) != layers * directions * len(cell.parameters):
+        return None
+    arguments = {"hidden_size": known["hidden_size"]}
+    arguments.update({a: known[a] for a in cell.arguments})
+    if layers != 1:
+        arguments["num_layers"] = layers
+    if directions == 2:
+        arguments["bidirectional"] = True
+    return arguments, known["input_size"]
+
+
+# ----------------------------------------------------------------------------- the spec
+
+
+def stack_name(prefix: str, taken: set[str]) -> str:
+    """`encoder.rnn.` -> `EncoderRnn`: a CamelCase stack name the language accepts."""
+    parts = re.split(r"[^A-Za-z0-9]+", prefix)
+    name = "".join(p[:1].upper() + p[1:] for p in parts if p) or "Model"
+    if name[0].isdigit():
+        name = "Stack" + name
+    if check_name(name, _NOWHERE, "stack") is not None:
+        name += "Stack"
+    unique, number = name, 2
+    while unique in taken:
+        unique, number = f"{name}{number}", number + 1
+    taken.add(unique)
+    return unique
+
+
+def infer_modules(tensors: dict, cells: list[CellShape] = ()):
+    """(modules found, [(prefix, why it was skipped)])."""
+    modules, skipped = [], []
+    for prefix, group in group_modules(tensors).items():
+        params = {name: shape for name, (shape, _dtype) in group.items()}
+        dtype = next(iter(group.values()))[1]
+        described = infer_built_in(params)
+        if isinstance(described, tuple):
+            cell, arguments, input_size = described
+            modules.append(Module(prefix, cell, arguments, input_size, dtype, len(group)))
+            continue
+        for user in cells:
+            matched = match_cell(params, user)
+            if matched is not None:
+                modules.append(Module(prefix, user.name, matched[0], matched[1], dtype,
+                                      len(group)))
+                break
+        else:
+            skipped.append((prefix, described))
+    return modules, skipped
+
+
+def _value(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ()) -> str:
+    lines = [f"{HEADER_MARK} from `{os.path.basename(source)}`: one stack per recurrent "
+             "module.",
+             "# Weights do not record `dropout`, `batch_first` or an rnn's `nonlinearity`:",
+             "# the defaults (0, false, tanh) are assumed; set them as the model was trained.",
+             ""]
+    used = {m.cell for m in modules}
+    for cell in cells:
+        if cell.name in used and cell.source:
+            lines += [cell.source.rstrip("\n"), ""]
+    taken: set[str] = set()
+    for module in modules:
+        shown = f"`{module.prefix}*`" if module.prefix else "keys without a prefix"
+        lines.append(f"# {shown}: {module.tensors} tensors, {module.dtype}")
+        lines.append(f"stack {stack_name(module.prefix, taken)} {{")
+        lines.append(f"    input_size = {module.input_size}")
+        lines.append("    # batch_first: not recorded in the weights")
+        arguments = ", ".join(f"{k} = {_value(v)}" for k, v in module.arguments.items())
+        lines.append(f"    {module.cell}({arguments})")
+        unknown = ["dropout"] if module.arguments.get("num_layers", 1) > 1 else []
+        rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
+        unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
+                       if r.choices]  # words the weights cannot tell
+        if unknown:
+            lines.append(f"    # not recorded in the weights: {', '.join(unknown)}")
+        lines += ["}", ""]
+    return "\n".join(lines)
+
+
+def write_spec(path: str, text: str, force: bool) -> None:
+    """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`."""
+    from .codegen import OutputError, write_output
+
+    try:
+        write_output(path, text, force=force, mark=HEADER_MARK, suffix=".rnn.tmp",
+                     tool="rnnspec infer")
+    except OutputError as exc:
+        raise InferError(str(exc), 2) from None
+
+
+def run_infer(args) -> int:
+    import sys
+
+    from .checkpoints import CheckpointError, read_checkpoint
+
+    if args.cells is not None:
+        sys.stderr.write("rnnspec: error: --cells needs user-declared cells (language "
+                         "section 8), which this version of the parser does not read yet\n")
+        return 2
+    try:
+        tensors = read_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        sys.stderr.write(f"rnnspec: error: {exc}\n")
+        return 2
+    modules, skipped = infer_modules(tensors)
+    for prefix, why in skipped:
+        sys.stderr.write(f"rnnspec: note: skipped `{prefix or '(no prefix)'}`: {why}\n")
+    if not modules:
+        sys.stderr.write(f"rnnspec: error: `{args.checkpoint}` holds no recurrent module "
+                         "(no `weight_ih_l0` and `weight_hh_l0` of nn.RNN, nn.LSTM or "
+                         "nn.GRU)\n")
+        return 1
+    text = render_spec(modules, args.checkpoint)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        write_spec(args.output, text, args.force)
+    except InferError as exc:
+        sys.stderr.write(f"rnnspec: error: {exc}\n")
+        return exc.status
+    return 0

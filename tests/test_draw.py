@@ -1,0 +1,114 @@
+"""`rnnspec draw`: valid, deterministic, golden SVG with every shape from the checked model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from conftest import ROOT, SHARED_EXAMPLES, assert_golden
+
+from rnnspec.check import check_text
+from rnnspec.draw import draw_svg
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+TEN_BLOCKS = "stack Deep {\n    input_size = 40\n" + "".join(
+    f"    {name} = {cell}(hidden_size = {size}{extra})\n"
+    for name, cell, size, extra in [
+        ("embed", "gru", 64, ""), ("enc1", "lstm", 128, ", bidirectional = true"),
+        ("enc2", "lstm", 128, ", num_layers = 2, dropout = 0.1"),
+        ("proj", "lstm", 256, ", proj_size = 64"), ("mix", "rnn", 64, ", nonlinearity = relu"),
+        ("wide", "gru", 512, ", bidirectional = true"), ("narrow", "gru", 32, ""),
+        ("deep", "rnn", 32, ", num_layers = 4"), ("back", "lstm", 48, ", bias = false"),
+        ("head", "gru", 16, ""),
+    ]) + "}\n"
+
+
+def _svg(text: str) -> str:
+    result = check_text(text, "spec.rnn")
+    assert result.ok, result.diagnostics
+    return draw_svg(result.stacks)
+
+
+def _texts(svg: str) -> list[str]:
+    root = ET.fromstring(svg.encode("utf-8"))
+    assert root.tag == f"{SVG}svg"
+    return [t.text for t in root.iter(f"{SVG}text")]
+
+
+@pytest.mark.parametrize("name", ["seed", "tagger", "projection"])
+def test_shared_examples(name):
+    text = (SHARED_EXAMPLES / f"{name}.rnn").read_text(encoding="utf-8")
+    svg = _svg(text)
+    assert svg == _svg(text)  # deterministic
+    _texts(svg)  # valid XML
+    assert_golden(f"draw/{name}.svg", svg)
+
+
+def test_every_shape_of_the_model_is_on_the_picture():
+    for text in [(SHARED_EXAMPLES / "tagger.rnn").read_text(encoding="utf-8"), TEN_BLOCKS]:
+        result = check_text(text, "spec.rnn")
+        texts = _texts(draw_svg(result.stacks))
+        for stack in result.stacks:
+            assert f"input {_shape(stack.input)}" in texts
+            assert f"output {_shape(stack.output)}" in texts
+            for block in stack.blocks[:-1]:
+                assert _shape(block.output) in texts
+            for block in stack.blocks:
+                assert f"{block.name} · {block.cell}" in texts
+                assert f"{block.parameter_count:,} parameters" in texts
+                for key, shape in block.states.items():
+                    assert f"{key} {_shape(shape)}" in texts
+
+
+def _shape(dims) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def test_ten_blocks():
+    svg = _svg(TEN_BLOCKS)
+    texts = _texts(svg)
+    assert sum(1 for t in texts if " · " in t) == 10
+    assert "embed · gru" in texts and "wide · gru" in texts
+    assert "h0 [1, B, 64]" in texts and "c0 [1, B, 256]" in texts  # proj keeps c wide
+    assert_golden("draw/ten_blocks.svg", svg)
+
+
+def test_names_are_escaped():
+    """Names reach the picture only escaped (the checker allows no markup in names, so the
+    escaping is tested on the model directly)."""
+    result = check_text("stack S {\n    input_size = 3\n    lstm(hidden_size = 2)\n}\n", "s")
+    (stack,) = result.stacks
+    hostile = '<b>&"x\''
+    block = stack.blocks[0]._replace(name=hostile)
+    svg = draw_svg([stack._replace(name=hostile, blocks=(block,))])
+    assert f"stack {hostile}" in _texts(svg) and f"{hostile} · lstm" in _texts(svg)
+    assert "<b>" not in svg
+
+
+def _draw(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "rnnspec", "draw", *args], cwd=cwd,
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli(tmp_path):
+    spec = tmp_path / "tagger.rnn"
+    spec.write_text((SHARED_EXAMPLES / "tagger.rnn").read_text(encoding="utf-8"))
+    result = _draw("tagger.rnn", "--stack", "Tagger", "-o", "out.svg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.svg").read_text() == _svg(spec.read_text())
+    stdout = _draw("tagger.rnn", cwd=tmp_path)
+    assert stdout.returncode == 0 and stdout.stdout == _svg(spec.read_text())
+
+    unknown = _draw("tagger.rnn", "--stack", "Tager", "-o", "x.svg", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "has no stack `Tager`" in unknown.stderr and "did you mean `Tagger`?" in unknown.stderr
+    mistake = tmp_path / "mistake.rnn"
+    mistake.write_text((SHARED_EXAMPLES / "seed_mistake.rnn").read_text(encoding="utf-8"))
+    failed = _draw("mistake.rnn", "-o", "y.svg", cwd=tmp_path)
+    assert failed.returncode == 1 and "error[E044]" in failed.stderr
+    assert not (tmp_path / "x.svg").exists() and not (tmp_path / "y.svg").exists()

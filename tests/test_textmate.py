@@ -1,0 +1,207 @@
+"""The TextMate grammar (editors/vscode/syntaxes/rnnspec.tmLanguage.json), tokenized by the
+real engine, vscode-textmate with vscode-oniguruma, installed with npm into the user's cache
+on first use. Every keyword, number, comment, operator and name of the examples gets the
+scope that an independent classification of the same token expects."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import OWN_EXAMPLES, ROOT, shared_examples
+
+from rnnspec.fmt import _TOKEN
+
+GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
+SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
+PACKAGES = ["vscode-textmate@9.3.2", "vscode-oniguruma@2.0.1"]
+
+DECLARATIONS = {"let", "stack", "expect", "cell", "state", "param"}
+CELLS = {"rnn", "lstm", "gru"}
+FUNCTIONS = set("sigmoid tanh relu gelu silu softplus logsigmoid exp log abs sqrt clamp minimum "
+                "maximum layer_norm concat chunk zeros ones uniform normal".split())
+
+V2_TEXT = """\
+# v2 syntax: cells, conditionals, comparisons, numbers of every form
+let DROP = 0.4 if LAYERS > 1 and not SHALLOW else 0
+let LAYERS = 1_024 // 512
+let SMALL = 1e-3 + 2.5E+2 + 1_000.000_1
+let SHALLOW = false
+
+cell Gated(k = 2) {
+    state h[hidden_size], c[hidden_size]
+    param w[4 * hidden_size, input_size] = zeros  # gates
+    param b[4 * hidden_size] = uniform(-0.1, 0.1)
+    i, f, g, o = chunk(w @ x + b, 4)
+    c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h = sigmoid(o) * tanh(c) / 2 - c
+}
+
+stack S {
+    input_size  = 8
+    batch_first = true
+    bi  = gru(hidden_size = 4, bidirectional = true, merge = sum)
+    res = Gated(hidden_size = 8, residual = true, dropout = DROP)
+    rnn(hidden_size = 8, nonlinearity = relu, bias = LAYERS == 2 or LAYERS != 3)
+}
+
+expect S {
+    input   = [_, 3, 8]
+    h0[res] = [1, _, 8]
+}
+"""
+
+
+def _node_modules() -> Path:
+    """vscode-textmate and vscode-oniguruma, installed once into rnnspec's cache folder."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed to run the TextMate engine (not on PATH)")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "rnnspec" / "textmate"
+    modules = folder / "node_modules"
+    if not all((modules / p.split("@")[0] / "package.json").exists() for p in PACKAGES):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(
+                ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+                 "--no-save", *PACKAGES], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"npm install of {' '.join(PACKAGES)} failed: {exc}")
+        if result.returncode != 0:
+            pytest.skip(f"npm install of {' '.join(PACKAGES)} failed: {result.stderr[-500:]}")
+    return modules
+
+
+def _tokenize_with_textmate(texts: list[str]) -> list:
+    modules = _node_modules()
+    result = subprocess.run(["node", str(SCRIPT), str(GRAMMAR)], input=json.dumps(texts),
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, NODE_PATH=str(modules)))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _line_tokens(line: str) -> list[tuple[str, str, int, int]]:
+    return [(m.lastgroup, m.group(), m.start(), m.end()) for m in _TOKEN.finditer(line)
+            if m.lastgroup not in ("space", "newline")]
+
+
+def _followed_by_assignment(code: list, index: int) -> bool:
+    """The name at `index` is followed by `=`, or by `[...]` and then `=` (an expect key)."""
+    position = index + 1
+    if position < len(code) and code[position][1] == "[":
+        while position < len(code) and code[position][1] != "]":
+            position += 1
+        position += 1
+    return position < len(code) and code[position][1] == "="
+
+
+def _expected_scopes(text: str):
+    """(line, start, end, scope): what each token of `text` must be scoped as."""
+    parens = 0
+    for number, line in enumerate(text.split("\n")):
+        tokens = _line_tokens(line)
+        code = [t for t in tokens if t[0] != "comment"]
+        first_word = code[0][1] if code else None
+        for kind, value, start, end in tokens:
+            if kind == "comment":
+                yield number, start, end, "comment.line.number-sign.rnnspec"
+                continue
+            index = code.index((kind, value, start, end))
+            prev = code[index - 1][1] if index else None
+            nxt = code[index + 1][1] if index + 1 < len(code) else None
+            if kind == "int":
+                scope = "constant.numeric.integer.rnnspec"
+            elif kind == "float":
+                scope = "constant.numeric.float.rnnspec"
+            elif kind == "name":
+                scope = _name_scope(value, prev, nxt, index, first_word, parens,
+                                    _followed_by_assignment(code, index))
+            else:
+                scope = _operator_scope(value)
+                parens += {"(": 1, ")": -1}.get(value, 0)
+            yield number, start, end, scope
+
+
+def _name_scope(word, prev, nxt, index, first_word, parens, assigned) -> str:
+    if word in DECLARATIONS:
+        return "keyword.other.declaration.rnnspec"
+    if word in ("if", "else"):
+        return "keyword.control.conditional.rnnspec"
+    if word in ("and", "or", "not"):
+        return "keyword.operator.logical.rnnspec"
+    if word in ("true", "false"):
+        return "constant.language.boolean.rnnspec"
+    if prev in ("stack", "expect"):
+        return "entity.name.type.stack.rnnspec"
+    if prev == "cell":
+        return "entity.name.type.cell.rnnspec"
+    if prev == "let":
+        return "variable.other.constant.rnnspec"
+    if first_word in ("state", "param") and nxt == "[":
+        return "entity.name.variable.rnnspec"
+    if parens and nxt == "=":
+        return "variable.parameter.rnnspec"
+    if index == 0 and assigned:
+        return "variable.other.property.rnnspec"
+    if word in CELLS:
+        return "support.type.cell.rnnspec"
+    if word in FUNCTIONS:
+        return "support.function.rnnspec"
+    if word == "_":
+        return "constant.language.wildcard.rnnspec"
+    if nxt == "(":
+        return "entity.name.function.call.rnnspec"
+    return "variable.other.rnnspec"
+
+
+def _operator_scope(op: str) -> str:
+    if op in ("<", "<=", ">", ">=", "==", "!="):
+        return "keyword.operator.comparison.rnnspec"
+    if op in ("+", "-", "*", "/", "//", "@"):
+        return "keyword.operator.arithmetic.rnnspec"
+    return {
+        "=": "keyword.operator.assignment.rnnspec",
+        ",": "punctuation.separator.comma.rnnspec",
+        "(": "punctuation.section.parens.begin.rnnspec",
+        ")": "punctuation.section.parens.end.rnnspec",
+        "[": "punctuation.section.brackets.begin.rnnspec",
+        "]": "punctuation.section.brackets.end.rnnspec",
+        "{": "punctuation.section.block.begin.rnnspec",
+        "}": "punctuation.section.block.end.rnnspec",
+    }[op]
+
+
+def test_grammar_file_is_valid_json_with_the_expected_identity():
+    grammar = json.loads(GRAMMAR.read_text(encoding="utf-8"))
+    assert grammar["scopeName"] == "source.rnnspec"
+    package = json.loads((ROOT / "editors" / "vscode" / "package.json").read_text())
+    assert package["contributes"]["grammars"][0]["scopeName"] == "source.rnnspec"
+    assert package["contributes"]["languages"][0]["extensions"] == [".rnn"]
+    configuration = json.loads(
+        (ROOT / "editors" / "vscode" / "language-configuration.json").read_text())
+    assert configuration["comments"]["lineComment"] == "#"
+
+
+def test_every_token_of_the_examples_gets_its_scope():
+    paths = shared_examples() + sorted(OWN_EXAMPLES.glob("*.rnn"))
+    texts = [p.read_text(encoding="utf-8") for p in paths] + [V2_TEXT]
+    names = [p.name for p in paths] + ["<v2>"]
+    tokenized = _tokenize_with_textmate(texts)
+    checked, wrong = 0, []
+    for name, text, lines in zip(names, texts, tokenized):
+        for number, start, end, scope in _expected_scopes(text):
+            covering = [t for t in lines[number] if t[0] < end and t[1] > start]
+            assert covering, (name, number, start)
+            for _, _, scopes in covering:
+                checked += 1
+                if scope not in scopes:
+                    value = text.split("\n")[number][start:end]
+                    wrong.append(f"{name}:{number + 1}:{start + 1} `{value}`: expected {scope}, "
+                                 f"got {scopes}")
+    assert not wrong, "\n".join(wrong)
+    assert checked > 500  # every example's every token, not an empty loop
