@@ -7,6 +7,7 @@ Every differential test runs on cpu, and on cuda where there is one."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -478,3 +479,53 @@ def test_a_regularised_bidirectional_block_on_a_padded_batch_as_if_alone(backend
         assert bool((output[length:, index] == 0).all())
         assert_close(h_n[:, index], h, torch.float32)
         assert_close(c_n[:, index], c, torch.float32)
+
+
+# ----------------------------------------------------------------------------- user cells
+
+CELLS = Path(__file__).resolve().parent.parent / "examples" / "cells.rnn"
+
+
+def _cell_stacks(backend: str):
+    import rnnspec
+
+    module = rnnspec.load(str(CELLS), backend=backend)
+    result = check_source(CELLS.read_text(encoding="utf-8"), str(CELLS))
+    return [(stack, getattr(module, stack.name)) for stack in result.stacks]
+
+
+@pytest.mark.skipif(not CELLS.exists(), reason="examples/cells.rnn is missing")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_user_cells_on_a_padded_batch_as_if_alone_and_step_by_step(backend):
+    """The oracle for cells with no torch module: each sequence alone; step equals forward.
+    Every stack of the cell library, with each of its blocks' regularisers off."""
+    torch.manual_seed(0)
+    stacks = _cell_stacks(backend)
+    assert any(block.spec.step is not None for stack, _ in stacks for block in stack.blocks)
+    for stack, cls in stacks:
+        model = cls().eval()
+        with torch.no_grad():
+            for p in model.parameters():  # moderate weights: the cells stay in their range
+                p.uniform_(-0.3, 0.3)
+        steps, lengths = 5, [3, 5, 1]
+        shape = (3, steps, stack.input_size) if stack.batch_first else (steps, 3,
+                                                                        stack.input_size)
+        x = torch.randn(*shape)
+        output, states = model(x, lengths=lengths)
+        for index, length in enumerate(lengths):
+            alone, alone_states = model(_sequence(x, index, length, stack.batch_first))
+            assert_close(_sequence(output, index, length, stack.batch_first), alone,
+                         torch.float32)
+            for got, want in zip(flatten(states), flatten(alone_states)):
+                assert_close(got.select(-2, index), want, torch.float32)
+        if any(block.bidirectional for block in stack.blocks):
+            continue
+        expected, expected_states = model(x)
+        time = 1 if stack.batch_first else 0
+        state, outputs = None, []
+        for t in range(steps):
+            step_output, state = model.step(x.select(time, t), state)
+            outputs.append(step_output)
+        assert_close(torch.stack(outputs, time), expected, torch.float32)
+        for got, want in zip(flatten(state), flatten(expected_states)):
+            assert_close(got, want, torch.float32)
