@@ -529,3 +529,65 @@ def test_user_cells_on_a_padded_batch_as_if_alone_and_step_by_step(backend):
         assert_close(torch.stack(outputs, time), expected, torch.float32)
         for got, want in zip(flatten(state), flatten(expected_states)):
             assert_close(got, want, torch.float32)
+
+
+@pytest.mark.parametrize("argument", ["weight_dropout", "recurrent_dropout", "zoneout"])
+def test_a_user_cell_regularised_as_the_built_in_cell_it_restates(argument):
+    """A user cell with nn.LSTM's equations and a regulariser, in training, seeded: the same
+    numbers as the built-in `lstm` with it (the same masks, drawn in the same order)."""
+    text = f"""
+    cell TorchLSTM {{
+        state h[hidden_size], c[hidden_size]
+        param weight_ih[4 * hidden_size, input_size]
+        param weight_hh[4 * hidden_size, hidden_size]
+        param bias_ih[4 * hidden_size], bias_hh[4 * hidden_size]
+
+        gi, gf, gg, go = chunk(weight_ih @ x + bias_ih + weight_hh @ h + bias_hh, 4)
+        c = sigmoid(gf) * c + sigmoid(gi) * tanh(gg)
+        h = sigmoid(go) * tanh(c)
+    }}
+    stack Mine {{
+        input_size = 3
+        TorchLSTM(hidden_size = 4, num_layers = 2, bidirectional = true, {argument} = 0.4)
+    }}
+    stack Builtin {{
+        input_size = 3
+        lstm(hidden_size = 4, num_layers = 2, bidirectional = true, {argument} = 0.4)
+    }}"""
+    module = load(text, "fused")
+    mine, builtin = module.Mine(), module.Builtin()
+    mine.load_state_dict({k.replace("lstm0", "TorchLSTM0"): v
+                          for k, v in builtin.state_dict().items()})
+    x = torch.randn(5, 2, 3)
+    lengths = [5, 3]
+    for training in (True, False):
+        mine.train(training)
+        builtin.train(training)
+        torch.manual_seed(5)
+        ours, (h, c) = mine(x, lengths=lengths)
+        torch.manual_seed(5)
+        theirs, (h_ref, c_ref) = builtin(x, lengths=lengths)
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(h, h_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_weight_dropout_on_a_user_cell_without_recurrent_matrices_changes_nothing():
+    text = """
+    cell IndRNN {
+        state h[hidden_size]
+        param weight_ih[hidden_size, input_size]
+        param recurrent_scale[hidden_size]
+        param bias[hidden_size] = zeros
+
+        h = relu(weight_ih @ x + bias + recurrent_scale * h)
+    }
+    stack Net {
+        input_size = 3
+        IndRNN(hidden_size = 4, weight_dropout = 0.5)
+    }"""
+    model = load(text, "explicit").Net()
+    x = torch.randn(5, 2, 3)
+    model.train()
+    trained, _ = model(x)
+    model.eval()
+    torch.testing.assert_close(trained, model(x)[0])
