@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import editor, models, onnx_rows, processes, scaling
+from . import editor, lengths, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -141,6 +141,15 @@ def run(quick: bool) -> str:
                   [[name, f"{s * 1e3:.1f}"] for name, s in checked["times"].items()])
     out += ["", "check --weights / check = "
             + _verdict(checked["ratio_weights_to_check"], 1.3), ""]
+    print("9. padded batches ...", flush=True)
+    padded = lengths.rows(model_rounds, sizes=[("tiny", 5, 8, 8, 1)] if quick else lengths.SIZES,
+                          batch=4 if quick else lengths.BATCH, min_seconds=settle)
+    out += ["## 9. Padded batches (`lengths`, LSTM, forward, B = "
+            f"{4 if quick else lengths.BATCH})", ""]
+    out += _table(["size", "ratio of", "reference ms", "rnnspec ms", "ratio", "A/A noise"],
+                  [[r["size"], r["what"], f"{r['reference_ms']:.2f}", f"{r['rnnspec_ms']:.2f}",
+                    _verdict(r["ratio"], r["target"]), f"{r['noise']:.3f}"] for r in padded])
+    out.append("")
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

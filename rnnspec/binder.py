@@ -25,18 +25,19 @@ def bind(actuals: Sequence, rules: Sequence[ArgumentRule], *, positional: bool) 
     """Map `actuals` (each with `.name`, None when positional) to `rules`, in order.
 
     Positional actuals take the rules in their order, as Python binds a call; only where
-    `positional` is set, and never after a keyword actual.
+    `positional` is set, never after a keyword actual, and never a `keyword_only` rule.
     """
     by_name = {rule.name: rule for rule in rules}
+    ordered = [rule for rule in rules if not rule.keyword_only]
     binding = Binding({}, {}, [], [], [])
     seen_keyword = False
     index = 0
     for actual in actuals:
         if actual.name is None:
-            if not positional or seen_keyword or index >= len(rules):
+            if not positional or seen_keyword or index >= len(ordered):
                 binding.misplaced.append(actual)
                 continue
-            name = rules[index].name
+            name = ordered[index].name
             binding.positions[name] = index
             index += 1
         else:

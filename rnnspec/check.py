@@ -11,7 +11,14 @@ from .diagnostics import Note, Sink, Span, error, sort_key, warning
 from .equations import block_problems
 from .evaluate import POISON, Evaluator
 from .names import check_name, suggest
-from .registry import BUILTIN_CELLS, STACK_PROPERTIES, Cell, instantiate
+from .registry import (
+    BUILTIN_CELLS,
+    STACK_PROPERTIES,
+    Cell,
+    instantiate,
+    residual_problem,
+    validate_extensions,
+)
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
@@ -238,8 +245,13 @@ class Checker:
             if conditions:
                 self.problems.extend(conditions)
                 return None
-        return instantiate(cell, values, name=name, position=index, span=name_span,
-                           input_size=incoming, batch_first=batch_first, spans=spans)
+        derived = instantiate(cell, values, name=name, position=index, span=name_span,
+                              input_size=incoming, batch_first=batch_first, spans=spans)
+        problem = residual_problem(derived, incoming_span)
+        if problem is not None:
+            self.problems.append(problem)
+            return None
+        return derived
 
     def _cell(self, block: ast.Block) -> Cell | None:
         if block.cell in self.cells:
@@ -273,6 +285,7 @@ class Checker:
                         help="dropout applies between the layers of a block: set "
                              "`num_layers` above 1, or remove `dropout`")
             )
+        self.problems.extend(validate_extensions(values, spans))
         if cell.validate is not None:
             self.problems.extend(cell.validate(values, spans))
 
@@ -300,13 +313,17 @@ class Checker:
         if not cell.positional:
             message = f"`{cell.name}` takes its arguments by name"
             hint = f"arguments of a declared cell are written with their names: {named}"
-        elif binding.positions and len(binding.positions) >= len(cell.arguments):
-            message = f"`{cell.name}` takes at most {len(cell.arguments)} positional arguments"
+        elif binding.positions and len(binding.positions) >= _positional_count(cell):
+            message = f"`{cell.name}` takes at most {_positional_count(cell)} positional arguments"
             hint = "remove it"
         else:
             message = "positional argument after a keyword argument"
             hint = f"{named}, or move it before the keyword arguments (PyTorch's order)"
         self.problems.append(error("E038", message, argument.span, help=hint))
+
+
+def _positional_count(cell: Cell) -> int:
+    return sum(not rule.keyword_only for rule in cell.arguments)
 
 
 def _layer_sizes(cell: Cell, values: dict, incoming: int) -> list[dict]:

@@ -62,6 +62,10 @@ def _unbatched(shape) -> tuple:
     return tuple(d for d in shape if d != "B")
 
 
+def _without_time(shape) -> tuple:
+    return tuple(d for d in shape if d != "T")
+
+
 def _py_comment(text: str) -> str:
     """A file name made safe for a comment or a docstring."""
     return re.sub(r"[^A-Za-z0-9._+/ -]", "?", text)
@@ -86,8 +90,55 @@ def _final_key(key: str) -> str:
 
 
 def _is_fused(block: model.Block, backend: str) -> bool:
-    """Whether the block runs as its torch.nn module (cuDNN on CUDA)."""
-    return backend == "fused" and block.spec.torch_class is not None
+    """Whether the block runs as its torch.nn module (cuDNN on CUDA): never with a recurrent
+    regulariser, which no torch.nn module has."""
+    return backend == "fused" and block.spec.torch_class is not None and not _regularisers(block)
+
+
+def _regularisers(block: model.Block) -> tuple[str, ...]:
+    """The recurrent regularisers a block uses (section 9), as `_Recurrent` arguments."""
+    from .registry import REGULARISERS
+
+    return tuple(name for name in REGULARISERS if block.arguments.get(name))
+
+
+_MERGED = {"sum": "forward half + backward half", "mean": "(forward half + backward half) / 2",
+           "mul": "forward half * backward half"}
+
+
+def _block_notes(block: model.Block, backend: str) -> list[str]:
+    """Docstring lines saying how a block that uses section 9 is computed."""
+    notes = []
+    used = _regularisers(block)
+    if used:
+        notes.append(", ".join(name.replace("_", " ") for name in used)
+                     + ": written out on every backend (no torch.nn module has it)")
+    merge = block.arguments.get("merge", "concat")
+    if merge != "concat":
+        notes.append(f"merge = {merge}: output = {_MERGED[merge]}")
+    if block.arguments.get("residual"):
+        notes.append("residual: output = the block's output + its input")
+    return notes
+
+
+def _lengths_doc(stack: model.Stack, backend: str) -> str:
+    """The forward docstring's paragraph on `lengths`."""
+    fused = [b for b in stack.blocks if _is_fused(b, backend)]
+    how = []
+    if fused:
+        how.append("fused blocks run on pack_padded_sequence(enforce_sorted=False) and "
+                   "pad_packed_sequence(total_length=T)")
+    if len(fused) < len(stack.blocks):
+        how.append("written-out blocks update a sequence's states only at its valid steps")
+    import textwrap
+
+    joined = "; ".join(how)
+    text = ("`lengths` (B integers in 1..T, a tensor on any device or a list, in any order) is "
+            "for a padded batch: outputs are zero at padded steps and each sequence's final "
+            "states are those of its own last valid step (the reverse direction starts there). "
+            + joined[0].upper() + joined[1:] + ".")
+    return textwrap.fill(text, width=LINE_LENGTH - 12,
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def _runner(block: model.Block, backend: str) -> str:
@@ -189,6 +240,8 @@ def environment():
         final_key=_final_key, is_fused=_is_fused, runner=_runner, state_sizes=_state_sizes,
         state_type=_state_type, finals=_finals, shape_comment=_shape_comment, fit=_fit,
         wrap=_wrap, quoted=lambda name: f'"{name}"',
+        block_notes=_block_notes, regularisers=_regularisers, lengths_doc=_lengths_doc,
+        without_time=_without_time,
     )
     return env
 
@@ -205,7 +258,13 @@ def generate_source(result: model.CheckedFile, backend: str = "fused") -> str:
     blocks = [block for stack in result.stacks for block in stack.blocks]
     explicit = [b.spec for b in blocks if not _is_fused(b, backend)]
     explicit_cells = list({cell.name: cell for cell in explicit}.values())  # first use first
-    imports = {"math", "NamedTuple", "torch", "F"} if explicit_cells else set()
+    imports = {"math", "NamedTuple", "torch", "F"} if explicit_cells else {"torch"}
+    helpers = {"fused"} if any(_is_fused(b, backend) for b in blocks) else set()
+    helpers |= {"merge"} if any(b.arguments.get("merge", "concat") != "concat"
+                                for b in blocks) else set()
+    helpers |= {"residual"} if any(b.arguments.get("residual") for b in blocks) else set()
+    helpers |= {"packed"} if any(len(s.blocks) == 1 and _is_fused(s.blocks[0], backend)
+                                 for s in result.stacks) else set()
     cell_sources = {}
     if any(cell.step is not None for cell in explicit_cells):
         from .emit import cell_source
@@ -219,6 +278,7 @@ def generate_source(result: model.CheckedFile, backend: str = "fused") -> str:
         backend=backend,
         stacks=result.stacks,
         imports=imports,
+        helpers=helpers,
         explicit_cells=explicit_cells,
         cell_sources=cell_sources,
     )

@@ -97,6 +97,9 @@ CODES: dict[str, str] = {
     "E062": "checkpoint tensors no argument explains",
     "E063": "block missing from the checkpoint",
     "E064": "no tensor of the checkpoint matches the stack",
+    # section 9: merged directions, residual blocks
+    "E090": "`merge` on a block with one direction",
+    "E091": "residual block whose input and output sizes differ",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",

@@ -306,10 +306,9 @@ class CellEmitter:
                                         *(_literal(v) for v in init[1:])])
                                 for role, init in initial)
             initial_text = _line(f"initial = {_tuple([entries])}", None, 4) + "\n"
-        recurrent_text = ""
-        if self.step.recurrent_weights:
-            names = _tuple([f'"{name}"' for name in self.step.recurrent_weights])
-            recurrent_text = _line(f"recurrent_weights = {names}", None, 4) + "\n"
+        # always written: `_Recurrent`'s default (the built-ins' weight_hh) is not this cell's
+        names = _tuple([f'"{name}"' for name in self.step.recurrent_weights])
+        recurrent_text = _line(f"recurrent_weights = {names}", None, 4) + "\n"
         doc = [f'    """Cell `{cell.name}`, declared at line {cell.span.line}:', ""]
         for assign in self.step.statements:
             doc += textwrap.wrap(assign.text, LINE_LENGTH, initial_indent="    ",

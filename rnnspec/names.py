@@ -30,7 +30,7 @@ set_submodule share_memory state_dict to to_empty train training type xpu zero_g
 
 # Class attributes every generated stack class defines (see templates/module.py.jinja).
 GENERATED_CLASS_ATTRIBUTES = frozenset({
-    "input_size", "output_size", "batch_first", "block_names",
+    "input_size", "output_size", "batch_first", "block_names", "step",
 })
 
 # Module-level names of the generated file: a stack class must not shadow them.

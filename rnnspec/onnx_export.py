@@ -756,6 +756,14 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     stack = find_stack(result, stack_name)
+    for block in stack.blocks:  # section 9's merge, residual and zoneout change the numbers
+        used = [name for name, off in (("merge", "concat"), ("residual", False), ("zoneout", 0.0))
+                if block.arguments.get(name, off) != off]
+        if used:
+            raise ExportError(f"block `{block.name}` uses `{used[0]}`, which export does not "
+                              "write yet", status=1,
+                              help="export a stack without it (docs/export.md lists what is "
+                                   "exported)")
     try:
         import onnx  # noqa: F401
     except ImportError:

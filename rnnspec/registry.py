@@ -34,6 +34,7 @@ class ArgumentRule(NamedTuple):
     maximum: int | float | None = None
     choices: tuple[str, ...] = ()
     meaning: str = ""
+    keyword_only: bool = False  # never bound by position (the arguments PyTorch lacks)
 
 
 class ParameterTemplate(NamedTuple):
@@ -90,8 +91,27 @@ NONLINEARITY = ArgumentRule("nonlinearity", "word", "tanh", choices=("tanh", "re
 PROJ_SIZE = ArgumentRule("proj_size", "int", 0, minimum=0,
                          meaning="project h to this size (0: no projection)")
 
+# Section 9: arguments PyTorch's modules lack, taken by name only, by every cell's blocks.
+MERGE = ArgumentRule("merge", "word", "concat", choices=("concat", "sum", "mean", "mul"),
+                     keyword_only=True,
+                     meaning="how a bidirectional block's output combines its directions")
+RESIDUAL = ArgumentRule("residual", "bool", False, keyword_only=True,
+                        meaning="add the block's input to its output")
+# Probabilities below 1: `below_one` reports p = 1, which in_range's bounds let through.
+RECURRENT_DROPOUT = ArgumentRule("recurrent_dropout", "float", 0.0, minimum=0.0, maximum=1.0,
+                                 keyword_only=True,
+                                 meaning="variational dropout of the state the step reads")
+ZONEOUT = ArgumentRule("zoneout", "float", 0.0, minimum=0.0, maximum=1.0, keyword_only=True,
+                       meaning="probability that a unit of the first state keeps its value")
+WEIGHT_DROPOUT = ArgumentRule("weight_dropout", "float", 0.0, minimum=0.0, maximum=1.0,
+                              keyword_only=True,
+                              meaning="DropConnect on the recurrent weights")
+REGULARISERS = ("recurrent_dropout", "zoneout", "weight_dropout")
+EXTENSIONS = (MERGE, RESIDUAL, RECURRENT_DROPOUT, ZONEOUT, WEIGHT_DROPOUT)
+
 # Arguments every cell's blocks take, built-in or declared.
-COMMON_ARGUMENTS = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, BATCH_FIRST, DROPOUT, BIDIRECTIONAL)
+COMMON_ARGUMENTS = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, BATCH_FIRST, DROPOUT, BIDIRECTIONAL,
+                    *EXTENSIONS)
 
 STACK_PROPERTIES: dict[str, ArgumentRule] = {
     "input_size": ArgumentRule("input_size", "int", None, required=True, minimum=1,
@@ -107,6 +127,11 @@ SUMMARY = (
     ("nonlinearity", lambda v: v),
     ("dropout", lambda v: f"dropout {v:g}"),
     ("bias", lambda v: "no bias"),
+    ("merge", lambda v: f"merge {v}"),
+    ("residual", lambda v: "residual"),
+    ("recurrent_dropout", lambda v: f"recurrent dropout {v:g}"),
+    ("zoneout", lambda v: f"zoneout {v:g}"),
+    ("weight_dropout", lambda v: f"weight dropout {v:g}"),
 )
 
 # ----------------------------------------------------------------------------- built-in cells
@@ -139,6 +164,44 @@ def _projection_smaller(values: dict, spans: dict) -> list[Diagnostic]:
     return []
 
 
+def validate_extensions(values: dict, spans: dict) -> list[Diagnostic]:
+    """Section 9's rules on one block's own arguments, for every cell."""
+    problems = []
+    if values.get("merge", "concat") != "concat" and not values["bidirectional"]:
+        problems.append(error(
+            "E090", f"`merge = {values['merge']}` on a block with one direction",
+            spans["merge"],
+            notes=[Note("`bidirectional` is false here", spans["bidirectional"])]
+            if "bidirectional" in spans else [],
+            help="`merge` combines the two directions of a bidirectional block: add "
+                 "`bidirectional = true`, or remove `merge`"))
+    for name in REGULARISERS:
+        if values.get(name) == 1.0:
+            problems.append(error(
+                "E021", f"`{name}` must be below 1, found 1.0", spans[name],
+                help=f"a probability p with 0 <= p < 1: at 1 nothing would be left "
+                     f"(`{name} = 0` turns it off)"))
+    return problems
+
+
+def residual_problem(block: model.Block, input_span: Span | None) -> Diagnostic | None:
+    """A residual block must give out as many features as it takes in."""
+    if not block.arguments.get("residual") or block.input_size == block.output_size:
+        return None
+    merge = block.arguments.get("merge", "concat")
+    if block.bidirectional and merge == "concat":
+        hint = (f"a bidirectional block gives out 2 * {block.state_size} features: "
+                f"`merge = sum` keeps {block.state_size}, or change `hidden_size`")
+    else:
+        hint = f"make `hidden_size` {block.input_size}, or remove `residual`"
+    return error(
+        "E091", f"residual block `{block.name}` takes {block.input_size} features but "
+        f"gives out {block.output_size}", block.argument_spans.get("residual", block.span),
+        notes=[Note(f"its input has {block.input_size} features", input_span),
+               Note(f"its output has {block.output_size} features", block.span)],
+        help=hint)
+
+
 def _builtin(name: str, torch_class: str, gates: int, extra: tuple[ArgumentRule, ...],
              **fields) -> Cell:
     # PyTorch's positional order: input_size, hidden_size, num_layers, nonlinearity (rnn),
@@ -146,7 +209,7 @@ def _builtin(name: str, torch_class: str, gates: int, extra: tuple[ArgumentRule,
     leading = tuple(a for a in extra if a.name == "nonlinearity")
     trailing = tuple(a for a in extra if a.name != "nonlinearity")
     arguments = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, *leading, BIAS, BATCH_FIRST, DROPOUT,
-                 BIDIRECTIONAL, *trailing)
+                 BIDIRECTIONAL, *trailing, *EXTENSIONS)
     fields.setdefault("states", (StateTemplate("h", _H),))
     fields.setdefault("parameters", _torch_parameters(gates, fields["states"][0].size))
     return Cell(name=name, arguments=arguments, positional=True, torch_class=torch_class,
@@ -203,7 +266,8 @@ def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Spa
     state_sizes = {**sizes, "input_size": input_size}
     states = {state_keys(s.name)[0]: (directions * num_layers, "B", s.size.evaluate(state_sizes))
               for s in cell.states}
-    output_size = directions * state_size
+    merged = values.get("merge", "concat") != "concat"
+    output_size = state_size if merged else directions * state_size
     return model.Block(
         name=name, cell=cell.name, spec=cell, position=position, span=span,
         input_size=input_size, hidden_size=values["hidden_size"], num_layers=num_layers,

@@ -95,6 +95,8 @@ def block_json(block: model.Block) -> dict:
         "dropout": block.dropout,
         "proj_size": block.proj_size,
         "nonlinearity": block.nonlinearity,
+        "merge": block.arguments.get("merge", "concat"),
+        "residual": block.arguments.get("residual", False),
         "parameters": {p.name: list(p.shape) for p in block.parameters},
         "states": {key: list(shape) for key, shape in block.states.items()},
         "output": list(block.output),

@@ -52,7 +52,13 @@ def verify_stack(stack: model.Stack, generated=None) -> list[Diagnostic]:
     for block in stack.blocks:
         try:
             module = _torch_block(torch, block, stack, generated)
+            incoming = x
             x, state = module(x)
+            if block.arguments.get("merge", "concat") != "concat":  # section 9, as generated
+                forward, backward = x.chunk(2, dim=-1)
+                x = forward + backward
+            if block.arguments.get("residual"):
+                x = x + incoming
         except (RuntimeError, ValueError, OverflowError, TypeError) as exc:
             problems.append(error("E050", f"torch cannot build block `{block.name}`: {exc}",
                                   block.span))

@@ -49,8 +49,9 @@ EXPLANATIONS = {
             "`not`), a comparison's `true` or `false` where a size is needed, `true` "
             "compared with a number, and so on.",
     "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
-            "`dropout` between 0 and 1, `nonlinearity` `tanh` or `relu`, dimensions at "
-            "least 1.",
+            "`dropout` between 0 and 1, `recurrent_dropout`, `zoneout` and `weight_dropout` "
+            "from 0 up to (not including) 1, `nonlinearity` `tanh` or `relu`, `merge` "
+            "`concat`, `sum`, `mean` or `mul`, dimensions at least 1.",
     "E022": "Integer division by zero in an expression.",
     "E023": "A value too large to mean anything: more than 500 digits, or a size beyond "
             "PyTorch's int64 dimensions.",
@@ -130,6 +131,12 @@ EXPLANATIONS = {
     "E064": "`rnnspec check --weights`: no key of the checkpoint has the names of the "
             "stack's tensors under any prefix (or under the one given with `--prefix`). A "
             "note lists the checkpoint's recurrent modules.",
+    "E090": "`merge = sum`, `mean` or `mul` on a block that is not bidirectional: `merge` "
+            "says how a block's two directions combine, and this block has one.",
+    "E091": "`residual = true` adds a block's input to its output, so both must have the "
+            "same number of features. The notes show where each size comes from; a "
+            "bidirectional block gives out twice its state size unless it merges its "
+            "directions with `sum`, `mean` or `mul`.",
     "W001": "`dropout` above 0 with `num_layers = 1`: PyTorch applies dropout between the "
             "layers of a block, so it does nothing (PyTorch warns too).",
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "

@@ -21,7 +21,8 @@ def test_benchmarks_quick_run(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     for heading in ("## 1. CLI start-up", "## 2. Scaling", "## 3. Generation",
-                    "## 4. Generated models, fused", "## 5. Generated models, explicit"):
+                    "## 4. Generated models, fused", "## 5. Generated models, explicit",
+                    "## 9. Padded batches"):
         assert heading in text
     from benchmarks.onnx_rows import available
 
