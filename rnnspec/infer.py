@@ -306,7 +306,7 @@ def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ())
         unknown = ["dropout"] if module.arguments.get("num_layers", 1) > 1 else []
         rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
         unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
-                       if r.choices]  # words the weights cannot tell
+                       if r.choices and not r.keyword_only]  # torch's words weights do not tell
         if unknown:
             lines.append(f"    # not recorded in the weights: {', '.join(unknown)}")
         lines += ["}", ""]

@@ -51,7 +51,7 @@ def test_return_blocks_is_keyword_only_and_documented():
     assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is False
     assert "return_blocks=True" in model.forward.__doc__
     with pytest.raises(TypeError):
-        model(torch.randn(3, 7, 300), None, True)
+        model(torch.randn(3, 7, 300), None, None, True)  # after input, hx, lengths
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
