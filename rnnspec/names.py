@@ -28,14 +28,16 @@ register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_ex
 set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
 """.split())
 
-# Class attributes every generated stack class defines (see templates/module.py.jinja).
+# Class attributes every generated stack class defines (templates/stack.py.jinja);
+# tests/test_names.py checks both sets against generated modules, so neither drifts.
 GENERATED_CLASS_ATTRIBUTES = frozenset({
     "input_size", "output_size", "batch_first", "block_names", "step",
 })
 
-# Module-level names of the generated file: a stack class must not shadow them.
+# Module-level names of the generated file (templates/module.py.jinja imports them; the
+# module's own helpers start with `_`): a stack class must not shadow them.
 GENERATED_MODULE_GLOBALS = frozenset({
-    "torch", "nn", "F", "Tensor", "Optional", "Tuple", "annotations", "math",
+    "torch", "nn", "F", "Tensor", "NamedTuple", "annotations", "math",
 })
 
 # Look-alike letters from other scripts, for the "did you mean" of a non-ASCII name.

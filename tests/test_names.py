@@ -13,17 +13,24 @@ import pytest
 
 import rnnspec
 from rnnspec.codegen import generate_source, load_source
-from rnnspec.names import GENERATED_CLASS_ATTRIBUTES, NN_MODULE_ATTRIBUTES
+from rnnspec.names import (
+    GENERATED_CLASS_ATTRIBUTES,
+    GENERATED_MODULE_GLOBALS,
+    NN_MODULE_ATTRIBUTES,
+)
+from rnnspec.parse import language_words
 
 torch = pytest.importorskip("torch")
 
 RISKY = sorted(
     set("""
-    torch nn F Tensor Optional Tuple List Dict Union Any Callable annotations math super type
+    torch nn F Tensor NamedTuple Optional Tuple List Dict Union Any Callable annotations math
+    super type
     print input len tuple isinstance ValueError range self cls hx output batch h0 c0 state_0
     __init__ __class__ __dict__ _batch_size _check_state _LSTM _Recurrent _ __ forward
     training state_dict to cuda parameters input_size output_size batch_first block_names
     let stack expect true false lstm gru rnn dropout weight_ih_l0 Net exec eval open id object
+    cell state param step merge residual lengths _layer_norm _concat _CellX
     """.split())
     | set(keyword.kwlist)
 )
@@ -55,8 +62,8 @@ def _runs(result, stack_name, block_name=None):
             model(torch.randn(4, 2, 7))
 
 
-LANGUAGE = ("let", "stack", "expect", "true", "false")
-MODULE_GLOBALS = ("torch", "nn", "F", "Tensor", "Optional", "Tuple", "annotations", "math")
+LANGUAGE = language_words()  # the grammar's keywords: `let`, `stack`, `cell`, `if`, ...
+MODULE_GLOBALS = GENERATED_MODULE_GLOBALS  # checked against generated modules below
 
 
 def _may_be_refused(name: str, role: str) -> bool:
@@ -117,3 +124,41 @@ def test_named_block_colliding_with_an_automatic_name_is_a_duplicate():
     _, refusals = _outcome(text)
     (diagnostic,) = refusals
     assert diagnostic.code == "E011" and diagnostic.span.line == 4
+
+
+def _generated_modules():
+    from conftest import OWN_EXAMPLES, shared_examples
+
+    for path in [*shared_examples(), *sorted(OWN_EXAMPLES.glob("*.rnn"))]:
+        result = rnnspec.check_file(path)
+        if result.ok:
+            for backend in ("fused", "explicit"):
+                yield result, load_source(generate_source(result, backend=backend), str(path))
+
+
+def test_reserved_module_names_are_exactly_what_generated_modules_define():
+    """No drift either way: every public global of a generated module is reserved for stack
+    names, and every reserved name is defined by some generated module."""
+    from rnnspec.names import GENERATED_MODULE_GLOBALS
+
+    seen = set()
+    for result, module in _generated_modules():
+        stacks = {stack.name for stack in result.stacks}
+        public = {name for name in vars(module)
+                  if not name.startswith("_") and name not in stacks}
+        assert public <= GENERATED_MODULE_GLOBALS, sorted(public - GENERATED_MODULE_GLOBALS)
+        seen |= public
+    assert seen == GENERATED_MODULE_GLOBALS
+
+
+def test_reserved_class_attributes_are_exactly_what_generated_classes_define():
+    seen = set()
+    for result, module in _generated_modules():
+        for stack in result.stacks:
+            cls = getattr(module, stack.name)
+            own = {name for name in vars(cls) if not name.startswith("_")
+                   and not hasattr(torch.nn.Module, name)}
+            own -= {"forward"}  # nn.Module's own, overridden
+            assert own <= GENERATED_CLASS_ATTRIBUTES, sorted(own - GENERATED_CLASS_ATTRIBUTES)
+            seen |= own
+    assert seen == GENERATED_CLASS_ATTRIBUTES
