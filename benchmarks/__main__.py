@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import editor, lengths, models, onnx_rows, processes, scaling
+from . import cells, editor, lengths, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -150,6 +150,21 @@ def run(quick: bool) -> str:
                   [[r["size"], r["what"], f"{r['reference_ms']:.2f}", f"{r['rnnspec_ms']:.2f}",
                     _verdict(r["ratio"], r["target"]), f"{r['noise']:.3f}"] for r in padded])
     out.append("")
+    print("10. cells declared by their equations ...", flush=True)
+    declared = cells.user_lstm(model_rounds, sizes=[("tiny", 5, 2, 8, 8, 1)] if quick
+                               else cells.SIZES, min_seconds=settle)
+    out += ["## 10. The LSTM declared as a user cell (`TorchLSTM`) / the built-in `lstm`, "
+            "explicit backend, same weights", ""]
+    out += _table(["size", "B", "mode", "rounds", "built-in ms", "user cell ms",
+                   "user / built-in", "A/A noise"],
+                  [[r["size"], r["B"], r["mode"], r["rounds"], f"{r['builtin_ms']:.2f}",
+                    f"{r['declared_ms']:.2f}", _verdict(r["ratio"], 1.05),
+                    f"{r['noise']:.3f}"] for r in declared])
+    checked = cells.check_cells(rounds)
+    out += ["", "`rnnspec check` of ten user cells and twenty stacks / the same stacks with "
+            f"built-in cells (whole processes): {checked['times']['declared'] * 1e3:.1f} ms / "
+            f"{checked['times']['builtin'] * 1e3:.1f} ms = "
+            + _verdict(checked["ratio"], 1.5), ""]
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

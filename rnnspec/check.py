@@ -8,7 +8,6 @@ from __future__ import annotations
 from . import ast, model
 from .binder import bind
 from .diagnostics import Note, Sink, Span, error, sort_key, warning
-from .equations import block_problems
 from .evaluate import POISON, Evaluator
 from .names import check_name, suggest
 from .registry import (
@@ -240,6 +239,8 @@ class Checker:
         if incoming is POISON or batch_first is POISON or step.failed or rules.failed:
             return None
         if cell.step is not None:
+            from .equations import block_problems
+
             conditions = block_problems(cell, _layer_sizes(cell, values, incoming),
                                         block.cell_span)
             if conditions:

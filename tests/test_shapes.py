@@ -1,0 +1,84 @@
+"""The shape algebra: sizes as polynomials over the size names (rnnspec.shapes.Size).
+
+Ring laws, canonical form, exact division, evaluation, and printing that reads back
+through the language's own parser to the same size."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnspec import check_source
+from rnnspec.shapes import Size, format_shape, quotient
+
+NAMES = ("input_size", "hidden_size", "proj", "k")
+
+sizes = st.recursive(
+    st.one_of(st.integers(-5, 9).map(Size.of), st.sampled_from(NAMES).map(Size.of)),
+    lambda inner: st.one_of(
+        st.tuples(inner, inner).map(lambda p: p[0] + p[1]),
+        st.tuples(inner, inner).map(lambda p: p[0] - p[1]),
+        st.tuples(inner, inner).map(lambda p: p[0] * p[1]),
+    ),
+    max_leaves=8,
+)
+values = st.fixed_dictionaries({name: st.integers(-20, 20) for name in NAMES})
+
+
+@given(sizes, sizes, sizes)
+def test_ring_laws(a, b, c):
+    assert a + b == b + a and a * b == b * a
+    assert (a + b) + c == a + (b + c) and (a * b) * c == a * (b * c)
+    assert a * (b + c) == a * b + a * c
+    assert a + 0 == a and a * 1 == a and a * 0 == Size.of(0)
+    negated = -a
+    assert a - a == Size.of(0) and -negated == a and a - b == a + (-b)
+    assert hash(a + b) == hash(b + a)
+
+
+@given(sizes, sizes, values)
+def test_evaluation_is_a_homomorphism(a, b, at):
+    assert (a + b).evaluate(at) == a.evaluate(at) + b.evaluate(at)
+    assert (a * b).evaluate(at) == a.evaluate(at) * b.evaluate(at)
+    assert (a - b).evaluate(at) == a.evaluate(at) - b.evaluate(at)
+
+
+def test_canonical_form_is_how_people_write_sizes():
+    h, i = Size.of("hidden_size"), Size.of("input_size")
+    assert 4 * h == h * 2 * 2
+    assert str(4 * h) == "4 * hidden_size"
+    assert str(i + h) == str(h + i) == "hidden_size + input_size"
+    assert str(h * h - 1) == "hidden_size * hidden_size - 1"
+    assert str(Size.of(0)) == "0" and str(-h) == "-hidden_size"
+    assert format_shape([4 * h, i]) == "[4 * hidden_size, input_size]"
+
+
+@given(sizes, st.integers(1, 7))
+def test_exact_division(a, divisor):
+    assert (a * divisor).exact_div(divisor) == a
+    divided = a.exact_div(divisor)
+    if divided is not None:
+        assert divided * divisor == a
+    else:
+        assert any(c % divisor for _, c in a.terms)
+
+
+def test_a_quotient_that_holds_for_some_sizes_evaluates_where_it_does():
+    total = Size.of("input_size") + Size.of("hidden_size")
+    half = quotient(total, 2)
+    assert half.names == {"(hidden_size + input_size) / 2"}
+    assert half.evaluate({"input_size": 7, "hidden_size": 9}) == 8
+    assert quotient(4 * Size.of("hidden_size"), 2) == 2 * Size.of("hidden_size")
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes)
+def test_printing_reads_back_through_the_parser(size):
+    """`str(size)` written as a parameter's dimension in a cell is the same size again."""
+    text = (f"cell C(proj, k) {{\n    state h[hidden_size]\n    param p[{size}]\n"
+            "    h = tanh(h)\n}\n")
+    result = check_source(text, "sizes.rnn")
+    assert not [d for d in result.diagnostics if d.is_error], result.diagnostics
+    (cell,) = result.cells
+    (parameter,) = cell.parameters
+    assert parameter.dims == (size,)
