@@ -234,12 +234,13 @@ class CellEmitter:
         for _, term in terms:
             if term.varying:
                 self._plan(term)
-        group = free[0][1]
+        sign, group = free[0]
+        if sign < 0:
+            group = Node("neg", (group,), None, node.size, False, group.batched, node.span)
         for sign, term in free[1:]:
             group = Node("add" if sign > 0 else "sub", (group, term), None, node.size, False,
                          group.batched or term.batched, node.span)
-        if free[0][0] < 0:
-            group = Node("neg", (group,), None, node.size, False, group.batched, node.span)
+            self._keep.append(group)
         self._hoist_value(group)
         name = self.hoisted[id(group)]
         # the step's sum: the hoisted group, then the state-reading terms in order
