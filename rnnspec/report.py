@@ -95,13 +95,19 @@ def block_json(block: model.Block) -> dict:
         "dropout": block.dropout,
         "proj_size": block.proj_size,
         "nonlinearity": block.nonlinearity,
-        "merge": block.arguments.get("merge", "concat"),
-        "residual": block.arguments.get("residual", False),
+    }
+    # every other argument of the cell, as the registry lists it (merge, residual, the
+    # regularisers, ...): a new argument reaches the JSON without an edit here
+    declared = set(block.spec.declared)
+    for rule in block.spec.arguments:
+        if rule.name not in document and rule.name not in declared | {"batch_first"}:
+            document[rule.name] = block.arguments[rule.name]
+    document.update({
         "parameters": {p.name: list(p.shape) for p in block.parameters},
         "states": {key: list(shape) for key, shape in block.states.items()},
         "output": list(block.output),
         "parameter_count": block.parameter_count,
-    }
+    })
     if block.spec.step is not None:
         document["arguments"] = {name: block.arguments[name] for name in block.spec.declared}
     return document
