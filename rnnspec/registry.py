@@ -167,7 +167,8 @@ def _projection_smaller(values: dict, spans: dict) -> list[Diagnostic]:
 def validate_extensions(values: dict, spans: dict) -> list[Diagnostic]:
     """Section 9's rules on one block's own arguments, for every cell."""
     problems = []
-    if values.get("merge", "concat") != "concat" and not values["bidirectional"]:
+    # any `merge` written on a one-direction block, `concat` too: there is nothing to merge
+    if "merge" in spans and not values["bidirectional"]:
         problems.append(error(
             "E090", f"`merge = {values['merge']}` on a block with one direction",
             spans["merge"],

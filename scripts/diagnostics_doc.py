@@ -131,8 +131,9 @@ EXPLANATIONS = {
     "E064": "`rnnspec check --weights`: no key of the checkpoint has the names of the "
             "stack's tensors under any prefix (or under the one given with `--prefix`). A "
             "note lists the checkpoint's recurrent modules.",
-    "E090": "`merge = sum`, `mean` or `mul` on a block that is not bidirectional: `merge` "
-            "says how a block's two directions combine, and this block has one.",
+    "E090": "`merge` (any of `concat`, `sum`, `mean`, `mul`) on a block that is not "
+            "bidirectional: `merge` says how a block's two directions combine, and this "
+            "block has one.",
     "E091": "`residual = true` adds a block's input to its output, so both must have the "
             "same number of features. The notes show where each size comes from; a "
             "bidirectional block gives out twice its state size unless it merges its "
