@@ -65,3 +65,18 @@ def test_shared_examples_have_the_documented_results(monkeypatch):
     assert diagnostic.span.line == 10
     assert "30" in diagnostic.message and "20" in diagnostic.message
     assert [e.ok for e in mistake.expectations] == [False]
+
+
+@needs_examples
+def test_v2_shared_examples_have_the_documented_results(monkeypatch):
+    """cells.rnn and padded.rnn check clean; cells_mistake.rnn has one error, at line 7, at
+    the first `@`, with both sizes in words."""
+    outcomes = {p.stem: _checked(p, monkeypatch) for p in shared_examples()}
+    for name in ("cells", "padded"):
+        assert outcomes[name].ok and all(e.ok for e in outcomes[name].expectations)
+        assert not outcomes[name].diagnostics, outcomes[name].diagnostics
+    mistake = outcomes["cells_mistake"]
+    (diagnostic,) = mistake.diagnostics
+    line = mistake.text.split("\n")[6]
+    assert diagnostic.span.line == 7 and diagnostic.span.column == line.index("@") + 1
+    assert "hidden_size" in diagnostic.message and "input_size" in diagnostic.message
