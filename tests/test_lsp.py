@@ -383,16 +383,17 @@ async def test_random_bytes_and_typing_never_crash_the_server(client: LanguageCl
         uri = await _open(client, garbage)
         await _every_request(client, uri, garbage)
 
-    uri = await _open(client, "")
-    prefixes = sorted(set(range(0, len(TAGGER), 7)) | set(range(len(TAGGER) - 40,
-                                                                len(TAGGER) + 1)))
-    for version, end in enumerate(prefixes, start=2):
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            [types.TextDocumentContentChangeWholeDocument(text=TAGGER[:end])]))
-        if version % 10 == 0:
-            await _every_request(client, uri, TAGGER[:end])
-    await _every_request(client, uri, TAGGER)
+    for text in (GATED, TAGGER):  # a user cell, conditionals and merge; then the tagger
+        uri = await _open(client, "")
+        prefixes = sorted(set(range(0, len(text), 7)) | set(range(len(text) - 40,
+                                                                  len(text) + 1)))
+        for version, end in enumerate(prefixes, start=2):
+            client.text_document_did_change(types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                [types.TextDocumentContentChangeWholeDocument(text=text[:end])]))
+            if version % 10 == 0:
+                await _every_request(client, uri, text[:end])
+        await _every_request(client, uri, text)
     # still alive, and the finished text checks clean
     hovered = await client.text_document_hover_async(types.HoverParams(
         types.TextDocumentIdentifier(uri), _position(TAGGER, "HID", 1)))
