@@ -1,14 +1,21 @@
 """`rnnspec draw`: a stack as an SVG picture, written by hand (no system binary).
 
 Blocks run top to bottom in order, one box each (name, cell, layers, directions,
-parameter count); every arrow carries the shape that flows along it (input, between
-blocks, output; `T` and `B` stay symbolic); each block's states stand beside its box.
-Several stacks are drawn side by side. The output is deterministic, and every name and
-shape reaches the SVG escaped.
+parameter count, and the arguments that change what the block computes); every arrow
+carries the shape that flows along it (input, between blocks, output; `T` and `B` stay
+symbolic); each block's states, all of them, stand beside its box. A bidirectional block
+that merges its directions shows the merge under its box; a residual block has an arrow
+from its input around the box to a `+` on its output. Several stacks are drawn side by
+side. The output is deterministic, and every name and shape reaches the SVG escaped.
+
+Nothing here depends on which cell a block runs: a box's colour comes from a stable hash
+of the cell's name (so a cell keeps its colour from picture to picture), and everything
+else from the checked model.
 """
 
 from __future__ import annotations
 
+import zlib
 from xml.sax.saxutils import escape, quoteattr
 
 from .shapes import format_shape
@@ -18,10 +25,23 @@ BOX_X, BOX_WIDTH, BOX_HEIGHT = 40, 300, 68
 ARROW = 56  # the gap between boxes, which an arrow spans
 TOP = 64  # the title's band
 STATE_X = BOX_X + BOX_WIDTH + 24
+STATE_ROW = 18
+MERGE_HEIGHT = 20  # the merge's tag under a box
+JUNCTION = 7  # radius of a residual's `+`
+RESIDUAL_X = BOX_X - 18  # where a residual's arrow runs down, left of the boxes
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
-CELL_FILL = {"rnn": "#e8f1fb", "lstm": "#e9f6ec", "gru": "#fdf1e3"}
-OTHER_FILL = "#f1ecf8"
+# Soft fills; crc32 of `rnn`, `lstm`, `gru` lands on blue, green and orange.
+PALETTE = ("#fdf1e3", "#e9f6ec", "#e8f1fb", "#f1ecf8", "#fbeaf0", "#eef5e1", "#e6f4f4",
+           "#f7f3df")
+RESIDUAL_COLOUR = "#2a7f62"
+# Arguments the details line already says, or that the picture shows otherwise.
+_SHOWN_ELSEWHERE = ("bidirectional", "proj_size", "merge", "residual")
+
+
+def cell_fill(cell: str) -> str:
+    """A box's fill: the cell's name hashed into the palette (stable across runs)."""
+    return PALETTE[zlib.crc32(cell.encode("utf-8")) % len(PALETTE)]
 
 
 def _text(x: float, y: float, content: str, **attributes) -> str:
@@ -38,14 +58,66 @@ def _arrow(x: float, y1: float, y2: float, label: str) -> list[str]:
     ]
 
 
-def _block_lines(block) -> tuple[str, str, str]:
+def _extras(block) -> str:
+    """The arguments at other than their defaults that change what the block computes
+    (dropout, the regularisers, the cell's own), in the registry's words."""
+    from .registry import SUMMARY
+
+    rules = block.spec.rules
+    said = set(_SHOWN_ELSEWHERE)
+    parts = []
+    for argument, describe in SUMMARY:
+        said.add(argument)
+        if argument not in _SHOWN_ELSEWHERE and argument in rules \
+                and block.arguments.get(argument) != rules[argument].default:
+            parts.append(describe(block.arguments[argument]))
+    for name in getattr(block.spec, "declared", ()):
+        if name not in said:
+            parts.append(f"{name} {block.arguments.get(name)}")
+    return ", ".join(parts)
+
+
+def _block_lines(block) -> tuple[str, str, str, str]:
     title = f"{block.name} · {block.cell}"
     layers = f"{block.num_layers} layer{'s' if block.num_layers != 1 else ''}"
     directions = "bidirectional" if block.bidirectional else "one direction"
     details = [layers, directions, f"{block.input_size} → {block.hidden_size}"]
     if getattr(block, "proj_size", 0):
         details.append(f"proj {block.proj_size}")
-    return title, ", ".join(details), f"{block.parameter_count:,} parameters"
+    return title, ", ".join(details), _extras(block), f"{block.parameter_count:,} parameters"
+
+
+def _box_height(block, extras: str) -> float:
+    return max(BOX_HEIGHT + (16 if extras else 0), 14 + STATE_ROW * len(block.states))
+
+
+def _merge_tag(centre: float, y: float, merge: str) -> list[str]:
+    width = 104
+    return [
+        f'<rect x="{centre - width / 2:g}" y="{y:g}" width="{width}" height="{MERGE_HEIGHT}" '
+        'rx="10" fill="#ffffff" stroke="#555" stroke-width="1.2"/>',
+        _text(centre, y + 14, f"merge: {merge}", text_anchor="middle", font_size=12,
+              font_family=MONO),
+    ]
+
+
+def _residual(left: float, centre: float, top: float, junction: float) -> list[str]:
+    """An arrow from the block's input (just above its box) around its left side to a
+    `+` on its output at `junction`."""
+    x = left + RESIDUAL_X
+    start = top - 14
+    return [
+        f'<path d="M{centre:g},{start:g} H{x:g} V{junction:g} H{centre - JUNCTION - 1:g}" '
+        f'fill="none" stroke="{RESIDUAL_COLOUR}" stroke-width="1.5" '
+        'stroke-dasharray="5 3" marker-end="url(#residual)"/>',
+        _text(x - 5, (start + junction) / 2, "residual", font_size=11, fill=RESIDUAL_COLOUR,
+              text_anchor="middle", transform=f"rotate(-90 {x - 5:g} "
+                                              f"{(start + junction) / 2:g})"),
+        f'<circle cx="{centre:g}" cy="{junction:g}" r="{JUNCTION}" fill="#ffffff" '
+        f'stroke="{RESIDUAL_COLOUR}" stroke-width="1.5"/>',
+        _text(centre, junction + 4.5, "+", text_anchor="middle", font_size=13,
+              font_weight="bold", fill=RESIDUAL_COLOUR),
+    ]
 
 
 def _stack(stack, left: float) -> tuple[list[str], float]:
@@ -61,21 +133,38 @@ def _stack(stack, left: float) -> tuple[list[str], float]:
     out += _arrow(centre, y, y + ARROW, f"input {format_shape(stack.input)}")
     y += ARROW
     for block in stack.blocks:
-        title, details, count = _block_lines(block)
-        fill = CELL_FILL.get(block.cell, OTHER_FILL)
+        title, details, extras, count = _block_lines(block)
+        height = _box_height(block, extras)
+        top = y
         out.append(f'<rect x="{left + BOX_X:g}" y="{y:g}" width="{BOX_WIDTH}" '
-                   f'height="{BOX_HEIGHT}" rx="8" fill="{fill}" stroke="#555" '
+                   f'height="{height:g}" rx="8" fill="{cell_fill(block.cell)}" stroke="#555" '
                    'stroke-width="1.2"/>')
         out.append(_text(centre, y + 22, title, text_anchor="middle", font_weight="bold",
                          font_size=14))
         out.append(_text(centre, y + 41, details, text_anchor="middle", font_size=12))
-        out.append(_text(centre, y + 58, count, text_anchor="middle", font_size=11,
+        row = y + 58
+        if extras:
+            out.append(_text(centre, row, extras, text_anchor="middle", font_size=12))
+            row += 16
+        out.append(_text(centre, row, count, text_anchor="middle", font_size=11,
                          fill="#555"))
-        for row, (key, shape) in enumerate(block.states.items()):
-            out.append(_text(left + STATE_X, y + 26 + 18 * row,
+        for index, (key, shape) in enumerate(block.states.items()):
+            out.append(_text(left + STATE_X, y + 26 + STATE_ROW * index,
                              f"{key} {format_shape(shape)}", font_family=MONO, font_size=12,
                              fill="#6a3d9a"))
-        y += BOX_HEIGHT
+        y += height
+        merge = block.arguments.get("merge", "concat")
+        if block.bidirectional and merge != "concat":
+            out.append(f'<line x1="{centre:g}" y1="{y:g}" x2="{centre:g}" y2="{y + 6:g}" '
+                       'stroke="#444" stroke-width="1.5"/>')
+            out += _merge_tag(centre, y + 6, merge)
+            y += 6 + MERGE_HEIGHT
+        if block.arguments.get("residual"):
+            junction = y + 8 + JUNCTION
+            out.append(f'<line x1="{centre:g}" y1="{y:g}" x2="{centre:g}" '
+                       f'y2="{junction - JUNCTION:g}" stroke="#444" stroke-width="1.5"/>')
+            out += _residual(left, centre, top, junction)
+            y = junction + JUNCTION
         is_last = block is stack.blocks[-1]
         label = ("output " if is_last else "") + format_shape(block.output)
         out += _arrow(centre, y, y + ARROW, label)
@@ -99,6 +188,10 @@ def draw_svg(stacks) -> str:
         '<marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" '
         'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         'fill="#444"/></marker>',
+        *([f'<marker id="residual" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" '
+           'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+           f'fill="{RESIDUAL_COLOUR}"/></marker>']
+          if any(b.arguments.get("residual") for s in stacks for b in s.blocks) else []),
         "</defs>",
         f'<rect x="0" y="0" width="{width}" height="{height:g}" fill="#ffffff"/>',
     ]

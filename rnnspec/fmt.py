@@ -6,13 +6,15 @@ It never needs to know which items or operators the grammar has, so it keeps wor
 the language grows (cells, conditional expressions, new block arguments); the parser is
 only asked whether a file parses before the CLI rewrites it.
 
-The layout (docs/formatting.md has the user-facing version):
+The layout (docs/editors.md has the user-facing version):
 
 - 4 spaces of indentation per open `{`; one item per line; `{` ends its line, `}` stands
   on its own line;
 - one space around `=` and binary operators, after `,`, none inside `()` and `[]`, none
   before a call's `(` or an index's `[`, none after a unary minus; a call's arguments stay
-  on its line (`name(arg = v, ...)`), and a trailing comma before `)` or `]` is dropped;
+  on its line (`name(arg = v, ...)`) unless the source broke the line after one of its
+  commas: that break stays, the next line indented one level deeper than the call's
+  line; a trailing comma before `)` or `]` is dropped;
 - `=` aligned over consecutive entries of an `expect` block, and over consecutive
   properties and consecutive named blocks of a `stack`; trailing comments aligned over
   consecutive lines that have one;
@@ -238,7 +240,10 @@ class _Layout:
             if self.block_depth == 0:
                 self.top_item = text
             self.line = self._new_line("item", token.newlines >= 2, item=text)
-        elif self.line is None:
+        elif self.line is None or (token.newlines and self.inline_depth
+                                   and self.prev is not None and self.prev.text == ","):
+            # a line break the author put after a comma inside brackets stays: a long call
+            # keeps its arguments on the lines they were written on
             self.line = self._new_line("more", False, self._continuation_indent())
         self._append(token, (self._space(token) if self.line.parts else "") + text)
         keyword = (starts and token.kind == "name" and following is not None

@@ -1,8 +1,10 @@
 """`rnnspec lsp`: a Language Server Protocol server over stdio (pygls 2.x, lsprotocol).
 
 Diagnostics on open and on every change; hover (a block's shapes, a constant's value, an
-`expect` key's derived shape, a stack's summary); go to definition (constants, stacks,
-block selectors); the outline; completion; formatting with `rnnspec fmt`'s layout.
+`expect` key's derived shape, a stack's summary, a user cell's symbolic shapes and
+equations, a cell statement's sizes); go to definition (constants, cells, stacks, block
+selectors, names in a cell body); the outline; completion; formatting with `rnnspec fmt`'s
+layout. User cells have their own module, `lsp_cells`.
 
 The analysis half of this module (positions, hover text, symbols, completion items as
 plain data) needs neither pygls nor lsprotocol; `serve` imports them. Every handler
@@ -22,6 +24,7 @@ from .diagnostics import Span
 
 # Where each code is documented: docs/diagnostics.md of the project, one anchor per code.
 DOCS_URL = "https://github.com/rnnspec/rnnspec/blob/main/docs/diagnostics.md"
+SYNTAX_CODES = frozenset({"E001", "E002", "E003", "E005", "E006"})  # no syntax tree
 MAX_HOVER_ROWS = 40  # parameters listed in a block's hover before "... and N more"
 
 _WORD = re.compile(r"\w+")
@@ -101,6 +104,11 @@ class Analysis:
     def stacks(self):
         return {s.name: s for s in self.result.stacks}
 
+    @property
+    def parsed(self) -> bool:
+        """Whether the text parsed (no syntax or lexical error was reported)."""
+        return not any(d.code in SYNTAX_CODES for d in self.result.diagnostics)
+
     def semantic(self):
         """(AST or None, constant values): parsed again only when a request needs them."""
         if self._semantic is None:
@@ -112,31 +120,15 @@ class Analysis:
 
 
 def _constant_values(spec) -> dict:
-    """Every constant's value (what the checker evaluated), by name."""
-    try:
-        from .check import Checker
+    """Every constant's value (as the checker evaluates them), by name."""
+    from .diagnostics import Sink
+    from .evaluate import POISON, Evaluator
 
-        values = Checker(spec).values.values
-        return {k: v for k, v in values.items() if v is not None and not repr(v) == "POISON"}
-    except Exception:  # noqa: BLE001 - the checker's internals may change; hover degrades
-        return {}
-
-
-def argument_names(cell: str) -> list[tuple[str, str]]:
-    """(name, meaning) of every argument a block of `cell` takes.
-
-    The one place that knows where block arguments are listed (the lead replaces the
-    table with the cell registry)."""
-    from .registry import BUILTIN_CELLS, COMMON_ARGUMENTS
-
-    rules = BUILTIN_CELLS[cell].arguments if cell in BUILTIN_CELLS else COMMON_ARGUMENTS
-    return [(r.name, r.meaning) for r in rules]
-
-
-def cell_names() -> list[str]:
-    from .registry import BUILTIN_CELLS
-
-    return list(BUILTIN_CELLS)
+    lets: dict = {}
+    for let in spec.lets:
+        lets.setdefault(let.name, let)
+    values = Evaluator(lets, Sink()).values
+    return {k: v for k, v in values.items() if v is not None and v is not POISON}
 
 
 def _format_value(value) -> str:
@@ -170,6 +162,11 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
                 written = f" (`{text}`)"
         return f"**{name}** = `{_format_value(constants[name])}`{written}", span
     if spec is not None:
+        from . import lsp_cells
+
+        found = lsp_cells.hover(analysis, spec, line, column)
+        if found is not None:
+            return found
         for expect in spec.expects:
             for entry in expect.entries:
                 key_span = entry.key_span if entry.selector is None else entry.key_span.to(
@@ -209,8 +206,11 @@ def block_hover(block, stack) -> str:
         rows.append(f"| `{parameter.name}` | `{_shape(parameter.shape)}` |")
     if len(parameters) > MAX_HOVER_ROWS:
         rows.append(f"| ... and {len(parameters) - MAX_HOVER_ROWS} more | |")
-    for key, shape in block.states.items():
-        rows.append(f"| `{key}`, `{key[0]}_n` | `{_shape(shape)}` |")
+    from .registry import state_keys
+
+    for state in block.state_names:
+        initial, final = state_keys(state)
+        rows.append(f"| `{initial}`, `{final}` | `{_shape(block.states[initial])}` |")
     rows.append(f"| output | `{_shape(block.output)}` |")
     rows += ["", f"{block.parameter_count:,} parameters"
              f" ({'batch first' if stack.batch_first else 'time first'}; "
@@ -255,8 +255,13 @@ def derived_shape(stack, key: str, selector=None):
         return None
     if key == "output":
         return block.output
-    state = {"h0": "h0", "h_n": "h0", "c0": "c0", "c_n": "c0"}.get(key)
-    return block.states.get(state) if state else None
+    from .registry import state_keys
+
+    for state in block.state_names:
+        initial, final = state_keys(state)
+        if key in (initial, final):
+            return block.states.get(initial)
+    return None
 
 
 # ----------------------------------------------------------------------------- definitions
@@ -277,6 +282,11 @@ def definition(analysis: Analysis, line: int, column: int) -> Span | None:
     word = analysis.doc.word_at(line, column)
     if word is None:
         return None
+    from . import lsp_cells
+
+    found = lsp_cells.definition(spec, word[0], line, column)
+    if found is not None:
+        return found
     for let in spec.lets:
         if let.name == word[0]:
             return let.name_span
@@ -306,7 +316,7 @@ def _block_definition(stack_ast, selector, stack) -> Span | None:
 
 class Symbol(NamedTuple):
     name: str
-    kind: str  # constant, stack, block, expect, key
+    kind: str  # constant, stack, block, expect, key, cell, state, param
     detail: str
     span: Span
     selection: Span
@@ -337,6 +347,9 @@ def symbols(analysis: Analysis) -> list[Symbol]:
                            e.span, e.key_span) for e in expect.entries]
         out.append(Symbol(f"expect {expect.stack}", "expect", "", expect.span,
                           expect.stack_span, tuple(children)))
+    from . import lsp_cells
+
+    out += lsp_cells.symbols(spec, analysis, Symbol)
     return sorted(out, key=lambda s: (s.span.line, s.span.column))
 
 
@@ -345,64 +358,246 @@ def symbols(analysis: Analysis) -> list[Symbol]:
 
 class Completion(NamedTuple):
     label: str
-    kind: str  # argument, cell, constant, key, keyword, property, value
+    kind: str  # argument, cell, constant, key, keyword, property, value, function, name
     detail: str = ""
     insert: str | None = None
 
 
-def _context(text: str) -> tuple[str, str | None]:
-    """Where the end of `text` is: ("call", cell), ("stack"|"expect"|..., name) or
-    ("top", None)."""
-    from .fmt import tokenize
+class Context(NamedTuple):
+    """Where a position is: `where` is top, stack, expect, cell (a cell body), call (a
+    block's arguments), function (inside a call in a cell body), header (a cell's size
+    arguments), dims (inside `[...]`) or selector (`h0[` in an expect); `name` is the call's
+    cell or function, the key of a selector; `block` and `block_name` the enclosing item."""
 
-    tokens = [t for t in tokenize(text) if t.kind != "comment"]
+    where: str
+    name: str | None = None
+    block: str | None = None
+    block_name: str | None = None
+
+
+def _header(tokens, index: int) -> tuple[str | None, str | None]:
+    """The keyword and name of the item whose `{` is `tokens[index]`: `cell Gated(k) {`."""
+    at = index - 1
+    if at >= 0 and tokens[at].text == ")":
+        depth = 0
+        while at >= 0:
+            depth += {")": 1, "(": -1}.get(tokens[at].text, 0)
+            if depth == 0:
+                break
+            at -= 1
+        at -= 1
+    name = tokens[at].text if at >= 0 else None
+    keyword = tokens[at - 1].text if at >= 1 else None
+    return keyword, name
+
+
+def _context(tokens) -> Context:
+    """The context at the end of `tokens` (code tokens, no comments)."""
     openers: list[tuple[str, str | None, str | None]] = []
     for index, token in enumerate(tokens):
-        if token.text in ("(", "[", "{"):
+        if token.text == "{":
+            openers.append(("{", *_header(tokens, index)))
+        elif token.text in ("(", "["):
             before = tokens[index - 1].text if index else None
             keyword = tokens[index - 2].text if index > 1 else None
-            openers.append((token.text, before, keyword))
+            openers.append((token.text, keyword, before))
         elif token.text in (")", "]", "}") and openers:
             openers.pop()
-    for char, before, keyword in reversed(openers):
-        if char == "(":
-            return "call", before
-        if char == "[":
-            return "dims", None
-        return (keyword or "block"), before
-    return "top", None
+    if not openers:
+        return Context("top")
+    last_block = max((i for i, o in enumerate(openers) if o[0] == "{"), default=-1)
+    block = openers[last_block][1:] if last_block >= 0 else (None, None)
+    char, keyword, name = openers[-1]
+    if char == "{":
+        return Context(keyword or "block", None, keyword, name)
+    if char == "(":
+        if block[0] == "cell":
+            return Context("function", name, *block)
+        if keyword == "cell":
+            return Context("header", name, "cell", name)
+        # the block's call, however deep the cursor is in its arguments' parentheses
+        return Context("call", openers[last_block + 1][2], *block)
+    if block[0] == "expect" and name is not None and name not in ("=", ","):
+        return Context("selector", name, *block)
+    return Context("dims", None, *block)
 
 
-def completions(analysis: Analysis | None, text: str, offset: int) -> list[Completion]:
-    where, name = _context(text[:offset])
+def _declared_cells(tokens) -> dict[str, tuple[str, ...]]:
+    """Each `cell NAME(args)` of the text with its size arguments, read from the tokens,
+    so that a file being typed (which does not parse) still completes its cells."""
+    found: dict[str, tuple[str, ...]] = {}
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.text in ("{", "(", "["):
+            depth += 1
+        elif token.text in ("}", ")", "]"):
+            depth = max(0, depth - 1)
+        elif token.text == "cell" and depth == 0 and index + 1 < len(tokens) \
+                and tokens[index + 1].kind == "name":
+            arguments, at = [], index + 2
+            if at < len(tokens) and tokens[at].text == "(":
+                level, at = 1, at + 1
+                while at < len(tokens) and level:
+                    text = tokens[at].text
+                    level += {"(": 1, ")": -1}.get(text, 0)
+                    if level == 1 and tokens[at].kind == "name" and tokens[at - 1].text in (
+                            "(", ","):
+                        arguments.append(text)
+                    at += 1
+            found[tokens[index + 1].text] = tuple(arguments)
+    return found
+
+
+def _cell_scope(tokens) -> list[tuple[str, str]]:
+    """(name, what) of the names a statement at the end of `tokens` (inside a cell body)
+    can read: sizes, the step's input, states, parameters and the locals assigned so far."""
+    start = max((i for i, t in enumerate(tokens) if t.text == "cell"), default=None)
+    if start is None:
+        return []
+    body = tokens[start:]
+    names = [("x", "the step's input"), ("input_size", "size"), ("hidden_size", "size")]
+    if len(body) > 1:
+        names += [(n, "size argument") for n in _declared_cells(body).get(body[1].text, ())]
+    depth, declaring = 0, None
+    for index, token in enumerate(body):
+        text = token.text
+        if text in ("(", "[", "{"):
+            depth += 1
+        elif text in (")", "]", "}"):
+            depth -= 1
+        if depth != 1:
+            continue
+        if text in ("state", "param"):
+            declaring = text
+        elif token.kind == "name" and declaring and index + 1 < len(body) \
+                and body[index + 1].text == "[":
+            names.append((text, declaring))
+        elif text == "=":
+            declaring = None
+            at, targets = index - 1, []
+            while at >= 0 and body[at].kind == "name":
+                targets.insert(0, (body[at].text, "local"))
+                if at == 0 or body[at - 1].text != ",":
+                    break
+                at -= 2
+            names += targets
+    return list(dict.fromkeys(names))
+
+
+def _records(analysis, previous) -> dict:
+    """The file's checked user cells by name: this version's, else those of the last
+    version that parsed (`previous`), so that typing inside a call still completes."""
+    for source in (analysis, previous):
+        if source is not None and source.result.cells:
+            return {c.name: c for c in source.result.cells}
+    return {}
+
+
+def _stacks(analysis, previous) -> dict:
+    """The checked stacks by name, this version's or the last parsed version's."""
+    for source in (analysis, previous):
+        if source is not None and source.stacks:
+            return source.stacks
+    return {}
+
+
+def _argument_rules(cell: str | None, records: dict, declared: dict) -> tuple:
+    """The rules of every argument a block of `cell` takes: from the registry record
+    (built-in, or the file's checked cell), else every block's arguments plus the sizes
+    the cell's header names."""
+    from .registry import BUILTIN_CELLS, COMMON_ARGUMENTS, ArgumentRule
+
+    record = BUILTIN_CELLS.get(cell or "") or records.get(cell or "")
+    if record is not None:
+        return record.arguments
+    return (*COMMON_ARGUMENTS, *(ArgumentRule(n, "int", None, meaning="size argument of "
+                                              f"cell `{cell}`")
+                                 for n in declared.get(cell or "", ())))
+
+
+_VALUE_OF = re.compile(r"(\w+)\s*=\s*\w*$")
+
+
+def completions(analysis: Analysis | None, text: str, offset: int,
+                previous: Analysis | None = None) -> list[Completion]:
+    """What may be typed at `offset` of `text`. `previous`: the document's last version
+    that parsed, for what the current one (half typed) cannot say: its cells and stacks."""
+    from .fmt import tokenize
+
+    tokens = [t for t in tokenize(text[:offset]) if t.kind != "comment"]
+    context = _context(tokens)
+    where = context.where
     constants = analysis.semantic()[1] if analysis is not None else {}
     values = [Completion(c, "constant", _format_value(v)) for c, v in sorted(constants.items())]
+    everything = tokens + [t for t in tokenize(text[offset:]) if t.kind != "comment"]
+    declared = _declared_cells(everything)
+    records = _records(analysis, previous)
+    stacks = _stacks(analysis, previous)
     if where == "call":
-        return [Completion(a, "argument", meaning, f"{a} = ")
-                for a, meaning in argument_names(name or "")] + values + [
+        rules = _argument_rules(context.name, records, declared)
+        value = _VALUE_OF.search(text[max(0, offset - 200):offset])
+        by_name = {r.name: r for r in rules}
+        rule = by_name.get(value.group(1)) if value is not None else None
+        if rule is not None and (rule.choices or rule.kind == "bool"):  # `merge = ` -> sum...
+            choices = list(rule.choices) or ["true", "false"]
+            return [Completion(c, "value", rule.meaning) for c in choices] + values
+        return [Completion(r.name, "argument", r.meaning, f"{r.name} = ")
+                for r in rules] + values + [
             Completion("true", "value"), Completion("false", "value")]
     if where == "stack":
-        from .registry import STACK_PROPERTIES
+        from .registry import BUILTIN_CELLS, STACK_PROPERTIES
 
-        return ([Completion(c, "cell", "recurrent cell", f"{c}(hidden_size = )")
-                 for c in cell_names()]
-                + [Completion(p, "property", "stack property", f"{p} = ")
-                   for p in STACK_PROPERTIES] + values)
+        cells = [Completion(c, "cell", "recurrent cell", f"{c}(hidden_size = )")
+                 for c in BUILTIN_CELLS]
+        cells += [Completion(c, "cell", "declared cell", f"{c}(hidden_size = )")
+                  for c in declared if c not in BUILTIN_CELLS]
+        return (cells + [Completion(p, "property", "stack property", f"{p} = ")
+                         for p in STACK_PROPERTIES] + values)
     if where == "expect":
-        from .registry import BUILTIN_CELLS, state_keys
+        return _expect_keys(stacks.get(context.block_name), records, declared) + values
+    if where == "selector":
+        stack = stacks.get(context.block_name)
+        names = [b.name for b in stack.blocks] if stack is not None else []
+        return [Completion(n, "name", "block") for n in names] + [
+            Completion(str(i), "value", "block position") for i in range(len(names))]
+    if where in ("cell", "function"):
+        from .equations import FUNCTIONS, INITIALISERS
 
-        keys = ["input", "output"] + list(dict.fromkeys(
-            key for cell in BUILTIN_CELLS.values() for s in cell.states
-            for key in state_keys(s.name)))
-        items = [Completion(k, "key", "expectation", f"{k} = ") for k in keys]
-        stack = analysis.stacks.get(name) if analysis is not None else None
-        if stack is not None and len(stack.blocks) > 1:
-            items += [Completion(f"{k}[{b.name}]", "key", "expectation", f"{k}[{b.name}] = ")
-                      for b in stack.blocks for s in b.state_names for k in state_keys(s)]
+        line = text[text.rfind("\n", 0, offset) + 1:offset].lstrip()
+        if where == "cell" and line.startswith("param") and "=" in line:
+            return [Completion(i, "function", "initialiser") for i in INITIALISERS]
+        items = [Completion(f, "function", "function", f"{f}(") for f in FUNCTIONS]
+        items += [Completion(n, "name", what) for n, what in _cell_scope(tokens)]
+        if where == "cell" and (not tokens or tokens[-1].text in ("{", "}", ")", "]")
+                                or tokens[-1].kind in ("name", "int", "float")):
+            items = [Completion(k, "keyword", "") for k in ("state", "param")] + items
         return items + values
-    if where == "dims":
-        return values + [Completion("_", "value", "any size")]
-    return [Completion(k, "keyword", "") for k in ("let", "stack", "expect")] + values
+    if where == "dims" and context.block == "cell":
+        sizes = [n for n, what in _cell_scope(tokens)
+                 if what in ("size", "size argument")]
+        return [Completion(n, "name", "size") for n in sizes] + values
+    if where in ("dims", "header"):
+        return values + ([Completion("_", "value", "any size")] if where == "dims" else [])
+    return [Completion(k, "keyword", "") for k in ("let", "stack", "expect", "cell")] + values
+
+
+def _expect_keys(stack, records, declared) -> list[Completion]:
+    """`input`, `output` and the `s0` / `s_n` keys of the states of the stack's cells
+    (`h0[block]` forms when the stack has several blocks)."""
+    from .registry import BUILTIN_CELLS, state_keys
+
+    if stack is not None:
+        states = [s for b in stack.blocks for s in b.state_names]
+    else:
+        cells = list(BUILTIN_CELLS.values()) + [records[n] for n in declared if n in records]
+        states = [s.name for cell in cells for s in cell.states]
+    keys = ["input", "output"] + list(dict.fromkeys(
+        key for s in states for key in state_keys(s)))
+    items = [Completion(k, "key", "expectation", f"{k} = ") for k in keys]
+    if stack is not None and len(stack.blocks) > 1:
+        items += [Completion(f"{k}[{b.name}]", "key", "expectation", f"{k}[{b.name}] = ")
+                  for b in stack.blocks for s in b.state_names for k in state_keys(s)]
+    return items
 
 
 # ----------------------------------------------------------------------------- the server
@@ -440,6 +635,7 @@ def make_server():
     server = LanguageServer("rnnspec", __version__,
                             text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
     cache: dict[str, tuple[int | None, str, Analysis]] = {}
+    parsed: dict[str, Analysis] = {}  # each document's last version that parsed
 
     def report_failure(message: str) -> None:
         _log_to_stderr(message)
@@ -463,6 +659,8 @@ def make_server():
             return cached[2]
         analysis = Analysis(text, path_of(uri))
         cache[uri] = (document.version, text, analysis)
+        if analysis.parsed:
+            parsed[uri] = analysis
         return analysis
 
     def lsp_range(doc: Document, span: Span) -> types.Range:
@@ -512,6 +710,7 @@ def make_server():
     @_guard
     def did_close(params: types.DidCloseTextDocumentParams):
         cache.pop(params.text_document.uri, None)
+        parsed.pop(params.text_document.uri, None)
         server.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
@@ -540,7 +739,8 @@ def make_server():
 
     kinds = {"constant": types.SymbolKind.Constant, "stack": types.SymbolKind.Class,
              "block": types.SymbolKind.Field, "expect": types.SymbolKind.Event,
-             "key": types.SymbolKind.Property}
+             "key": types.SymbolKind.Property, "cell": types.SymbolKind.Struct,
+             "state": types.SymbolKind.Variable, "param": types.SymbolKind.Field}
 
     def lsp_symbol(doc: Document, symbol: Symbol) -> types.DocumentSymbol:
         return types.DocumentSymbol(
@@ -560,7 +760,9 @@ def make_server():
                         "key": types.CompletionItemKind.Field,
                         "keyword": types.CompletionItemKind.Keyword,
                         "property": types.CompletionItemKind.Property,
-                        "value": types.CompletionItemKind.Value}
+                        "value": types.CompletionItemKind.Value,
+                        "function": types.CompletionItemKind.Function,
+                        "name": types.CompletionItemKind.Variable}
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=["(", ",", "["]))
@@ -569,7 +771,8 @@ def make_server():
         analysis = analysis_of(params.text_document.uri)
         line, column = position(analysis, params.position)
         offset = analysis.doc.offset(line, column)
-        items = completions(analysis, analysis.doc.text, offset)
+        items = completions(analysis, analysis.doc.text, offset,
+                            parsed.get(params.text_document.uri))
         return types.CompletionList(is_incomplete=False, items=[
             types.CompletionItem(label=c.label, kind=completion_kinds[c.kind],
                                  detail=c.detail or None, insert_text=c.insert)

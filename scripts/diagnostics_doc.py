@@ -166,7 +166,10 @@ def document() -> str:
     ]
     here = os.getcwd()
     for code, title in CODES.items():
-        out += [f"## {code}: {title}", "", EXPLANATIONS[code], ""]
+        # an explicit anchor: `rnnspec lsp` links each diagnostic to `diagnostics.md#e044`,
+        # which must not depend on how a renderer slugs the heading
+        out += [f'<a id="{code.lower()}"></a>', "", f"## {code}: {title}", "",
+                EXPLANATIONS[code], ""]
         examples = cases.get(code)
         if code == "E050":
             out += ["```", "$ rnnspec check --verify spec.rnn", "spec.rnn:4:5: error[E050]: "

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, SHARED_EXAMPLES, assert_golden
 
 from rnnspec.check import check_text
-from rnnspec.draw import draw_svg
+from rnnspec.draw import PALETTE, cell_fill, draw_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -39,7 +39,7 @@ def _texts(svg: str) -> list[str]:
     return [t.text for t in root.iter(f"{SVG}text")]
 
 
-@pytest.mark.parametrize("name", ["seed", "tagger", "projection"])
+@pytest.mark.parametrize("name", ["seed", "tagger", "projection", "cells", "padded"])
 def test_shared_examples(name):
     text = (SHARED_EXAMPLES / f"{name}.rnn").read_text(encoding="utf-8")
     svg = _svg(text)
@@ -48,8 +48,73 @@ def test_shared_examples(name):
     assert_golden(f"draw/{name}.svg", svg)
 
 
+# A user cell of four states, merged directions, residual blocks, regularisers.
+FOUR_STATES = """\
+cell Quad(k = 3) {
+    state h[hidden_size], c[hidden_size], n[hidden_size], m[k]
+    param w[4 * hidden_size, input_size], u[4 * hidden_size, hidden_size]
+    param v[k, hidden_size]
+    i, f, o, z = chunk(w @ x + u @ h, 4)
+    c = sigmoid(f) * c + sigmoid(i) * tanh(z)
+    n = sigmoid(f) * n + 1
+    h = sigmoid(o) * tanh(c) / n
+    m = tanh(v @ h)
+}
+
+stack Wide {
+    input_size = 16
+    quad = Quad(hidden_size = 16, bidirectional = true, merge = mean, residual = true, k = 5)
+    lstm(hidden_size = 16, residual = true, zoneout = 0.1)
+    last = Quad(hidden_size = 8, num_layers = 2, recurrent_dropout = 0.25)
+}
+"""
+
+
+def test_user_cells_merge_and_residual():
+    svg = _svg(FOUR_STATES)
+    texts = _texts(svg)
+    result = check_text(FOUR_STATES, "spec.rnn")
+    (stack,) = result.stacks
+    quad = stack.blocks[0]
+    assert list(quad.states) == ["h0", "c0", "n0", "m0"]
+    for key in ("h0 [2, B, 16]", "c0 [2, B, 16]", "n0 [2, B, 16]", "m0 [2, B, 5]"):
+        assert key in texts  # every state of the cell beside its box
+    assert texts.count("merge: mean") == 1
+    assert texts.count("residual") == 2 and texts.count("+") == 2
+    assert "k 5" in texts  # the cell's own argument
+    assert "zoneout 0.1" in texts and "recurrent dropout 0.25, k 3" in texts
+    root = ET.fromstring(svg.encode("utf-8"))
+    boxes = [r for r in root.iter(f"{SVG}rect") if r.get("rx") == "8"]
+    assert len(boxes) == 3
+    assert float(boxes[0].get("height")) >= 14 + 18 * 4  # four states fit beside it
+    paths = [p for p in root.iter(f"{SVG}path") if p.get("marker-end") == "url(#residual)"]
+    assert len(paths) == 2
+    assert_golden("draw/four_states.svg", svg)
+
+
+def test_colours_come_from_data_not_from_names():
+    """A box's colour is the cell's name hashed into the palette: stable, the same for
+    equal names, no table of cell names in the module (issue 8: no module branches on a
+    cell's name)."""
+    import ast as python_ast
+
+    import rnnspec.draw as draw
+    from rnnspec.registry import BUILTIN_CELLS
+
+    source = python_ast.parse((ROOT / "rnnspec" / "draw.py").read_text(encoding="utf-8"))
+    strings = {node.value for node in python_ast.walk(source)
+               if isinstance(node, python_ast.Constant) and isinstance(node.value, str)}
+    assert not strings & set(BUILTIN_CELLS)
+    assert not hasattr(draw, "CELL_FILL")
+    for name in [*BUILTIN_CELLS, "PeepholeLSTM", "Quad", "é"]:
+        assert cell_fill(name) in PALETTE and cell_fill(name) == cell_fill(name)
+    assert len({cell_fill(name) for name in BUILTIN_CELLS}) == len(BUILTIN_CELLS)
+
+
 def test_every_shape_of_the_model_is_on_the_picture():
-    for text in [(SHARED_EXAMPLES / "tagger.rnn").read_text(encoding="utf-8"), TEN_BLOCKS]:
+    for text in [(SHARED_EXAMPLES / "tagger.rnn").read_text(encoding="utf-8"), TEN_BLOCKS,
+                 (SHARED_EXAMPLES / "cells.rnn").read_text(encoding="utf-8"),
+                 (SHARED_EXAMPLES / "padded.rnn").read_text(encoding="utf-8"), FOUR_STATES]:
         result = check_text(text, "spec.rnn")
         texts = _texts(draw_svg(result.stacks))
         for stack in result.stacks:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from cell_strategies import cells, render_cell
 from conftest import OWN_EXAMPLES, ROOT, SHARED_EXAMPLES, assert_golden, shared_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,17 +34,37 @@ ALL_SPECS = [p for p in shared_examples() + sorted(OWN_EXAMPLES.glob("*.rnn")) +
 
 
 def _meaning(text: str) -> dict:
-    """What a spec means: the checked model, the diagnostics and expectation outcomes,
-    without positions (formatting moves lines)."""
-    document = json_document([check_text(text, "spec.rnn")])
-    for stack in document["stacks"]:
-        del stack["line"]
+    """What a spec means: the checked model (the JSON document's stacks and cells, and each
+    cell's checked step), the diagnostics and expectation outcomes, without positions
+    (formatting moves lines)."""
+    result = check_text(text, "spec.rnn")
+    document = json_document([result])
+    for item in document["stacks"] + document.get("cells", []):
+        del item["line"]
     return {
         "ok": document["ok"],
         "stacks": document["stacks"],
+        "cells": document.get("cells", []),
+        "steps": [_step(cell) for cell in result.cells],
         "diagnostics": [(d["severity"], d["code"], d["message"])
                         for d in document["diagnostics"]],
         "expectations": [(e["stack"], e["ok"]) for e in document["expectations"]],
+    }
+
+
+def _step(cell) -> dict:
+    """A user cell's checked step without spans: its statements as the checker wrote them
+    back, each target's symbolic size, the parameters' initialisers and the conditions."""
+    step = cell.step
+    return {
+        "equations": cell.equations,
+        "statements": [(a.targets, a.states, a.text, [str(s) for s in a.sizes])
+                       for a in step.statements],
+        "parameters": [(p.role, [str(d) for d in p.dims], p.init) for p in cell.parameters],
+        "recurrent_weights": step.recurrent_weights,
+        "conditions": [(str(size), divisor, text) for size, divisor, _, text
+                       in step.conditions],
+        "arguments": [(r.name, r.default) for r in cell.arguments],
     }
 
 
@@ -66,14 +87,26 @@ def _assert_formats_well(text: str) -> str:
 @pytest.mark.skipif(not shared_examples(), reason="../shared/examples missing")
 @pytest.mark.parametrize("path", shared_examples(), ids=lambda p: p.stem)
 def test_shared_example_golden(path):
-    """Every shared example, including the v2 ones the parser does not accept yet (for
-    those the token formatter runs directly, as `fmt` will once the grammar has them)."""
-    text = path.read_text(encoding="utf-8")
-    formatted = format_text(text)
-    assert format_text(formatted) == formatted
-    assert significant(formatted) == significant(text)
-    assert _comments(formatted) == _comments(text)
+    """Every shared example, the v2 ones (cells, merge, residual) included, through the
+    same path as `rnnspec fmt`: parsed first, then laid out."""
+    formatted = _assert_formats_well(path.read_text(encoding="utf-8"))
     assert_golden(f"fmt/{path.name}", formatted)
+
+
+def test_v2_examples_are_in_the_property_tests():
+    """The examples with cells, conditionals and section 9's arguments parse, so the
+    idempotence and meaning tests below run on them (not only the token layout)."""
+    names = {(p.parent.name, p.name) for p in ALL_SPECS}
+    for name in ("cells.rnn", "padded.rnn"):
+        assert ("examples", name) in names
+        if shared_examples():
+            assert (SHARED_EXAMPLES.name, name) in names
+    # every golden case parses but the syntax errors and `nn.LSTM(...)` pasted from code
+    refused = {p.name for p in CASES} - {p.name for p in ALL_SPECS}
+    assert refused == {"E001_syntax.rnn", "E002_character.rnn", "E003_nesting.rnn",
+                       "E005_not_utf8.rnn", "E033_torch_call.rnn"}
+    meaning = _meaning((OWN_EXAMPLES / "cells.rnn").read_text(encoding="utf-8"))
+    assert meaning["cells"] and all(step["statements"] for step in meaning["steps"])
 
 
 def test_canonical_examples_are_left_alone():
@@ -123,6 +156,43 @@ def test_generated_specs(stack, data):
     scrambled = _scramble(text, data.draw)
     formatted = _assert_formats_well(scrambled)
     # the scrambled and the clean text agree once formatted, apart from the comments
+    assert significant(formatted) == significant(format_source(text))
+    for line in formatted.splitlines():
+        assert line == line.rstrip()
+        assert (len(line) - len(line.lstrip(" "))) % 4 == 0
+
+
+def _cell_spec(cell, draw) -> str:
+    """A random cell, a stack that uses it with section 9's arguments, and a conditional."""
+    body = render_cell(cell).text
+    bidirectional = draw(st.booleans())
+    merge = draw(st.sampled_from(["concat", "sum", "mean", "mul"])) if bidirectional \
+        else "concat"
+    residual = draw(st.booleans()) and (merge != "concat" or not bidirectional)
+    regulariser = draw(st.sampled_from(["", ", recurrent_dropout = 0.25",
+                                        ", zoneout = 0.1", ", weight_dropout = 0.5"]))
+    return (
+        f"let DEEP = {draw(st.integers(1, 3))}\n"
+        "let DROP = 0.2 if DEEP > 1 and not false else 0\n\n"
+        + body + "\n"
+        "stack S {\n    input_size = 6\n"
+        f"    rec = {cell.name}(hidden_size = 6, num_layers = DEEP, dropout = DROP, "
+        f"bidirectional = {'true' if bidirectional else 'false'}, merge = {merge}, "
+        f"residual = {'true' if residual else 'false'}{regulariser})\n"
+        "    lstm(hidden_size = 4)\n}\n"
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=cells(), data=st.data())
+def test_generated_cells(cell, data):
+    """Random user cells in a stack with merge, residual and a regulariser: scrambled
+    whitespace and comments, then formatted: the same cells, steps and stacks."""
+    text = _cell_spec(cell, data.draw)
+    assert check_text(text, "spec.rnn").ok, text
+    scrambled = _scramble(text, data.draw)
+    formatted = _assert_formats_well(scrambled)
+    assert check_text(formatted, "spec.rnn").ok
     assert significant(formatted) == significant(format_source(text))
     for line in formatted.splitlines():
         assert line == line.rstrip()
@@ -206,6 +276,25 @@ def test_v2_tokens_lay_out_well():
     )
     assert format_text(formatted) == formatted
     assert significant(formatted) == significant(text)
+
+
+def test_a_long_call_keeps_the_breaks_after_its_commas():
+    text = ("stack S {\n    input_size = 8\n    context = lstm(hidden_size = 8, num_layers = 2,"
+            "\n                   residual = true ,\n\n recurrent_dropout=0.25)\n"
+            "    gru(hidden_size = 4,\n        dropout = 0)\n}\n")
+    assert _assert_formats_well(text) == (
+        "stack S {\n"
+        "    input_size = 8\n"
+        "    context = lstm(hidden_size = 8, num_layers = 2,\n"
+        "        residual = true,\n"
+        "        recurrent_dropout = 0.25)\n"
+        "    gru(hidden_size = 4,\n"
+        "        dropout = 0)\n"
+        "}\n"
+    )
+    # a break elsewhere in a call (before a comma, after `(`) is not kept
+    assert format_text("let A = max(1\n, 2)\nlet B = f(\n3)\n") == (
+        "let A = max(1, 2)\nlet B = f(3)\n")
 
 
 def test_empty_and_comment_only():

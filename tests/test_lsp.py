@@ -23,6 +23,39 @@ in_server = pytest.mark.asyncio(loop_scope="module")
 
 SEED_MISTAKE = (SHARED_EXAMPLES / "seed_mistake.rnn").read_text(encoding="utf-8")
 TAGGER = (SHARED_EXAMPLES / "tagger.rnn").read_text(encoding="utf-8")
+CELLS = (SHARED_EXAMPLES / "cells.rnn").read_text(encoding="utf-8")
+# A user cell with a size argument and a third state, a conditional constant, and a stack
+# with section 9's arguments.
+GATED = """\
+let DEEP = 2
+let DROP = 0.1 if DEEP > 1 else 0
+
+# a cell with a size argument and a third state
+cell Gated(k = 2) {
+    state h[hidden_size], c[hidden_size], m[k]
+    param w[4 * hidden_size, input_size], u[4 * hidden_size, hidden_size]
+    param b[4 * hidden_size] = zeros
+    param v[k, hidden_size]
+
+    pre = w @ x + b
+    i, f, g, o = chunk(pre + u @ h, 4)
+    c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h = sigmoid(o) * tanh(c)
+    m = tanh(v @ h)
+}
+
+stack Net {
+    input_size = 8
+    bi  = gru(hidden_size = 8, bidirectional = true, merge = sum)
+    enc = Gated(hidden_size = 8, k = 3, num_layers = DEEP, dropout = DROP, residual = true)
+}
+
+expect Net {
+    input   = [5, 2, 8]
+    m0[enc] = [2, 2, 3]
+    output  = [5, 2, 8]
+}
+"""
 
 
 @pytest_lsp.fixture(
@@ -193,6 +226,141 @@ async def test_formatting(client: LanguageClient):
         types.TextDocumentIdentifier(broken), types.FormattingOptions(4, True))) is None
 
 
+async def _requests(client: LanguageClient, text: str):
+    """Hover, definition and completion at the first character of a needle of `text`."""
+    uri = await _open(client, text)
+    document = types.TextDocumentIdentifier(uri)
+
+    async def hover(needle, occurrence=0):
+        result = await client.text_document_hover_async(
+            types.HoverParams(document, _position(text, needle, occurrence)))
+        return result.contents.value if result else None
+
+    async def definition_of(needle, occurrence=0):
+        result = await client.text_document_definition_async(
+            types.DefinitionParams(document, _position(text, needle, occurrence)))
+        return result.range.start if result else None
+
+    async def labels(needle, occurrence=0, after=0):
+        at = _position(text, needle, occurrence)
+        result = await client.text_document_completion_async(types.CompletionParams(
+            document, types.Position(at.line, at.character + after)))
+        return [item.label for item in result.items]
+
+    return uri, hover, definition_of, labels
+
+
+@in_server
+async def test_hover_on_user_cells(client: LanguageClient):
+    _, hover, _, _ = await _requests(client, GATED)
+    cell = await hover("Gated(k")
+    assert cell.startswith("**cell Gated**(k = 2): 3 states, 4 parameters per layer and "
+                           "direction\n")
+    assert "| state | `m` (`m0`, `m_n`) | `[k]` |" in cell
+    assert "| param | `w` | `[4 * hidden_size, input_size]` |" in cell
+    assert "| param | `b` = `zeros` | `[4 * hidden_size]` |" in cell
+    assert "```\npre = w @ x + b\ni, f, g, o = chunk(pre + u @ h, 4)\n" in cell
+    assert await hover("Gated(hidden") == cell  # the cell's name in a block
+    assert await hover("m[k]") == ("state `m` of `Gated`: `[k]` per sequence; in `expect`: "
+                                   "`m0`, `m_n`")
+    assert await hover("u[4") == ("param `u` of `Gated`: `[4 * hidden_size, hidden_size]`, "
+                                  "initialised `uniform`")
+    chunk = await hover("f, g, o")
+    assert chunk.startswith("`i, f, g, o = chunk(pre + u @ h, 4)`\n")
+    assert "| `g` | `[hidden_size]` |" in chunk
+    assert chunk.endswith("computed in the time loop (reads a state)")
+    pre = await hover("w @ x")
+    assert "| `pre` | `[4 * hidden_size]` |" in pre
+    assert pre.endswith("before the loop (reads no state)")
+    assert "| `c` (state) | `[hidden_size]` |" in await hover("c = sigmoid")
+    assert "| `m` (state) | `[k]` |" in await hover("m = tanh")
+    # blocks of user cells: every state, with its own keys
+    block = await hover("enc =")
+    assert "| `m0`, `m_n` | `[2, B, 3]` |" in block and "| `v_l1` | `[3, 8]` |" in block
+    assert await hover("m0[enc]") == "`m0[enc]` of `Net`: derived `[2, B, 3]`"
+    assert await hover("DROP, res") == "**DROP** = `0.1` (`0.1 if DEEP > 1 else 0`)"
+
+    _, hover, _, _ = await _requests(client, CELLS)
+    assert "| `c0`, `c_n` | `[4, B, 256]` |" in await hover("encoder =")
+    assert "peep_o" in await hover("PeepholeLSTM {")
+
+
+@in_server
+async def test_definition_and_symbols_of_user_cells(client: LanguageClient):
+    uri, _, definition_of, _ = await _requests(client, GATED)
+    assert await definition_of("Gated(hidden") == _position(GATED, "Gated(k")
+    assert await definition_of("v @ h") == _position(GATED, "v[k")
+    assert await definition_of("k, hidden") == _position(GATED, "k = 2")
+    assert await definition_of("pre + u") == _position(GATED, "pre =")
+    assert await definition_of("f) * c") == _position(GATED, "f, g, o")
+    assert await definition_of("DEEP, dropout") == _position(GATED, "DEEP")
+
+    found = await client.text_document_document_symbol_async(
+        types.DocumentSymbolParams(types.TextDocumentIdentifier(uri)))
+    outline = [(s.name, [c.name for c in s.children or []]) for s in found]
+    assert outline == [("DEEP", []), ("DROP", []),
+                       ("Gated", ["h", "c", "m", "w", "u", "b", "v"]),
+                       ("Net", ["bi", "enc"]), ("expect Net", ["input", "m0[enc]", "output"])]
+    gated = found[2]
+    assert gated.kind == types.SymbolKind.Struct and gated.detail == "3 states, 4 parameters"
+    assert [(c.kind, c.detail) for c in gated.children[2:4]] == [
+        (types.SymbolKind.Variable, "[k]"),
+        (types.SymbolKind.Field, "[4 * hidden_size, input_size]")]
+
+
+@in_server
+async def test_completion_in_and_of_user_cells(client: LanguageClient):
+    uri, _, _, labels = await _requests(client, GATED)
+    in_block = await labels("hidden_size = 8, k")
+    assert {"hidden_size", "k", "merge", "residual", "zoneout", "DEEP"} <= set(in_block)
+    assert "proj_size" not in in_block and "nonlinearity" not in in_block
+    assert await labels("sum)") == ["concat", "sum", "mean", "mul", "DEEP", "DROP"]
+    assert (await labels("true)"))[:2] == ["true", "false"]
+    in_stack = await labels("enc =")
+    assert {"rnn", "lstm", "gru", "Gated", "input_size"} <= set(in_stack)
+    in_expect = await labels("output  =")
+    assert {"m0[enc]", "m_n[enc]", "c0[enc]", "h0[bi]", "m0", "input"} <= set(in_expect)
+    assert "c0[bi]" not in in_expect
+    assert await labels("enc] =") == ["bi", "enc", "0", "1"]  # a selector: the blocks
+    in_body = await labels("c = sigmoid")
+    assert {"sigmoid", "tanh", "relu", "layer_norm", "concat", "chunk"} <= set(in_body)
+    assert {"x", "h", "c", "m", "w", "u", "b", "v", "pre", "i", "o", "k", "hidden_size",
+            "state", "param"} <= set(in_body)
+    assert "DROP" in in_body and "lstm" not in in_body and "merge" not in in_body
+    in_call = await labels("pre + u")
+    assert "tanh" in in_call and "pre" in in_call and "state" not in in_call
+    assert await labels("k, hidden") == ["input_size", "hidden_size", "k", "DEEP", "DROP"]
+    assert await labels("zeros") == ["uniform", "zeros", "ones", "normal"]
+
+    # typing a new block: the document does not parse, the cell's record still answers
+    typing = GATED.replace("residual = true)", "residual = true)\n    Gated(hidden_size = 8, ")
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        [types.TextDocumentContentChangeWholeDocument(text=typing)]))
+    (syntax,) = await _diagnostics_of(client, uri)
+    assert syntax.code == "E001"
+    at = _position(typing, "8, \n")
+    result = await client.text_document_completion_async(types.CompletionParams(
+        types.TextDocumentIdentifier(uri), types.Position(at.line, at.character + 3)))
+    assert {"k", "hidden_size", "residual"} <= {item.label for item in result.items}
+    at = _position(typing, "m0[")
+    result = await client.text_document_completion_async(types.CompletionParams(
+        types.TextDocumentIdentifier(uri), types.Position(at.line, at.character + 3)))
+    assert [item.label for item in result.items][:2] == ["bi", "enc"]
+
+
+def test_diagnostic_links_resolve():
+    """`codeDescription` points at docs/diagnostics.md#<code>: the page has that anchor
+    for every code, explicitly (not left to a renderer's heading slugs)."""
+    from rnnspec.diagnostics import CODES
+    from rnnspec.lsp import DOCS_URL
+
+    page = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    assert DOCS_URL.endswith("/docs/diagnostics.md")
+    for code in CODES:
+        assert f'<a id="{code.lower()}"></a>\n\n## {code}: ' in page, code
+
+
 async def _every_request(client: LanguageClient, uri: str, text: str) -> None:
     lines = text.split("\n")
     position = types.Position(len(lines) - 1, len(lines[-1]))
@@ -215,16 +383,17 @@ async def test_random_bytes_and_typing_never_crash_the_server(client: LanguageCl
         uri = await _open(client, garbage)
         await _every_request(client, uri, garbage)
 
-    uri = await _open(client, "")
-    prefixes = sorted(set(range(0, len(TAGGER), 7)) | set(range(len(TAGGER) - 40,
-                                                                len(TAGGER) + 1)))
-    for version, end in enumerate(prefixes, start=2):
-        client.text_document_did_change(types.DidChangeTextDocumentParams(
-            types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            [types.TextDocumentContentChangeWholeDocument(text=TAGGER[:end])]))
-        if version % 10 == 0:
-            await _every_request(client, uri, TAGGER[:end])
-    await _every_request(client, uri, TAGGER)
+    for text in (GATED, TAGGER):  # a user cell, conditionals and merge; then the tagger
+        uri = await _open(client, "")
+        prefixes = sorted(set(range(0, len(text), 7)) | set(range(len(text) - 40,
+                                                                  len(text) + 1)))
+        for version, end in enumerate(prefixes, start=2):
+            client.text_document_did_change(types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                [types.TextDocumentContentChangeWholeDocument(text=text[:end])]))
+            if version % 10 == 0:
+                await _every_request(client, uri, text[:end])
+        await _every_request(client, uri, text)
     # still alive, and the finished text checks clean
     hovered = await client.text_document_hover_async(types.HoverParams(
         types.TextDocumentIdentifier(uri), _position(TAGGER, "HID", 1)))
@@ -236,7 +405,8 @@ async def test_random_bytes_and_typing_never_crash_the_server(client: LanguageCl
 
 def test_every_prefix_in_process():
     """Each analysis function on every prefix of typing two examples: no exception."""
-    for text in (TAGGER, SEED_MISTAKE, "let A = (((1\nstack S { lstm(hidden_size = A"):
+    for text in (TAGGER, SEED_MISTAKE, GATED,
+                 "let A = (((1\nstack S { lstm(hidden_size = A"):
         for end in range(len(text) + 1):
             prefix = text[:end]
             analysis = Analysis(prefix, "typing.rnn")

@@ -14,16 +14,24 @@ from pathlib import Path
 import pytest
 from conftest import OWN_EXAMPLES, ROOT, shared_examples
 
+from rnnspec.equations import FUNCTIONS as CELL_FUNCTIONS
+from rnnspec.equations import INITIALISERS
 from rnnspec.fmt import _TOKEN
+from rnnspec.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
 SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
 PACKAGES = ["vscode-textmate@9.3.2", "vscode-oniguruma@2.0.1"]
 
 DECLARATIONS = {"let", "stack", "expect", "cell", "state", "param"}
-CELLS = {"rnn", "lstm", "gru"}
-FUNCTIONS = set("sigmoid tanh relu gelu silu softplus logsigmoid exp log abs sqrt clamp minimum "
-                "maximum layer_norm concat chunk zeros ones uniform normal".split())
+# The grammar's lists, from the registry and the equation checker: the test fails when
+# the language grows a cell, a function or a word and the TextMate grammar does not.
+CELLS = set(BUILTIN_CELLS)
+FUNCTIONS = set(CELL_FUNCTIONS) | set(INITIALISERS)
+_RULES = [rule for cell in BUILTIN_CELLS.values() for rule in cell.arguments] + list(
+    COMMON_ARGUMENTS)
+WORD_ARGUMENTS = {rule.name for rule in _RULES if rule.kind == "word"}
+WORDS = {choice for rule in _RULES for choice in rule.choices}
 
 V2_TEXT = """\
 # v2 syntax: cells, conditionals, comparisons, numbers of every form
@@ -45,8 +53,17 @@ stack S {
     input_size  = 8
     batch_first = true
     bi  = gru(hidden_size = 4, bidirectional = true, merge = sum)
-    res = Gated(hidden_size = 8, residual = true, dropout = DROP)
+    res = Gated(hidden_size = 8, residual = true, dropout = DROP, zoneout = 0.1)
     rnn(hidden_size = 8, nonlinearity = relu, bias = LAYERS == 2 or LAYERS != 3)
+    avg = Gated(hidden_size = 8, bidirectional = not false, merge=mean, k = 2 if 3 >= 2 else 1)
+    Gated(hidden_size = 4 // 2, merge = concat, recurrent_dropout = 0.5 if k <= 2 else 0.0)
+}
+
+cell Scaled(n = 2) {
+    state h[hidden_size]
+    param w[hidden_size, input_size + hidden_size] = normal(0, 0.02)
+    a = concat(x, h)
+    h = relu(w @ a) / 2 + clamp(h, -1, 1) * layer_norm(h)
 }
 
 expect S {
@@ -113,6 +130,7 @@ def _expected_scopes(text: str):
                 continue
             index = code.index((kind, value, start, end))
             prev = code[index - 1][1] if index else None
+            before_prev = code[index - 2][1] if index > 1 else None
             nxt = code[index + 1][1] if index + 1 < len(code) else None
             if kind == "int":
                 scope = "constant.numeric.integer.rnnspec"
@@ -120,14 +138,14 @@ def _expected_scopes(text: str):
                 scope = "constant.numeric.float.rnnspec"
             elif kind == "name":
                 scope = _name_scope(value, prev, nxt, index, first_word, parens,
-                                    _followed_by_assignment(code, index))
+                                    _followed_by_assignment(code, index), before_prev)
             else:
                 scope = _operator_scope(value)
                 parens += {"(": 1, ")": -1}.get(value, 0)
             yield number, start, end, scope
 
 
-def _name_scope(word, prev, nxt, index, first_word, parens, assigned) -> str:
+def _name_scope(word, prev, nxt, index, first_word, parens, assigned, before_prev) -> str:
     if word in DECLARATIONS:
         return "keyword.other.declaration.rnnspec"
     if word in ("if", "else"):
@@ -146,6 +164,8 @@ def _name_scope(word, prev, nxt, index, first_word, parens, assigned) -> str:
         return "entity.name.variable.rnnspec"
     if parens and nxt == "=":
         return "variable.parameter.rnnspec"
+    if parens and prev == "=" and before_prev in WORD_ARGUMENTS and word in WORDS:
+        return "constant.language.choice.rnnspec"
     if index == 0 and assigned:
         return "variable.other.property.rnnspec"
     if word in CELLS:
@@ -185,6 +205,25 @@ def test_grammar_file_is_valid_json_with_the_expected_identity():
     configuration = json.loads(
         (ROOT / "editors" / "vscode" / "language-configuration.json").read_text())
     assert configuration["comments"]["lineComment"] == "#"
+
+
+def test_the_grammar_knows_every_word_of_the_language():
+    """Every keyword terminal of grammar/rnnspec.lark and every word the registry and the
+    equation checker know appear in the TextMate grammar."""
+    import re
+
+    lark = (ROOT / "grammar" / "rnnspec.lark").read_text(encoding="utf-8")
+    keywords = set(re.findall(r'^[A-Z]+: "([a-z_]+)"$', lark, re.MULTILINE))
+    assert {"let", "stack", "expect", "cell", "state", "param", "if", "else", "and", "or",
+            "not", "true", "false"} <= keywords
+    operators = set(re.findall(r'^[A-Z]+: "([^a-z\w]+)"$', lark, re.MULTILINE))
+    assert {"@", "/", "//", "<", "<=", ">", ">=", "==", "!="} <= operators
+    grammar = GRAMMAR.read_text(encoding="utf-8")
+    alternatives = set(re.findall(r"\w+", grammar))
+    for word in keywords | CELLS | FUNCTIONS | WORDS | WORD_ARGUMENTS:
+        assert word in alternatives, word
+    for operator in operators - set("=,(){}[]"):
+        assert operator in V2_TEXT, operator
 
 
 def test_every_token_of_the_examples_gets_its_scope():
