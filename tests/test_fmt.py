@@ -177,7 +177,8 @@ def _cell_spec(cell, draw) -> str:
         + body + "\n"
         "stack S {\n    input_size = 6\n"
         f"    rec = {cell.name}(hidden_size = 6, num_layers = DEEP, dropout = DROP, "
-        f"bidirectional = {'true' if bidirectional else 'false'}, merge = {merge}, "
+        f"bidirectional = {'true' if bidirectional else 'false'}"
+        f"{f', merge = {merge}' if bidirectional else ''}, "  # merge needs two directions
         f"residual = {'true' if residual else 'false'}{regulariser})\n"
         "    lstm(hidden_size = 4)\n}\n"
     )
