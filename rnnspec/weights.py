@@ -15,7 +15,7 @@ import itertools
 import re
 from typing import NamedTuple
 
-from . import ast, model
+from . import model
 from .diagnostics import Diagnostic, Note, error
 from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from .shapes import format_shape
@@ -278,30 +278,38 @@ def _tensor_order(name: str):
     return (int(found["layer"]), bool(found["reverse"]), roles.index(found["role"]))
 
 
+def _cell_span(result: model.CheckedFile, block: model.Block):
+    """Where the block's cell is written: `block.span` is its name when it has one, and
+    the cell follows on that line (`encoder = lstm(...)`)."""
+    span = block.span
+    lines = result.text.split("\n")
+    if span is None or not 0 < span.line <= len(lines):
+        return span
+    line = lines[span.line - 1]
+    found = re.compile(rf"\b{re.escape(block.cell)}\s*\(").search(line, span.column - 1)
+    if found is None:
+        return span
+    start = found.start() + 1
+    return span._replace(column=start, end_line=span.line, end_column=start + len(block.cell))
+
+
 class _Explainer:
     def __init__(self, result: model.CheckedFile, stack: model.Stack):
-        from .parse import parse
-
-        spec, _ = parse(result.text, result.path)
+        self.result = result
         self.stack = stack
-        self.tree = next(s for s in spec.stacks if s.name == stack.name)
         self.problems: list[Diagnostic] = []
-
-    def arguments(self, block: model.Block) -> dict[str, ast.Argument]:
-        node = self.tree.blocks[block.position]
-        return {a.name: a for a in node.arguments if a.name}
 
     def changed(self, block: model.Block, argument: str, value, actual: Shapes,
                 changes: dict, previous: model.Block | None) -> None:
         spec = _spec_values(block)[argument]
-        written = self.arguments(block).get(argument)
+        written = block.argument_spans.get(argument)
         evidence = _evidence(block, argument, value, actual, changes)
         notes = [evidence] if evidence else []
         if argument == "cell":
-            node = self.tree.blocks[block.position]
             self.problems.append(error(
                 "E061", f"the checkpoint's block `{block.name}` is {_article(value)} "
-                f"`{value}`, the spec says `{spec}`", node.cell_span, notes=notes,
+                f"`{value}`, the spec says `{spec}`", _cell_span(self.result, block),
+                notes=notes,
                 help=f"the checkpoint implies `{value}(...)`"))
             return
         if argument == "input_size":
@@ -310,7 +318,7 @@ class _Explainer:
         if written is not None:
             message = (f"the checkpoint was trained with `{argument} = {_word(value)}`, "
                        f"the spec says {_word(spec)}")
-            span, hint = written.span, f"the checkpoint implies `{argument} = {_word(value)}`"
+            span, hint = written, f"the checkpoint implies `{argument} = {_word(value)}`"
         else:
             message = (f"the checkpoint was trained with `{argument} = {_word(value)}`, "
                        f"the spec leaves the default {_word(spec)}")
@@ -325,7 +333,7 @@ class _Explainer:
                 f"stack's `input_size` is {spec}", span, notes=notes,
                 help=f"the checkpoint implies `input_size = {value}`"))
             return
-        span = written.span if written is not None else block.span
+        span = written if written is not None else block.span
         notes.append(Note(f"block `{previous.name}` gives {spec} features", previous.span))
         self.problems.append(error(
             "E060", f"the checkpoint's block `{block.name}` takes {value} features, the spec "
