@@ -3,19 +3,21 @@
 `rnnspec export FILE --stack NAME -o OUT.onnx` reads the checked `model.Stack` and writes
 one node group per block:
 
-- a built-in block without projection becomes ONNX's own `LSTM` / `GRU` / `RNN` operator,
-  one per layer, with PyTorch's gate order and biases converted (LSTM i,f,g,o -> i,o,f,c;
-  GRU r,z,n -> z,r,h with `linear_before_reset = 1`; B = concat(bias_ih, bias_hh));
-- what those operators cannot express (an LSTM with `proj_size`) becomes a `Scan` whose body
-  is written from a list of step statements (`Stmt`): the same builder will take user
-  cells' equations (section 8 of the language). Statements that read only the step input
-  `x`, parameters and constants are hoisted out of the loop and computed for every time
-  step at once (one MatMul per layer instead of one per step).
+- a block of a cell whose registry record names an ONNX operator (`registry.OnnxOp`: the
+  built-in `lstm`, `gru`, `rnn`) becomes that operator, one per layer, with the gate order
+  and biases converted (B = concat(bias_ih, bias_hh)), unless the block sets an argument
+  the operator cannot express (an LSTM's `proj_size`) or `zoneout`;
+- every other block becomes one `Scan` per layer and direction whose body is its cell's
+  step: a user cell's checked `equations.Step`, or a built-in cell's `step_lines` checked
+  the same way, lowered to statements (`Stmt`). Statements that read no state are
+  computed before the loop (those reading `x` for every time step at once).
 
-The graph is the evaluation-mode forward pass: dropout between layers is absent. Inputs:
-`input` (`[T, B, I]`, or `[B, T, I]` with `batch_first`) and, with `initial_states=True`,
-`h0.<block>` (and `c0.<block>`) `[D*L, B, H]`; without them every block starts from zeros.
-Outputs: `output`, `h_n.<block>` (and `c_n.<block>`). T and B are dynamic (`dim_param`).
+`merge` and `residual` follow each block. The graph is the evaluation-mode forward pass:
+dropout between layers is absent, zoneout keeps p of the previous state. Inputs: `input`
+(`[T, B, I]`, or `[B, T, I]` with `batch_first`); with `lengths=True`, `lengths` (`[B]`
+int64: a padded batch); with `initial_states=True`, `h0.<block>` (and `c0.<block>`, one
+per state) `[D*L, B, size]`; without them every block starts from zeros. Outputs:
+`output`, `h_n.<block>` (and `c_n.<block>`, ...). T and B are dynamic (`dim_param`).
 
 onnx (and numpy) are imported inside the functions that need them; torch only to read a
 checkpoint or to initialise parameters from the generated module.
