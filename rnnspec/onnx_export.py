@@ -1010,8 +1010,13 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
     doc = (f"stack {stack.name} of {os.path.basename(result.path)}, exported by rnnspec "
            f"(evaluation mode: no dropout); parameters from "
            f"{os.path.basename(weights) if weights else f'the initialisation, seed {seed}'}")
-    onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states,
-                             lengths=lengths, doc=doc)
+    try:
+        onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states,
+                                 lengths=lengths, doc=doc)
+    except ValueError as exc:  # a step the builder cannot write: a bug of ours
+        raise ExportError(f"cannot write the graph of stack `{stack.name}` (a bug in "
+                          f"rnnspec; nothing was written): {exc}",
+                          help="please report it with the spec") from None
     try:
         validate(onnx_model)
     except Exception as exc:  # onnx.checker / shape inference: a bug of ours, not the user's
