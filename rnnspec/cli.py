@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--initial-states", action="store_true",
                         help="take h0.<block> (and c0.<block>) as graph inputs; without "
                              "it every block starts from zeros")
+    export.add_argument("--lengths", action="store_true",
+                        help="take `lengths` ([B] int64) as a graph input: a padded batch, "
+                             "as forward(input, lengths=...) runs it")
     export.add_argument("--force", action="store_true",
                         help="overwrite OUT.onnx even if rnnspec did not write it")
     export.add_argument("--color", choices=("auto", "always", "never"), default="auto",
@@ -224,7 +227,7 @@ def run_export(args) -> int:
     try:
         stack = export(result, args.output, stack_name=args.stack, weights=args.weights,
                        opset=opset, seed=args.seed, initial_states=args.initial_states,
-                       force=args.force)
+                       lengths=args.lengths, force=args.force)
     except ExportError as exc:
         sys.stderr.write(f"{style.error('error')}: {exc}\n")
         if exc.help:

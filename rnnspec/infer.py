@@ -240,6 +240,45 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
     return arguments, known["input_size"]
 
 
+def cell_shape(cell, source: str = "") -> CellShape:
+    """A checked user cell (`registry.Cell`: parameter templates of `Size` dims, states)
+    as `match_cell` takes it; `source`: its text, for the written spec."""
+    def written(size) -> str:
+        # a quotient that holds for some sizes only prints as `(a + b) / 2`: integer here
+        return str(size).replace(" / ", " // ")
+
+    return CellShape(
+        name=cell.name,
+        parameters={t.role: tuple(written(d) for d in t.dims) for t in cell.parameters},
+        first_state=written(cell.states[0].size),
+        arguments=tuple(cell.declared),
+        source=source,
+    )
+
+
+def cells_of(path: str) -> tuple[list[CellShape], list[str]]:
+    """The user cells declared in the spec at `path`, as `CellShape`s with their text, and
+    the problems that keep the file from being used (its error diagnostics)."""
+    from .check import check_path
+    from .parse import parse
+
+    result = check_path(path)
+    if not result.readable or not result.ok:
+        errors = [d for d in result.diagnostics if d.is_error]
+        return [], [f"{d.span.path}:{d.span.line}:{d.span.column}: {d.message}"
+                    if d.span else d.message for d in errors]
+    tree, _ = parse(result.text, result.path)  # the cells' whole text, to copy them
+    lines = result.text.split("\n")
+    texts = {}
+    for item in (tree.cells if tree is not None else ()):
+        span = item.span
+        chunk = lines[span.line - 1:span.end_line]
+        chunk[-1] = chunk[-1][:span.end_column - 1]
+        chunk[0] = chunk[0][span.column - 1:]
+        texts[item.name] = "\n".join(chunk)
+    return [cell_shape(cell, texts.get(cell.name, "")) for cell in result.cells], []
+
+
 # ----------------------------------------------------------------------------- the spec
 
 
@@ -329,16 +368,21 @@ def run_infer(args) -> int:
 
     from .checkpoints import CheckpointError, read_checkpoint
 
+    cells: list[CellShape] = []
     if args.cells is not None:
-        sys.stderr.write("rnnspec: error: --cells needs user-declared cells (language "
-                         "section 8), which this version of the parser does not read yet\n")
-        return 2
+        cells, problems = cells_of(args.cells)
+        if problems:
+            sys.stderr.write(f"rnnspec: error: --cells `{args.cells}` has errors:\n"
+                             + "".join(f"  {p}\n" for p in problems))
+            return 1 if os.path.exists(args.cells) else 2
+        if not cells:
+            sys.stderr.write(f"rnnspec: note: `{args.cells}` declares no cell\n")
     try:
         tensors = read_checkpoint(args.checkpoint)
     except CheckpointError as exc:
         sys.stderr.write(f"rnnspec: error: {exc}\n")
         return 2
-    modules, skipped = infer_modules(tensors)
+    modules, skipped = infer_modules(tensors, cells)
     for prefix, why in skipped:
         sys.stderr.write(f"rnnspec: note: skipped `{prefix or '(no prefix)'}`: {why}\n")
     if not modules:
@@ -346,7 +390,7 @@ def run_infer(args) -> int:
                          "(no `weight_ih_l0` and `weight_hh_l0` of nn.RNN, nn.LSTM or "
                          "nn.GRU)\n")
         return 1
-    text = render_spec(modules, args.checkpoint)
+    text = render_spec(modules, args.checkpoint, cells)
     if args.output == "-":
         sys.stdout.write(text)
         return 0

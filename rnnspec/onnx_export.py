@@ -3,19 +3,21 @@
 `rnnspec export FILE --stack NAME -o OUT.onnx` reads the checked `model.Stack` and writes
 one node group per block:
 
-- a built-in block without projection becomes ONNX's own `LSTM` / `GRU` / `RNN` operator,
-  one per layer, with PyTorch's gate order and biases converted (LSTM i,f,g,o -> i,o,f,c;
-  GRU r,z,n -> z,r,h with `linear_before_reset = 1`; B = concat(bias_ih, bias_hh));
-- what those operators cannot express (an LSTM with `proj_size`) becomes a `Scan` whose body
-  is written from a list of step statements (`Stmt`): the same builder will take user
-  cells' equations (section 8 of the language). Statements that read only the step input
-  `x`, parameters and constants are hoisted out of the loop and computed for every time
-  step at once (one MatMul per layer instead of one per step).
+- a block of a cell whose registry record names an ONNX operator (`registry.OnnxOp`: the
+  built-in `lstm`, `gru`, `rnn`) becomes that operator, one per layer, with the gate order
+  and biases converted (B = concat(bias_ih, bias_hh)), unless the block sets an argument
+  the operator cannot express (an LSTM's `proj_size`) or `zoneout`;
+- every other block becomes one `Scan` per layer and direction whose body is its cell's
+  step: a user cell's checked `equations.Step`, or a built-in cell's `step_lines` checked
+  the same way, lowered to statements (`Stmt`). Statements that read no state are
+  computed before the loop (those reading `x` for every time step at once).
 
-The graph is the evaluation-mode forward pass: dropout between layers is absent. Inputs:
-`input` (`[T, B, I]`, or `[B, T, I]` with `batch_first`) and, with `initial_states=True`,
-`h0.<block>` (and `c0.<block>`) `[D*L, B, H]`; without them every block starts from zeros.
-Outputs: `output`, `h_n.<block>` (and `c_n.<block>`). T and B are dynamic (`dim_param`).
+`merge` and `residual` follow each block. The graph is the evaluation-mode forward pass:
+dropout between layers is absent, zoneout keeps p of the previous state. Inputs: `input`
+(`[T, B, I]`, or `[B, T, I]` with `batch_first`); with `lengths=True`, `lengths` (`[B]`
+int64: a padded batch); with `initial_states=True`, `h0.<block>` (and `c0.<block>`, one
+per state) `[D*L, B, size]`; without them every block starts from zeros. Outputs:
+`output`, `h_n.<block>` (and `c_n.<block>`, ...). T and B are dynamic (`dim_param`).
 
 onnx (and numpy) are imported inside the functions that need them; torch only to read a
 checkpoint or to initialise parameters from the generated module.
@@ -54,11 +56,13 @@ class Stmt(NamedTuple):
     """One step statement: `outputs = op(*inputs)`.
 
     `inputs` are names (of `x`, a state, a parameter, or an earlier statement's output) or
-    Python numbers (scalars). `outputs` is one name, or a tuple of names for `chunk`.
+    Python numbers (scalars). `outputs` is one name, or a tuple of names for `chunk`. A
+    name may be assigned again (a state's new value): later statements read the newest.
     Ops (the language's section 8 vocabulary, as step functions of one batch of vectors):
     add sub mul div neg, matmul (`W @ v` in PyTorch's F.linear layout: W `[m, n]`, v `[n]`),
-    sigmoid tanh relu exp log abs sqrt, minimum maximum, concat, chunk (attrs `n`),
-    layer_norm (inputs a [, weight [, bias]]; attrs `eps`).
+    sigmoid tanh relu gelu silu softplus logsigmoid exp log abs sqrt, clamp (attrs `low`,
+    `high`), minimum maximum, concat, chunk (attrs `n`), layer_norm (inputs a [, weight
+    [, bias]]; attrs `eps`), identity.
     """
 
     op: str
@@ -70,7 +74,12 @@ class Stmt(NamedTuple):
 _ELEMENTWISE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "minimum": "Min",
                 "maximum": "Max"}
 _UNARY = {"neg": "Neg", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp",
-          "log": "Log", "abs": "Abs", "sqrt": "Sqrt"}
+          "log": "Log", "abs": "Abs", "sqrt": "Sqrt", "softplus": "Softplus",
+          "identity": "Identity"}
+
+
+def _outputs(stmt: Stmt) -> tuple[str, ...]:
+    return (stmt.outputs,) if isinstance(stmt.outputs, str) else tuple(stmt.outputs)
 
 
 class _Graph:
@@ -151,25 +160,61 @@ class _Graph:
         return root._transposed[weight]
 
 
-def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int]) -> list[str]:
-    """ONNX nodes for one statement over tensors whose last axis is the feature axis."""
+def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int],
+               unbatched: list[bool] | None = None) -> list[str]:
+    """ONNX nodes for one statement over tensors whose last axis is the feature axis.
+    `unbatched[i]`: whether argument i has no batch axes (a parameter, or a value computed
+    from parameters only), which `concat` must broadcast to the others' leading axes."""
     op, attrs = stmt.op, stmt.attrs or {}
-    outputs = (stmt.outputs,) if isinstance(stmt.outputs, str) else tuple(stmt.outputs)
+    outputs = _outputs(stmt)
     hint = outputs[0]
     if op in _ELEMENTWISE:
         return [g.node(_ELEMENTWISE[op], args, hint=hint)]
     if op in _UNARY:
         return [g.node(_UNARY[op], args, hint=hint)]
+    if op == "silu":  # x * sigmoid(x)
+        return [g.node("Mul", [args[0], g.node("Sigmoid", args, hint=f"{hint}.gate")],
+                       hint=hint)]
+    if op == "logsigmoid":  # -softplus(-x)
+        inner = g.node("Softplus", [g.node("Neg", args, hint=f"{hint}.neg")],
+                       hint=f"{hint}.softplus")
+        return [g.node("Neg", [inner], hint=hint)]
+    if op == "gelu":  # PyTorch's exact gelu: x * (1 + erf(x / sqrt(2))) / 2
+        if g.opset >= 20:
+            return [g.node("Gelu", args, hint=hint)]
+        scaled = g.node("Mul", [args[0], g.scalar(0.7071067811865476)], hint=f"{hint}.scaled")
+        erf = g.node("Add", [g.node("Erf", [scaled], hint=f"{hint}.erf"), g.scalar(1.0)],
+                     hint=f"{hint}.erf1")
+        half = g.node("Mul", [args[0], g.scalar(0.5)], hint=f"{hint}.half")
+        return [g.node("Mul", [half, erf], hint=hint)]
+    if op == "clamp":
+        return [g.node("Clip", [args[0], g.scalar(attrs["low"]), g.scalar(attrs["high"])],
+                       hint=hint)]
     if op == "matmul":
         weight, vector = args
         return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
     if op == "concat":
+        flags = unbatched or [False] * len(args)
+        if any(flags) and not all(flags):  # parameters meet batched values: broadcast them
+            reference = args[flags.index(False)]
+            leading = g.node("Slice", [g.node("Shape", [reference], hint=f"{hint}.shape"),
+                                       g.ints([0]), g.ints([-1])], hint=f"{hint}.leading")
+            parts = []
+            for arg, name, flag in zip(args, stmt.inputs, flags):
+                if flag:
+                    shape = g.node("Concat", [leading, g.ints([features[name]])],
+                                   hint=f"{hint}.shape", axis=0)
+                    arg = g.node("Expand", [arg, shape], hint=f"{name}.expanded")
+                parts.append(arg)
+            args = parts
         return [g.node("Concat", args, hint=hint, axis=-1)]
     if op == "chunk":
         size = features[stmt.inputs[0]]
         n = attrs.get("n", len(outputs))
         if n != len(outputs) or size % n:
             raise ValueError(f"cannot chunk {size} features into {len(outputs)} pieces")
+        if n == 1:
+            return [g.node("Identity", args, hint=hint)]
         split = g.ints([size // n] * n)
         names = [g.fresh(name) for name in outputs]
         g.node("Split", [args[0], split], names, axis=-1)
@@ -211,88 +256,152 @@ def _stmt_features(stmt: Stmt, features: dict[str, int], params: dict[str, tuple
     if op == "concat":
         return [sum(size(a) for a in stmt.inputs)]
     if op == "chunk":
-        n = len(stmt.outputs)
+        n = len(_outputs(stmt))
         return [size(stmt.inputs[0]) // n] * n
     if op == "layer_norm":
         return [size(stmt.inputs[0])]
     return [max(size(a) for a in stmt.inputs)]
 
 
+def _single_assignment(statements: list[Stmt], fixed: set[str]) -> tuple[list[Stmt], dict]:
+    """The statements with every name assigned once (a name assigned again, or a state or
+    parameter assigned, gets a fresh name; later reads follow it), and {name: its last
+    name}."""
+    current: dict[str, str] = {}
+    taken = set(fixed)
+    renamed = []
+    for stmt in statements:
+        inputs = tuple(a if isinstance(a, (int, float)) else current.get(a, a)
+                       for a in stmt.inputs)
+        outs = []
+        for out in _outputs(stmt):
+            new, index = out, 1
+            while new in taken:
+                new, index = f"{out}.{index}", index + 1
+            taken.add(new)
+            current[out] = new
+            outs.append(new)
+        renamed.append(stmt._replace(inputs=inputs, outputs=outs[0] if isinstance(
+            stmt.outputs, str) else tuple(outs)))
+    return renamed, current
+
+
 def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_size: int,
                     states: list[tuple[str, int, str]], params: dict[str, tuple[str, tuple]],
-                    reverse: bool = False) -> tuple[str, list[str]]:
+                    reverse: bool = False, valid: str | None = None,
+                    zoneout: float = 0.0) -> tuple[str, list[str]]:
     """A recurrence over the time axis of `x` (`[T, B, x_size]`) as one ONNX `Scan`.
 
     `states`: (name, size, initial value `[B, size]` in `g`), in order; the first is the
-    step's output. `params`: IR name -> (graph value name, shape). Statements reading only
-    `x`, parameters and numbers are computed before the loop for all steps at once.
+    step's output. `params`: IR name -> (graph value name, shape). Statements that read no
+    state are computed before the loop: those reading `x` for all steps at once (the body
+    reads one step's slice), those reading parameters and numbers only once (the body reads
+    them as they are, broadcast). `valid` (`[T, B, 1]` bool): a step updates a sequence's
+    states only where it is true. `zoneout` (evaluation mode): the first state becomes
+    `p * previous + (1 - p) * new`.
     Returns (the outputs `[T, B, size of the first state]`, the final states `[B, size]`).
     """
     from onnx import TensorProto, helper
 
+    state_names = [name for name, _, _ in states]
+    statements, last = _single_assignment(statements, {"x", *state_names, *params})
     features: dict[str, int] = {"x": x_size}
     features.update({name: size for name, size, _ in states})
     param_shapes = {name: shape for name, (_, shape) in params.items()}
     for name, (_, shape) in params.items():
         features[name] = shape[-1] if len(shape) == 1 else shape[0]
 
-    # Split the statements: those computable for every step at once, and the loop body.
-    step_dependent = {name for name, _, _ in states}
-    hoisted, body = [], []
-    for stmt in statements:
-        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
-        sizes = _stmt_features(stmt, features, param_shapes)
-        for out, size in zip(outs, sizes):
-            features[out] = size
-        if any(isinstance(a, str) and a in step_dependent for a in stmt.inputs):
-            body.append(stmt)
-            step_dependent.update(outs)
-        else:
-            hoisted.append(stmt)
-            step_dependent.difference_update(outs)  # a name reassigned from hoisted values
+    # Where each value is computed: "timed" (reads x: before the loop, per step),
+    # "static" (parameters and numbers only: before the loop, once), "body" (in the loop).
+    kind: dict[str, str] = {"x": "timed", **{n: "body" for n in state_names},
+                            **{n: "static" for n in params}}
 
-    def arguments(graph: _Graph, stmt: Stmt, env: dict[str, str]) -> list[str]:
-        return [graph.scalar(a) if isinstance(a, (int, float)) else env[a] for a in stmt.inputs]
+    def kind_of(arg) -> str:
+        return "static" if isinstance(arg, (int, float)) else kind[arg]
+
+    for stmt in statements:
+        kinds = {kind_of(a) for a in stmt.inputs}
+        where = "body" if "body" in kinds else "timed" if "timed" in kinds else "static"
+        for out, size in zip(_outputs(stmt), _stmt_features(stmt, features, param_shapes)):
+            features[out] = size
+            kind[out] = where
+
+    def flags(stmt: Stmt) -> list[bool]:
+        return [kind_of(a) == "static" for a in stmt.inputs]
 
     outer_env = {"x": x}
     outer_env.update({name: value for name, (value, _) in params.items()})
-    for stmt in hoisted:
-        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
-        for out, value in zip(outs, _emit_stmt(g, stmt, arguments(g, stmt, outer_env), features)):
+    for stmt in statements:
+        if kind[_outputs(stmt)[0]] == "body":
+            continue
+        args = [g.scalar(a) if isinstance(a, (int, float)) else outer_env[a] for a in stmt.inputs]
+        for out, value in zip(_outputs(stmt), _emit_stmt(g, stmt, args, features, flags(stmt))):
             outer_env[out] = value
 
-    # The body reads per-step slices of the hoisted values it uses (x included).
     body_graph = _Graph(g.opset, root=g.root)
-    env = {name: value for name, (value, _) in params.items()}
+    env: dict[str, str] = {}
     state_inputs, scan_inputs, scan_outer = [], [], []
     for name, size, _ in states:
         env[name] = body_graph.fresh(f"{scope}.{name}_prev")
         state_inputs.append(helper.make_tensor_value_info(env[name], TensorProto.FLOAT,
                                                           ["B", size]))
-    for stmt in body:
-        for arg in stmt.inputs:
-            if isinstance(arg, str) and arg not in env and arg in outer_env:
+
+    def read(arg) -> str:
+        """A value in the body: a number, a state, a step's slice, or an outer value."""
+        if isinstance(arg, (int, float)):
+            return body_graph.scalar(arg)
+        if arg not in env:
+            if kind[arg] == "timed":
                 env[arg] = body_graph.fresh(f"{scope}.{arg}_t")
-                scan_inputs.append(helper.make_tensor_value_info(env[arg], TensorProto.FLOAT,
-                                                                 ["B", features[arg]]))
+                scan_inputs.append(helper.make_tensor_value_info(
+                    env[arg], TensorProto.FLOAT, ["B", features[arg]]))
                 scan_outer.append(outer_env[arg])
-        outs = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
-        for out, value in zip(outs, _emit_stmt(body_graph, stmt,
-                                               arguments(body_graph, stmt, env), features)):
+            else:
+                env[arg] = outer_env[arg]
+        return env[arg]
+
+    for stmt in statements:
+        if kind[_outputs(stmt)[0]] != "body":
+            continue
+        args = [read(a) for a in stmt.inputs]
+        for out, value in zip(_outputs(stmt),
+                              _emit_stmt(body_graph, stmt, args, features, flags(stmt))):
             env[out] = value
+
+    previous = {name: env[name] for name in state_names}
+    new = {}
+    for name in state_names:
+        value = read(last.get(name, name))
+        if kind[last.get(name, name)] == "static":  # parameters only: one value per sequence
+            shape = body_graph.node("Shape", [previous[name]], hint=f"{scope}.{name}_shape")
+            value = body_graph.node("Expand", [value, shape], hint=f"{scope}.{name}_expanded")
+        new[name] = value
+    if zoneout:
+        first = state_names[0]
+        kept = body_graph.node("Mul", [previous[first], body_graph.scalar(zoneout)],
+                               hint=f"{scope}.{first}_kept")
+        taken = body_graph.node("Mul", [new[first], body_graph.scalar(1.0 - zoneout)],
+                                hint=f"{scope}.{first}_taken")
+        new[first] = body_graph.node("Add", [kept, taken], hint=f"{scope}.{first}_zoned")
+    if valid is not None:
+        valid_t = body_graph.fresh(f"{scope}.valid_t")
+        scan_inputs.append(helper.make_tensor_value_info(valid_t, TensorProto.BOOL, ["B", 1]))
+        scan_outer.append(valid)
+        for name in state_names:
+            new[name] = body_graph.node("Where", [valid_t, new[name], previous[name]],
+                                        hint=f"{scope}.{name}_masked")
     if not scan_inputs:  # a recurrence that never reads x still runs T steps
-        env["x"] = body_graph.fresh(f"{scope}.x_t")
-        scan_inputs.append(helper.make_tensor_value_info(env["x"], TensorProto.FLOAT,
-                                                         ["B", x_size]))
-        scan_outer.append(x)
+        read("x")
 
     # Outputs: every state's new value, then the first state again as the scan output.
-    # (A state never assigned passes through; ONNX needs distinct output names.)
-    state_outputs = []
+    # (ONNX needs distinct output names that are not inputs.)
+    inputs = {vi.name for vi in state_inputs + scan_inputs}
+    state_outputs, seen = [], set()
     for name, size, _ in states:
-        value = env[name]
-        if value in {vi.name for vi in state_inputs}:
+        value = new[name]
+        if value in inputs or value in seen or value not in _produced(body_graph):
             value = body_graph.node("Identity", [value], hint=f"{scope}.{name}_next")
+        seen.add(value)
         state_outputs.append(helper.make_tensor_value_info(value, TensorProto.FLOAT,
                                                            ["B", size]))
     first_name, first_size, _ = states[0]
@@ -309,6 +418,10 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
            body=body_proto, num_scan_inputs=len(scan_outer),
            scan_input_directions=direction * len(scan_outer), scan_output_directions=direction)
     return sequence, finals
+
+
+def _produced(graph: _Graph) -> set[str]:
+    return {name for node in graph.nodes for name in node.output}
 
 
 def recurrence_model(statements: list[Stmt], *, x_size: int, states: list[tuple[str, int]],
@@ -344,55 +457,94 @@ def recurrence_model(statements: list[Stmt], *, x_size: int, states: list[tuple[
 # ----------------------------------------------------------------------------- cells as IR
 
 
-def builtin_step(block: model.Block, suffix: str) -> tuple[list[Stmt], list[str]]:
-    """The step equations of a built-in cell (PyTorch's), as statements, and the parameter
-    names they read (`weight_ih` ... without the layer suffix)."""
-    S = Stmt
-    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if block.bias else [])
-    stmts = [S("matmul", ("weight_ih", "x"), "gi")]
-    if block.bias:
-        stmts.append(S("add", ("gi", "bias_ih"), "gi"))
-    stmts.append(S("matmul", ("weight_hh", "h"), "gh"))
-    if block.bias:
-        stmts.append(S("add", ("gh", "bias_hh"), "gh"))
-    if block.cell == "rnn":
-        stmts += [S("add", ("gi", "gh"), "a"),
-                  S("relu" if block.nonlinearity == "relu" else "tanh", ("a",), "h")]
-    elif block.cell == "gru":
-        stmts += [S("chunk", ("gi",), ("i_r", "i_z", "i_n"), {"n": 3}),
-                  S("chunk", ("gh",), ("h_r", "h_z", "h_n"), {"n": 3}),
-                  S("add", ("i_r", "h_r"), "r"), S("sigmoid", ("r",), "r"),
-                  S("add", ("i_z", "h_z"), "z"), S("sigmoid", ("z",), "z"),
-                  S("mul", ("r", "h_n"), "rn"), S("add", ("i_n", "rn"), "n"),
-                  S("tanh", ("n",), "n"),
-                  S("sub", ("h", "n"), "d"), S("mul", ("z", "d"), "zd"),
-                  S("add", ("n", "zd"), "h")]
-    else:
-        stmts += [S("add", ("gi", "gh"), "gates"),
-                  S("chunk", ("gates",), ("i", "f", "g", "o"), {"n": 4}),
-                  S("sigmoid", ("i",), "i"), S("sigmoid", ("f",), "f"), S("tanh", ("g",), "g"),
-                  S("sigmoid", ("o",), "o"),
-                  S("mul", ("f", "c"), "fc"), S("mul", ("i", "g"), "ig"),
-                  S("add", ("fc", "ig"), "c"), S("tanh", ("c",), "tc"),
-                  S("mul", ("o", "tc"), "hp" if block.proj_size else "h")]
-        if block.proj_size:
-            stmts.append(S("matmul", ("weight_hr", "hp"), "h"))
-            names.append("weight_hr")
-    return stmts, names
+def lower_step(step) -> list[Stmt]:
+    """A checked step (`equations.Step`: statements as trees of `Node`s) as statements,
+    one per operation; intermediate values are named `_t<k>` (spec names never start
+    with `_`)."""
+    statements: list[Stmt] = []
+    counter = iter(range(10**9))
+
+    def value(node):
+        op = node.op
+        if op == "number":
+            return node.value
+        if op == "x":
+            return "x"
+        if op in ("state", "local", "param"):
+            return node.value
+        return emit(node, f"_t{next(counter)}")
+
+    def emit(node, out: str) -> str:
+        op = node.op
+        if op in ("number", "x", "state", "local", "param"):
+            statements.append(Stmt("identity", (value(node),), out))
+            return out
+        attrs = None
+        if op == "matmul":
+            matrix, vector = node.args
+            inputs = (matrix.value, value(vector))
+        elif op == "clamp":
+            inputs = (value(node.args[0]),)
+            attrs = {"low": float(node.value[0]), "high": float(node.value[1])}
+        elif op == "layer_norm":
+            inputs = tuple(value(a) for a in node.args)
+            attrs = {"eps": float(node.value)}
+        elif op == "chunk":
+            raise ValueError("a chunk stands alone on the right of an assignment")
+        else:
+            inputs = tuple(value(a) for a in node.args)
+        statements.append(Stmt(op, inputs, out, attrs))
+        return out
+
+    for assign in step.statements:
+        node = assign.node
+        if node.op == "chunk":
+            inner = value(node.args[0])
+            targets = tuple(assign.targets)
+            statements.append(Stmt("chunk", (inner,), targets if len(targets) > 1
+                                   else targets[0], {"n": node.value[0]}))
+        else:
+            emit(node, assign.targets[0])
+    return statements
+
+
+_BUILTIN_STEPS: dict[str, object] = {}
+
+
+def builtin_step(block: model.Block):
+    """The step of a built-in cell (`registry.Cell.step_lines`) for `block`'s arguments,
+    checked as a user cell whose sizes are the block's numbers: an `equations.Step`."""
+    from .check import check_text
+    from .registry import step_statements
+
+    cell = block.spec
+    # every size a number but the step input's, as a user cell's `x` is `input_size`
+    sizes = {name: value for name, value in block.arguments.items()
+             if isinstance(value, int) and not isinstance(value, bool) and name != "input_size"}
+    sizes.update((name, compute(block.arguments)) for name, compute in cell.derived)
+    states = ", ".join(f"{s.name}[{s.size.substitute(sizes)}]" for s in cell.states)
+    params = "\n".join(
+        f"    param {t.role}[{', '.join(str(d.substitute(sizes)) for d in t.dims)}]"
+        for t in cell.parameters if t.when is None or block.arguments.get(t.when))
+    lines = "\n".join(f"    {line}" for line in step_statements(cell, block.arguments))
+    text = f"cell Builtin {{\n    state {states}\n{params}\n{lines}\n}}\n"
+    if text not in _BUILTIN_STEPS:
+        result = check_text(text, f"<{cell.name} step>")
+        if not result.ok or not result.cells:
+            raise ValueError(f"the step of `{cell.name}` does not check: "
+                             + "; ".join(d.message for d in result.diagnostics))
+        _BUILTIN_STEPS[text] = result.cells[0].step
+    return _BUILTIN_STEPS[text]
 
 
 # ----------------------------------------------------------------------------- blocks
 
 
-def _gate_order(cell: str) -> list[int]:
-    return {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2], "rnn": [0]}[cell]
-
-
-def _reorder(array, cell: str):
+def _reorder(array, gate_order: tuple[int, ...]):
     import numpy as np
 
-    pieces = np.split(array, len(_gate_order(cell)), axis=0)
-    return np.concatenate([pieces[i] for i in _gate_order(cell)], axis=0)
+    pieces = np.split(array, len(gate_order), axis=0)
+    return np.concatenate([pieces[i] for i in gate_order], axis=0)
 
 
 class _StackContext(NamedTuple):
@@ -400,6 +552,8 @@ class _StackContext(NamedTuple):
     weights: dict  # "<block>.<param>" -> float32 numpy array
     batch: str  # int64 [1]: the batch size
     initial_states: bool
+    lengths: str | None = None  # int64 [B]: each sequence's length (a padded batch)
+    valid: str | None = None  # bool [T, B, 1]: whether step t of a sequence is valid
 
 
 def _initial_state(ctx: _StackContext, block: model.Block, key: str, given: str | None,
@@ -429,7 +583,7 @@ def _index(g: _Graph, index: int) -> str:
 
 
 def _layer_states(ctx: _StackContext, block: model.Block, key: str, given: str | None,
-                  layer: int, size: int) -> str:
+                  layer: int) -> str:
     """`[D, B, size]` for the ONNX operators: rows layer*D .. layer*D + D - 1 (or omitted)."""
     g = ctx.g
     if given is None:
@@ -439,19 +593,33 @@ def _layer_states(ctx: _StackContext, block: model.Block, key: str, given: str |
                   hint=f"{block.name}.{key}_l{layer}")
 
 
+def _sequence_lengths(ctx: _StackContext) -> str:
+    """The lengths as the int32 `sequence_lens` of ONNX's recurrent operators."""
+    from onnx import TensorProto
+
+    root = ctx.g.root
+    if not hasattr(root, "_lengths32"):
+        root._lengths32 = root.node("Cast", [ctx.lengths], hint="lengths.int32",
+                                    to=TensorProto.INT32)
+    return root._lengths32
+
+
 def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
-                            given: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-    """A block as ONNX LSTM/GRU/RNN operators, one per layer."""
+                            given: dict[str, str | None]) -> tuple[str, dict[str, list[str]]]:
+    """A block as ONNX's own operator for its cell (`registry.OnnxOp`), one per layer."""
     import numpy as np
 
     g, D, H = ctx.g, block.num_directions, block.hidden_size
+    spec = block.spec.onnx
+    keys = list(block.states)
     direction = "bidirectional" if block.bidirectional else "forward"
-    finals: dict[str, list[str]] = {"h0": [], "c0": []}
+    finals: dict[str, list[str]] = {key: [] for key in keys}
+    lengths = _sequence_lengths(ctx) if ctx.lengths is not None else ""
     for layer in range(block.num_layers):
         suffixes = [f"_l{layer}", f"_l{layer}_reverse"][:D]
 
         def stacked(role, suffixes=suffixes):
-            return np.stack([_reorder(ctx.weights[f"{block.name}.{role}{s}"], block.cell)
+            return np.stack([_reorder(ctx.weights[f"{block.name}.{role}{s}"], spec.gate_order)
                              for s in suffixes])
 
         W = g.initializer(f"{block.name}.W_l{layer}", stacked("weight_ih"))
@@ -460,54 +628,67 @@ def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
         if block.bias:
             B = g.initializer(f"{block.name}.B_l{layer}", np.concatenate(
                 [stacked("bias_ih"), stacked("bias_hh")], axis=1))
-        inputs = [x, W, R, B, "", _layer_states(ctx, block, "h0", given.get("h0"), layer, H)]
-        attrs = {"hidden_size": H, "direction": direction}
-        if block.cell == "lstm":
-            inputs.append(_layer_states(ctx, block, "c0", given.get("c0"), layer, H))
-            op, count = "LSTM", 3
-        elif block.cell == "gru":
-            op, count = "GRU", 2
-            attrs["linear_before_reset"] = 1
-        else:
-            op, count = "RNN", 2
-            attrs["activations"] = ["Relu" if block.nonlinearity == "relu" else "Tanh"] * D
+        inputs = [x, W, R, B, lengths]
+        inputs += [_layer_states(ctx, block, key, given.get(key), layer) for key in keys]
+        attrs = {"hidden_size": H, "direction": direction, **dict(spec.attributes)}
+        if spec.activation is not None:
+            names = dict(spec.activations)
+            attrs["activations"] = [names[block.arguments[spec.activation]]] * D
         while inputs and inputs[-1] == "":
             inputs.pop()
-        outs = g.node(op, inputs, count, hint=f"{block.name}.l{layer}", **attrs)
-        y = outs[0]  # [T, D, B, H]
-        finals["h0"].append(outs[1])
-        if block.cell == "lstm":
-            finals["c0"].append(outs[2])
-        y = g.node("Transpose", [y], hint=f"{block.name}.l{layer}.y", perm=[0, 2, 1, 3])
+        outs = g.node(spec.op, inputs, 1 + len(keys), hint=f"{block.name}.l{layer}", **attrs)
+        for key, value in zip(keys, outs[1:]):
+            finals[key].append(value)
+        y = g.node("Transpose", [outs[0]], hint=f"{block.name}.l{layer}.y", perm=[0, 2, 1, 3])
         x = g.node("Reshape", [y, g.ints([0, 0, -1])], hint=f"{block.name}.l{layer}.out")
-    return x, {key: values for key, values in finals.items() if values}
+    return x, finals
+
+
+def _reverse_sequences(ctx: _StackContext, value: str, hint: str) -> str:
+    """Each sequence of `value` (`[T, B, F]`) reversed within its own length."""
+    return ctx.g.node("ReverseSequence", [value, ctx.lengths], hint=hint, batch_axis=1,
+                      time_axis=0)
 
 
 def _scan_block(ctx: _StackContext, block: model.Block, x: str,
-                given: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-    """A block as one Scan per layer and direction, from the cell's step statements."""
+                given: dict[str, str | None]) -> tuple[str, dict[str, list[str]]]:
+    """A block as one Scan per layer and direction, from its cell's step: a user cell's
+    checked `Step`, or a built-in cell's `step_lines` checked the same way."""
     g, D = ctx.g, block.num_directions
-    state_sizes = {"h0": block.state_size, "c0": block.hidden_size}
-    keys = list(block.states)  # h0 (, c0)
+    keys = list(block.states)
+    names = block.state_names
+    sizes = {key: shape[-1] for key, shape in block.states.items()}
     finals: dict[str, list[str]] = {key: [] for key in keys}
+    zoneout = float(block.arguments.get("zoneout", 0.0) or 0.0)
     layer_input = block.input_size
+    step = block.spec.step if block.spec.step is not None else builtin_step(block)
+    statements = lower_step(step)
     for layer in range(block.num_layers):
         outputs = []
         for reverse in (False, True)[:D]:
             suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-            statements, names = builtin_step(block, suffix)
             params = {}
-            for name in names:
-                key = f"{block.name}.{name}{suffix}"
-                array = ctx.weights[key]
-                params[name] = (g.initializer(key, array), array.shape)
+            for p in block.parameters:
+                if p.layer == layer and p.reverse == reverse:
+                    key = f"{block.name}.{p.name}"
+                    array = ctx.weights[key]
+                    params[p.role] = (g.initializer(key, array), array.shape)
             index = layer * D + int(reverse)
-            states = [(key[0], state_sizes[key],
-                       _initial_state(ctx, block, key, given.get(key), state_sizes[key], index))
-                      for key in keys]
-            y, last = emit_recurrence(g, f"{block.name}{suffix}", statements, x=x,
+            states = [(name, sizes[key],
+                       _initial_state(ctx, block, key, given.get(key), sizes[key], index))
+                      for name, key in zip(names, keys)]
+            source = x
+            by_length = reverse and ctx.lengths is not None
+            if by_length:  # each sequence from its own last valid step
+                source = _reverse_sequences(ctx, x, f"{block.name}{suffix}.reversed")
+            y, last = emit_recurrence(g, f"{block.name}{suffix}", statements, x=source,
                                       x_size=layer_input, states=states, params=params,
-                                      reverse=reverse)
+                                      reverse=reverse and not by_length, valid=ctx.valid,
+                                      zoneout=zoneout)
+            if ctx.valid is not None:  # outputs at padded steps are zero
+                y = g.node("Where", [ctx.valid, y, g.scalar(0.0)], hint=f"{block.name}{suffix}.y")
+            if by_length:
+                y = _reverse_sequences(ctx, y, f"{block.name}{suffix}.y")
             outputs.append(y)
             for key, value in zip(keys, last):
                 finals[key].append(g.node("Unsqueeze", [value, g.ints([0])],
@@ -519,21 +700,70 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
 
 
 def uses_scan(block: model.Block) -> bool:
-    """Whether a block needs the Scan path (ONNX's LSTM has no projection)."""
-    return bool(block.proj_size)
+    """Whether a block needs the Scan path: a cell without an ONNX operator (user cells),
+    an argument the operator cannot express (an LSTM's `proj_size`), or zoneout."""
+    spec = block.spec.onnx
+    if spec is None:
+        return True
+    if block.arguments.get("zoneout"):
+        return True
+    return any(block.arguments.get(argument) for argument in spec.unsupported)
+
+
+def _merge(g: _Graph, block: model.Block, y: str) -> str:
+    """A bidirectional block's output `[T, B, 2H]` with its directions combined: `[T, B, H]`."""
+    how = block.arguments.get("merge", "concat")
+    if how == "concat" or block.num_directions == 1:
+        return y
+    half = block.state_size
+    forward, backward = (g.fresh(f"{block.name}.forward"), g.fresh(f"{block.name}.backward"))
+    g.node("Split", [y, g.ints([half, half])], [forward, backward], axis=-1)
+    if how == "mul":
+        return g.node("Mul", [forward, backward], hint=f"{block.name}.merged")
+    total = g.node("Add", [forward, backward], hint=f"{block.name}.merged")
+    if how == "mean":
+        total = g.node("Div", [total, g.scalar(2.0)], hint=f"{block.name}.merged")
+    return total
+
+
+def _residual(ctx: _StackContext, block: model.Block, y: str, x: str) -> str:
+    """A residual block's output plus its input, where the step is valid."""
+    if not block.arguments.get("residual"):
+        return y
+    g = ctx.g
+    if ctx.valid is not None:  # padding stays zero
+        x = g.node("Where", [ctx.valid, x, g.scalar(0.0)], hint=f"{block.name}.input_valid")
+    return g.node("Add", [y, x], hint=f"{block.name}.residual")
+
+
+def _valid_steps(g: _Graph, x: str, lengths: str) -> str:
+    """`[T, B, 1]` bool: whether step t of sequence b is within its length."""
+    from onnx import TensorProto
+
+    steps = g.node("Gather", [g.node("Shape", [x], hint="input.shape"), _index(g, 0)],
+                   hint="steps", axis=0)
+    time = g.node("Range", [_index(g, 0), steps, _index(g, 1)], hint="time")
+    time = g.node("Unsqueeze", [time, g.ints([1])], hint="time.column")  # [T, 1]
+    ends = g.node("Cast", [lengths], hint="lengths.int64", to=TensorProto.INT64)
+    valid = g.node("Less", [time, g.node("Unsqueeze", [ends, g.ints([0])], hint="ends")],
+                   hint="valid")  # [T, B]
+    return g.node("Unsqueeze", [valid, g.ints([2])], hint="valid.steps")
 
 
 def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET,
                 initial_states: bool = False, scan_everything: bool = False,
-                doc: str = ""):
-    """The ONNX model of `stack` with `weights` ("<block>.<param>" -> float32 array)."""
+                lengths: bool = False, doc: str = ""):
+    """The ONNX model of `stack` with `weights` ("<block>.<param>" -> float32 array).
+    `lengths`: the graph takes a `lengths` input (`[B]` int64), for padded batches."""
     from onnx import TensorProto, helper
+
+    from .registry import state_keys
 
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     g = _Graph(opset)
-    for name in ("input", "output"):
+    for name in ("input", "output", "lengths"):
         g.used.add(name)
     time_axis_first = not stack.batch_first
     graph_inputs = [helper.make_tensor_value_info(
@@ -543,7 +773,12 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
                                                perm=[1, 0, 2])
     batch = g.node("Gather", [g.node("Shape", [x], hint="input.shape"), g.ints([1])],
                    hint="batch", axis=0)
-    ctx = _StackContext(g, weights, batch, initial_states)
+    valid = None
+    if lengths:
+        graph_inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"]))
+        valid = _valid_steps(g, x, "lengths")
+    ctx = _StackContext(g, weights, batch, initial_states, "lengths" if lengths else None,
+                        valid)
     graph_outputs = []
     for block in stack.blocks:
         given: dict[str, str | None] = {}
@@ -557,11 +792,12 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
             else:
                 given[key] = None
         if scan_everything or uses_scan(block):
-            x, finals = _scan_block(ctx, block, x, given)
+            y, finals = _scan_block(ctx, block, x, given)
         else:
-            x, finals = _builtin_operator_block(ctx, block, x, given)
-        for key, values in finals.items():
-            name = f"{key[0]}_n.{block.name}"
+            y, finals = _builtin_operator_block(ctx, block, x, given)
+        x = _residual(ctx, block, _merge(g, block, y), x)
+        for state, (key, values) in zip(block.state_names, finals.items()):
+            name = f"{state_keys(state)[1]}.{block.name}"
             g.used.add(name)
             if len(values) == 1:
                 g.node("Identity", values, [name])
@@ -750,20 +986,13 @@ def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
 
 def export(result: model.CheckedFile, output: str, *, stack_name: str | None = None,
            weights: str | None = None, opset: int = DEFAULT_OPSET, seed: int = 0,
-           initial_states: bool = False, force: bool = False) -> model.Stack:
+           initial_states: bool = False, lengths: bool = False,
+           force: bool = False) -> model.Stack:
     """Export a checked file's stack to `output`; raises ExportError."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     stack = find_stack(result, stack_name)
-    for block in stack.blocks:  # section 9's merge, residual and zoneout change the numbers
-        used = [name for name, off in (("merge", "concat"), ("residual", False), ("zoneout", 0.0))
-                if block.arguments.get(name, off) != off]
-        if used:
-            raise ExportError(f"block `{block.name}` uses `{used[0]}`, which export does not "
-                              "write yet", status=1,
-                              help="export a stack without it (docs/export.md lists what is "
-                                   "exported)")
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -781,7 +1010,13 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
     doc = (f"stack {stack.name} of {os.path.basename(result.path)}, exported by rnnspec "
            f"(evaluation mode: no dropout); parameters from "
            f"{os.path.basename(weights) if weights else f'the initialisation, seed {seed}'}")
-    onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states, doc=doc)
+    try:
+        onnx_model = build_model(stack, arrays, opset=opset, initial_states=initial_states,
+                                 lengths=lengths, doc=doc)
+    except ValueError as exc:  # a step the builder cannot write: a bug of ours
+        raise ExportError(f"cannot write the graph of stack `{stack.name}` (a bug in "
+                          f"rnnspec; nothing was written): {exc}",
+                          help="please report it with the spec") from None
     try:
         validate(onnx_model)
     except Exception as exc:  # onnx.checker / shape inference: a bug of ours, not the user's

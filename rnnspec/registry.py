@@ -49,6 +49,17 @@ class StateTemplate(NamedTuple):
     size: Size
 
 
+class OnnxOp(NamedTuple):
+    """How ONNX's own recurrent operator (`LSTM`, `GRU`, `RNN`) runs a block of a cell."""
+
+    op: str
+    gate_order: tuple[int, ...]  # ONNX's k-th gate block of rows is this cell's gate_order[k]
+    attributes: tuple[tuple[str, object], ...] = ()  # fixed attributes of the operator
+    activation: str | None = None  # the argument naming the activation (`nonlinearity`)
+    activations: tuple[tuple[str, str], ...] = ()  # that argument's values -> ONNX's names
+    unsupported: tuple[str, ...] = ()  # arguments the operator cannot express when set
+
+
 class Cell(NamedTuple):
     name: str
     arguments: tuple[ArgumentRule, ...]  # in the order positional arguments take them
@@ -65,6 +76,12 @@ class Cell(NamedTuple):
     span: Span | None = None  # where a user cell is declared
     declared: tuple[str, ...] = ()  # user cells: the size arguments of the header
     step: object = None  # user cells: the checked step (`equations.Step`)
+    onnx: OnnxOp | None = None  # built-ins: ONNX's operator for the cell
+    # built-ins: the step in the equations of user cells (language section 8), one
+    # statement per line, each with the condition that keeps it: None (always), an
+    # argument (`bias`: kept when its value is truthy) or `not` and an argument; `{name}`
+    # is replaced by the argument's value. What export writes when no operator fits.
+    step_lines: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def rules(self) -> dict[str, ArgumentRule]:
@@ -222,15 +239,42 @@ BUILTIN_CELLS: dict[str, Cell] = {
     for cell in (
         _builtin("rnn", "RNN", 1, (NONLINEARITY,), torch_arguments=("nonlinearity",),
                  step_arguments=("nonlinearity",),
+                 onnx=OnnxOp("RNN", (0,), activation="nonlinearity",
+                             activations=(("tanh", "Tanh"), ("relu", "Relu"))),
+                 step_lines=(
+                     ("bias", "h = {nonlinearity}(weight_ih @ x + bias_ih + weight_hh @ h"
+                              " + bias_hh)"),
+                     ("not bias", "h = {nonlinearity}(weight_ih @ x + weight_hh @ h)"),
+                 ),
                  equations="h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (or relu)"),
         _builtin("lstm", "LSTM", 4, (PROJ_SIZE,),
                  states=(StateTemplate("h", Size.of("state_size")), StateTemplate("c", _H)),
                  parameters=_torch_parameters(4, Size.of("state_size"), projected=True),
                  derived=(("state_size", lambda v: v["proj_size"] or v["hidden_size"]),),
                  validate=_projection_smaller, torch_arguments=("proj_size",),
+                 onnx=OnnxOp("LSTM", (0, 3, 1, 2), unsupported=("proj_size",)),
+                 step_lines=(
+                     ("bias", "gi, gf, gg, go = chunk(weight_ih @ x + bias_ih + weight_hh @ h"
+                              " + bias_hh, 4)"),
+                     ("not bias", "gi, gf, gg, go = chunk(weight_ih @ x + weight_hh @ h, 4)"),
+                     (None, "c = sigmoid(gf) * c + sigmoid(gi) * tanh(gg)"),
+                     ("not proj_size", "h = sigmoid(go) * tanh(c)"),
+                     ("proj_size", "h = weight_hr @ (sigmoid(go) * tanh(c))"),
+                 ),
                  equations="i, f, g, o = gates of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); "
                            "c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t), then W_hr h_t"),
         _builtin("gru", "GRU", 3, (),
+                 onnx=OnnxOp("GRU", (1, 0, 2), attributes=(("linear_before_reset", 1),)),
+                 step_lines=(
+                     ("bias", "xr, xz, xn = chunk(weight_ih @ x + bias_ih, 3)"),
+                     ("bias", "hr, hz, hn = chunk(weight_hh @ h + bias_hh, 3)"),
+                     ("not bias", "xr, xz, xn = chunk(weight_ih @ x, 3)"),
+                     ("not bias", "hr, hz, hn = chunk(weight_hh @ h, 3)"),
+                     (None, "r = sigmoid(xr + hr)"),
+                     (None, "z = sigmoid(xz + hz)"),
+                     (None, "n = tanh(xn + r * hn)"),
+                     (None, "h = (1 - z) * n + z * h"),
+                 ),
                  equations="r, z = gates; n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn)); "
                            "h_t = (1 - z) * n + z * h_{t-1}"),
     )
@@ -306,3 +350,17 @@ def gate_count(cell: Cell) -> int | None:
 # Built-in cells by gate count: what a checkpoint's weight_hh rows over columns tell.
 CELLS_BY_GATES: dict[int, Cell] = {
     gate_count(cell): cell for cell in BUILTIN_CELLS.values() if gate_count(cell)}
+
+
+def step_statements(cell: Cell, values: dict) -> tuple[str, ...]:
+    """A built-in cell's step for a block's argument values: the lines of `step_lines`
+    whose condition holds, with `{argument}` replaced by its value."""
+    kept = []
+    for condition, line in cell.step_lines:
+        if condition is not None:
+            negated = condition.startswith("not ")
+            argument = condition.removeprefix("not ")
+            if bool(values.get(argument)) == negated:
+                continue
+        kept.append(line.format(**{k: v for k, v in values.items() if isinstance(v, str)}))
+    return tuple(kept)

@@ -15,7 +15,7 @@ import itertools
 import re
 from typing import NamedTuple
 
-from . import ast, model
+from . import model
 from .diagnostics import Diagnostic, Note, error
 from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from .shapes import format_shape
@@ -69,11 +69,29 @@ class Comparison(NamedTuple):
         return lines
 
 
-def recurrent_modules(tensors: dict) -> dict[str, Shapes]:
-    """The checkpoint's recurrent parameters by module prefix: `{"encoder.": {name: shape}}`."""
+def _key_pattern(roles) -> re.Pattern:
+    """A per-layer parameter of one of `roles` (PyTorch's, and user cells' own), with the
+    module's prefix."""
+    if not roles:
+        return RECURRENT_KEY
+    names = "|".join(re.escape(r) for r in sorted(set(roles) | set(_BUILT_IN_ROLES),
+                                                  key=len, reverse=True))
+    return re.compile(rf"(?P<module>(?:.*\.)?)(?P<role>{names})_l(?P<layer>\d+)"
+                      rf"(?P<reverse>_reverse)?")
+
+
+_BUILT_IN_ROLES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+# any per-layer parameter name, to order a block's tensors for messages
+_LAYER_NAME = re.compile(r"(?P<role>.+?)_l(?P<layer>\d+)(?P<reverse>_reverse)?")
+
+
+def recurrent_modules(tensors: dict, roles=()) -> dict[str, Shapes]:
+    """The checkpoint's recurrent parameters by module prefix: `{"encoder.": {name: shape}}`;
+    `roles`: the parameter names of user cells to look for beside PyTorch's."""
     modules: dict[str, Shapes] = {}
+    pattern = _key_pattern(roles)
     for key, (shape, _dtype) in tensors.items():
-        found = RECURRENT_KEY.fullmatch(key)
+        found = pattern.fullmatch(key)
         if found:
             modules.setdefault(found["module"], {})[key[len(found["module"]):]] = shape
     return modules
@@ -137,9 +155,38 @@ def choose_prefix(stack: model.Stack, modules) -> tuple[str | None, list[str]]:
 
 
 def _spec_values(block: model.Block) -> dict:
-    return {"cell": block.cell, "hidden_size": block.hidden_size, "proj_size": block.proj_size,
-            "num_layers": block.num_layers, "bidirectional": block.bidirectional,
-            "bias": block.bias, "input_size": block.input_size}
+    values = {"cell": block.cell, "hidden_size": block.hidden_size,
+              "proj_size": block.proj_size, "num_layers": block.num_layers,
+              "bidirectional": block.bidirectional, "bias": block.bias,
+              "input_size": block.input_size}
+    values.update((name, block.arguments[name]) for name in block.spec.declared)
+    return values
+
+
+def _is_user(block: model.Block) -> bool:
+    return block.spec.step is not None
+
+
+def _solve_user(block: model.Block, actual: Shapes) -> tuple[dict, Shapes]:
+    """A user cell's sizes as the checkpoint's tensors give them (`infer.match_cell`):
+    ({argument: checkpoint's value}, the shapes then), or no change when nothing fits."""
+    from .infer import cell_shape, match_cell
+
+    expected = {p.name: p.shape for p in block.parameters}
+    if expected == actual:
+        return {}, expected
+    matched = match_cell(actual, cell_shape(block.spec))
+    if matched is None:
+        return {}, expected
+    arguments, input_size = matched
+    found = {"num_layers": 1, "bidirectional": False, **arguments, "input_size": input_size}
+    spec = _spec_values(block)
+    changes = {name: value for name, value in found.items() if spec.get(name) != value}
+    values = {k: v for k, v in block.arguments.items() if k != "input_size"}
+    values.update((k, v) for k, v in changes.items() if k != "input_size")
+    derived = derive(block.spec, input_size=found["input_size"], name=block.name,
+                     position=block.position, span=block.span, **values)
+    return changes, {p.name: p.shape for p in derived.parameters}
 
 
 def _derive(block: model.Block, values: dict) -> Shapes | None:
@@ -168,7 +215,7 @@ def _options(block: model.Block, actual: Shapes) -> dict[str, list]:
     rows = {shape[0] for name, shape in actual.items()
             if not name.startswith("weight_hr") and shape}
     layer0 = {name: shape for name, shape in actual.items()
-              if RECURRENT_KEY.fullmatch(name)["layer"] == "0"} or actual
+              if _LAYER_NAME.fullmatch(name)["layer"] == "0"} or actual
     hidden = {r // g for r in rows for g in GATES.values() if r % g == 0 and r}
     projections = {0}
     for name, shape in actual.items():
@@ -178,7 +225,7 @@ def _options(block: model.Block, actual: Shapes) -> dict[str, list]:
         if name.startswith("weight_hh") and len(shape) == 2:
             hidden.add(shape[1])
             projections.add(shape[1])
-    layers = {int(RECURRENT_KEY.fullmatch(n)["layer"]) + 1 for n in actual}
+    layers = {int(_LAYER_NAME.fullmatch(n)["layer"]) + 1 for n in actual}
     inputs = {shape[1] for name, shape in layer0.items()
               if name.startswith("weight_ih") and len(shape) == 2 and shape[1] > 0}
     found = {
@@ -196,6 +243,8 @@ def _options(block: model.Block, actual: Shapes) -> dict[str, list]:
 def solve(block: model.Block, actual: Shapes) -> tuple[dict, Shapes]:
     """The fewest argument changes that leave the fewest tensors unexplained:
     ({argument: checkpoint's value}, the shapes the block would then have)."""
+    if _is_user(block):
+        return _solve_user(block, actual)
     spec = _spec_values(block)
     expected = _derive(block, spec)
     if _differences(expected, actual) == 0:
@@ -240,6 +289,21 @@ def _article(cell: str) -> str:
 def _evidence(block: model.Block, argument: str, value, actual: Shapes,
               changes: dict) -> Note | None:
     """The tensor(s) of the checkpoint that show the argument's value."""
+    if _is_user(block) and argument not in ("num_layers", "bidirectional"):
+        # the first tensor whose declared shape holds the argument, mismatched if one is
+        expected = {p.name: p.shape for p in block.parameters}
+        roles = {t.role for t in block.spec.parameters
+                 if any(argument in d.names for d in t.dims)}
+        shown = [n for n in sorted(actual, key=_tensor_order)
+                 if _LAYER_NAME.fullmatch(n)["role"] in roles]
+        shown.sort(key=lambda n: expected.get(n) == actual[n])
+        if not shown:
+            return None
+        name = shown[0]
+        if name in expected and expected[name] != actual[name]:
+            return Note(f"`{name}` is {format_shape(actual[name])} in the checkpoint, the "
+                        f"spec derives {format_shape(expected[name])}")
+        return Note(f"`{name}` is {format_shape(actual[name])} in the checkpoint")
     values = dict(_spec_values(block), **changes)
     cell, hidden = values["cell"], values["hidden_size"]
     present = sorted(actual, key=_tensor_order)
@@ -258,7 +322,7 @@ def _evidence(block: model.Block, argument: str, value, actual: Shapes,
         return Note(f"`weight_hr_l0` has {value} rows" if value
                     else "the checkpoint has no `weight_hr_l0`")
     if argument == "num_layers":
-        last = [n for n in present if RECURRENT_KEY.fullmatch(n)["layer"] == str(value - 1)]
+        last = [n for n in present if _LAYER_NAME.fullmatch(n)["layer"] == str(value - 1)]
         if last:
             return Note(f"the checkpoint's last layer is {value - 1}: `{last[0]}`")
     if argument == "bidirectional":
@@ -273,35 +337,46 @@ def _evidence(block: model.Block, argument: str, value, actual: Shapes,
 
 
 def _tensor_order(name: str):
-    found = RECURRENT_KEY.fullmatch(name)
-    roles = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-    return (int(found["layer"]), bool(found["reverse"]), roles.index(found["role"]))
+    found = _LAYER_NAME.fullmatch(name)
+    if found is None:
+        return (0, False, 1, name)
+    role = found["role"]
+    known = _BUILT_IN_ROLES.index(role) if role in _BUILT_IN_ROLES else len(_BUILT_IN_ROLES)
+    return (int(found["layer"]), bool(found["reverse"]), known, role)
+
+
+def _cell_span(result: model.CheckedFile, block: model.Block):
+    """Where the block's cell is written: `block.span` is its name when it has one, and
+    the cell follows on that line (`encoder = lstm(...)`)."""
+    span = block.span
+    lines = result.text.split("\n")
+    if span is None or not 0 < span.line <= len(lines):
+        return span
+    line = lines[span.line - 1]
+    found = re.compile(rf"\b{re.escape(block.cell)}\s*\(").search(line, span.column - 1)
+    if found is None:
+        return span
+    start = found.start() + 1
+    return span._replace(column=start, end_line=span.line, end_column=start + len(block.cell))
 
 
 class _Explainer:
     def __init__(self, result: model.CheckedFile, stack: model.Stack):
-        from .parse import parse
-
-        spec, _ = parse(result.text, result.path)
+        self.result = result
         self.stack = stack
-        self.tree = next(s for s in spec.stacks if s.name == stack.name)
         self.problems: list[Diagnostic] = []
-
-    def arguments(self, block: model.Block) -> dict[str, ast.Argument]:
-        node = self.tree.blocks[block.position]
-        return {a.name: a for a in node.arguments if a.name}
 
     def changed(self, block: model.Block, argument: str, value, actual: Shapes,
                 changes: dict, previous: model.Block | None) -> None:
         spec = _spec_values(block)[argument]
-        written = self.arguments(block).get(argument)
+        written = block.argument_spans.get(argument)
         evidence = _evidence(block, argument, value, actual, changes)
         notes = [evidence] if evidence else []
         if argument == "cell":
-            node = self.tree.blocks[block.position]
             self.problems.append(error(
                 "E061", f"the checkpoint's block `{block.name}` is {_article(value)} "
-                f"`{value}`, the spec says `{spec}`", node.cell_span, notes=notes,
+                f"`{value}`, the spec says `{spec}`", _cell_span(self.result, block),
+                notes=notes,
                 help=f"the checkpoint implies `{value}(...)`"))
             return
         if argument == "input_size":
@@ -310,7 +385,7 @@ class _Explainer:
         if written is not None:
             message = (f"the checkpoint was trained with `{argument} = {_word(value)}`, "
                        f"the spec says {_word(spec)}")
-            span, hint = written.span, f"the checkpoint implies `{argument} = {_word(value)}`"
+            span, hint = written, f"the checkpoint implies `{argument} = {_word(value)}`"
         else:
             message = (f"the checkpoint was trained with `{argument} = {_word(value)}`, "
                        f"the spec leaves the default {_word(spec)}")
@@ -325,7 +400,7 @@ class _Explainer:
                 f"stack's `input_size` is {spec}", span, notes=notes,
                 help=f"the checkpoint implies `input_size = {value}`"))
             return
-        span = written.span if written is not None else block.span
+        span = written if written is not None else block.span
         notes.append(Note(f"block `{previous.name}` gives {spec} features", previous.span))
         self.problems.append(error(
             "E060", f"the checkpoint's block `{block.name}` takes {value} features, the spec "
@@ -372,7 +447,8 @@ class _Explainer:
 def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkpoint: str,
             prefix: str | None = None) -> Comparison:
     """Compare a checkpoint's tensors with a checked stack; diagnostics in the result."""
-    modules = recurrent_modules(tensors)
+    roles = {p.role for block in stack.blocks if _is_user(block) for p in block.parameters}
+    modules = recurrent_modules(tensors, roles)
     explain = _Explainer(result, stack)
     detected = prefix is None
     also: list[str] = []
@@ -432,6 +508,13 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
 
 def _output_size(block: model.Block, changes: dict) -> int:
     values = dict(_spec_values(block), **changes)
+    if _is_user(block):
+        sizes = {k: v for k, v in block.arguments.items()
+                 if isinstance(v, int) and not isinstance(v, bool)}
+        sizes.update((k, v) for k, v in values.items()
+                     if isinstance(v, int) and not isinstance(v, bool))
+        state = block.spec.states[0].size.evaluate(sizes)
+        return (2 if values["bidirectional"] else 1) * state
     state = values["proj_size"] or values["hidden_size"]
     return (2 if values["bidirectional"] else 1) * state
 

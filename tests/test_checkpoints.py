@@ -523,7 +523,8 @@ def test_user_cell_with_a_declared_argument():
 @given(spec=stack_specs(), data=st.data())
 def test_one_changed_argument_is_one_diagnostic_at_it(spec, data):
     """A checkpoint trained with one argument changed: one diagnostic, at that argument as
-    written, or at the block when the spec leaves it at its default."""
+    written (by name or by position), or at the block when the spec leaves it at its
+    default."""
     import copy
 
     from rnnspec.parse import parse
@@ -551,6 +552,9 @@ def test_one_changed_argument_is_one_diagnostic_at_it(spec, data):
     (problem,) = comparison.diagnostics
     assert problem.code == "E060" and f"`{argument} = " in problem.message
     tree, _ = parse(text, "spec.rnn")
-    written = {a.name: a.span for a in tree.stacks[0].blocks[index].arguments}
+    # positional arguments come first and take the cell's rules in order
+    rules = result.stacks[0].blocks[index].spec.arguments
+    written = {a.name or rules[position].name: a.span
+               for position, a in enumerate(tree.stacks[0].blocks[index].arguments)}
     expected = written.get(argument, result.stacks[0].blocks[index].span)
     assert problem.span == expected

@@ -451,14 +451,26 @@ def test_lengths_on_either_device_with_a_cuda_model(backend, where):
 
 @pytest.mark.parametrize("argument", ["merge = sum, bidirectional = true", "residual = true",
                                       "zoneout = 0.1"])
-def test_export_refuses_what_it_does_not_write_yet(argument, tmp_path):
+def test_export_writes_merge_residual_and_zoneout(argument, tmp_path):
+    """Section 9 in ONNX (tests/test_onnx_cells.py has the rest): the exported graph with
+    lengths equals the generated module's forward(input, lengths=...)."""
     pytest.importorskip("onnx")
-    from rnnspec.onnx_export import ExportError, export
+    ort = pytest.importorskip("onnxruntime")
+    from rnnspec.onnx_export import export
 
     text = f"stack Net {{\n input_size = 4\n gru(hidden_size = 4, {argument})\n}}\n"
-    with pytest.raises(ExportError, match="block `gru0` uses `(merge|residual|zoneout)`"):
-        export(check_source(text, "x.rnn"), str(tmp_path / "x.onnx"))
-    assert not (tmp_path / "x.onnx").exists()
+    path = tmp_path / "x.rnn"
+    path.write_text(text, encoding="utf-8")
+    out = tmp_path / "x.onnx"
+    export(check_source(text, str(path)), str(out), seed=3, lengths=True)
+    torch.manual_seed(3)
+    net = load(text, "fused").Net().eval()
+    x, lengths = torch.randn(5, 3, 4), torch.tensor([2, 5, 1])
+    with torch.no_grad():
+        expected = net(x, lengths=lengths)[0]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["output"], {"input": x.numpy(), "lengths": lengths.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
