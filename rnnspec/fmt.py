@@ -408,33 +408,14 @@ def format_source(text: str, path: str = "<string>") -> str:
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder renamed into
-    place, keeping an existing file's permission bits; raises OSError."""
-    import os
-    import stat
-    import tempfile
+    """Write `text` to `path` atomically, keeping an existing file's permission bits;
+    raises OSError."""
+    from .files import OutputError, replace_atomically
 
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".rnn.tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+        replace_atomically(path, text, keep_mode=True)
+    except OutputError as exc:
+        raise OSError(str(exc)) from None
 
 
 def run_fmt(args, style) -> int:

@@ -357,8 +357,7 @@ def write_spec(path: str, text: str, force: bool) -> None:
     from .codegen import OutputError, write_output
 
     try:
-        write_output(path, text, force=force, mark=HEADER_MARK, suffix=".rnn.tmp",
-                     tool="rnnspec infer")
+        write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer")
     except OutputError as exc:
         raise InferError(str(exc), 2) from None
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import NamedTuple
 
 from . import model
@@ -933,38 +932,12 @@ def _is_ours(path: str) -> bool:
 
 def write_bytes(path: str, data: bytes, *, force: bool = False) -> None:
     """Write `data` to `path` atomically; refuse to replace a file rnnspec did not write."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ExportError(f"cannot write `{path}`: it is a folder")
-    if not os.path.isdir(folder):
-        raise ExportError(f"cannot write `{path}`: the folder `{folder}` does not exist")
-    if os.path.exists(path) and not force:
-        try:
-            ours = _is_ours(path)
-        except OSError as exc:
-            raise ExportError(f"cannot read `{path}` to see what it is: {exc.strerror}") from None
-        if not ours:
-            raise ExportError(f"refusing to overwrite `{path}`: rnnspec did not write it "
-                              "(use --force to replace it)")
+    from .files import OutputError, write_output
+
     try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".rnnspec-", suffix=".onnx.tmp")
-    except OSError as exc:
-        raise ExportError(f"cannot write in `{folder}`: {exc.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise ExportError(f"cannot write `{path}`: {exc.strerror}") from None
+        write_output(path, data, is_ours=_is_ours, force=force)
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
