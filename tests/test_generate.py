@@ -161,6 +161,8 @@ def test_wrong_input_shape_names_stack_expected_and_received():
         model(torch.randn(100, 32, 30))
     with pytest.raises(ValueError, match="SeedLSTM"):
         model(torch.randn(4, 100, 32, 20))
+    with pytest.raises(ValueError, match="SeedLSTM: input must be a tensor"):
+        model([[0.0] * 20])
 
 
 def test_wrong_state_shape_is_a_value_error_before_arithmetic():
