@@ -149,49 +149,34 @@ class CellEmitter:
 
     def _sum(self, node: Node, in_step: bool) -> str:
         terms = _terms(node)
+        matmul, biases = self._linear(terms, in_step)
         text = ""
         for index, (sign, term) in enumerate(terms):
-            fused = self._fused_linear(terms, index, in_step)
-            if fused == "":
-                continue  # a bias already folded into an earlier `F.linear`
-            piece = fused or self.expression(term, in_step, 1 if sign > 0 else 2)
-            if index == 0 or not text:
+            if index in biases:
+                continue  # folded into the `F.linear` of `matmul`
+            if index == matmul:
+                matrix, vector = term.args
+                bias = " + ".join(f"w.{terms[b][1].value}" for b in biases)
+                piece = f"F.linear({self.expression(vector, in_step)}, w.{matrix.value}, {bias})"
+            else:
+                piece = self.expression(term, in_step, 1 if sign > 0 else 2)
+            if not text:
                 text = piece if sign > 0 else f"-{self.expression(term, in_step, 3)}"
             else:
                 text += f" {'+' if sign > 0 else '-'} {piece}"
         return text
 
-    def _fused_linear(self, terms, index, in_step) -> str | None:
-        """`W @ v + b` as one `F.linear(v, W, b)` (b a vector parameter added once);
-        "" for that bias's own place in the sum."""
-        sign, term = terms[index]
-        if sign < 0 or (in_step and id(term) in self.hoisted):
-            return None
-        if term.op == "param" and term.size is not None:
-            for earlier in range(index):
-                if self._bias_of(terms, earlier, in_step) is term:
-                    return ""
-            return None
-        if term.op != "matmul":
-            return None
-        bias = self._bias_of(terms, index, in_step)
-        if bias is None:
-            return None
-        matrix, vector = term.args
-        return f"F.linear({self.expression(vector, in_step)}, w.{matrix.value}, w.{bias.value})"
-
-    def _bias_of(self, terms, index, in_step):
-        """The first vector parameter term after a matmul term that can be its bias."""
-        sign, term = terms[index]
-        if term.op != "matmul" or sign < 0 or (in_step and id(term) in self.hoisted):
-            return None
-        taken = {id(self._bias_of(terms, i, in_step)) for i in range(index)
-                 if terms[i][1].op == "matmul"}
-        for other_sign, other in terms[index + 1:]:
-            if (other_sign > 0 and other.op == "param" and other.size == term.size
-                    and id(other) not in taken):
-                return other
-        return None
+    def _linear(self, terms, in_step: bool) -> tuple[int | None, list[int]]:
+        """`W @ v + b + c` as one `F.linear(v, W, b + c)`: the first matmul of a sum and
+        every vector parameter of its size added to it (one addmm instead of a matmul and
+        a pass over the whole [T, B, n] per bias)."""
+        for index, (sign, term) in enumerate(terms):
+            if sign > 0 and term.op == "matmul" and not (in_step and id(term) in self.hoisted):
+                biases = [i for i, (s, t) in enumerate(terms)
+                          if s > 0 and t.op == "param" and t.size is not None
+                          and t.size == term.size]
+                return (index, biases) if biases else (None, [])
+        return None, []
 
     # ------------------------------------------------------------------- hoisting
 
