@@ -37,6 +37,7 @@ class Checker:
         lets = self._unique(spec.lets, "constant")
         self.values = Evaluator(lets, self.problems)
         self.cells: dict[str, Cell] = dict(BUILTIN_CELLS)
+        self.broken: dict[str, Cell] = {}  # declared cells with errors: their arguments
         self.user_cells: list[Cell] = []
         self._check_cells(spec)
         for stack in self._unique(spec.stacks, "stack").values():
@@ -64,12 +65,14 @@ class Checker:
                 self._duplicate("name", item.name, item.name_span, others[item.name])
                 self.cells[item.name] = None
                 continue
-            cell = check_cell(item, self.values, self.problems)
+            cell, arguments = check_cell(item, self.values, self.problems)
             if cell is not None:
                 self.cells[item.name] = cell
                 self.user_cells.append(cell)
-            else:
-                self.cells[item.name] = None  # known, but broken: its blocks say nothing more
+            else:  # known but broken: its blocks' arguments are still checked, no shapes
+                self.cells[item.name] = None
+                self.broken[item.name] = Cell(item.name, arguments, positional=False,
+                                              parameters=(), states=())
 
     def _unique(self, items, kind: str) -> dict:
         """Items by name, reporting invalid names and every repeat after the first."""
@@ -209,14 +212,11 @@ class Checker:
             else:
                 names[name] = name_span
         if cell is None:
+            cell = self.broken.get(block.cell)
+            if cell is not None:  # its arguments can still be wrong on their own
+                self._bind_block(block, cell)
             return None
-        bound = self.bind_values(
-            block.arguments, cell.arguments, positional=cell.positional, kind="argument",
-            unknown=lambda actual: self._unknown_argument(actual, cell),
-            misplaced=lambda actual, binding: self._misplaced(actual, binding, cell),
-            missing=lambda rule: self.problems.append(
-                error("E035", f"`{cell.name}` block needs `{rule.name}`", block.cell_span,
-                      help=f"add `{rule.name} = N`: {rule.meaning}")))
+        bound = self._bind_block(block, cell)
         if bound is None or bound[2]:
             return None
         values, spans, _ = bound
@@ -254,9 +254,18 @@ class Checker:
             return None
         return derived
 
+    def _bind_block(self, block: ast.Block, cell: Cell):
+        return self.bind_values(
+            block.arguments, cell.arguments, positional=cell.positional, kind="argument",
+            unknown=lambda actual: self._unknown_argument(actual, cell),
+            misplaced=lambda actual, binding: self._misplaced(actual, binding, cell),
+            missing=lambda rule: self.problems.append(
+                error("E035", f"`{cell.name}` block needs `{rule.name}`", block.cell_span,
+                      help=f"add `{rule.name} = N`: {rule.meaning}")))
+
     def _cell(self, block: ast.Block) -> Cell | None:
         if block.cell in self.cells:
-            return self.cells[block.cell]
+            return self.cells[block.cell]  # None for a cell with errors: reported there
         builtin = _torch_spelling(block.cell)
         self.problems.append(
             error("E033", f"unknown cell `{block.cell}`", block.cell_span,
@@ -294,7 +303,8 @@ class Checker:
         owners = [c.name for c in self.cells.values()
                   if c is not None and argument.name in c.rules]
         if owners:
-            listed = " and ".join(f"`{c}`" for c in owners)
+            listed = ", ".join(f"`{c}`" for c in owners[:-1]) + " and " * (len(owners) > 1) \
+                + f"`{owners[-1]}`"
             message = f"`{argument.name}` is not an argument of `{cell.name}`"
             hint = f"only {listed} {'has' if len(owners) == 1 else 'have'} `{argument.name}`"
         else:
@@ -308,6 +318,10 @@ class Checker:
         """A positional argument that cannot bind: say what it would be, named."""
         free = [r.name for r in cell.arguments if r.name not in binding.formals]
         guess = "hidden_size" if "hidden_size" in free else (free[0] if free else None)
+        if not cell.positional:  # written as PyTorch's constructor takes them
+            position = binding.misplaced.index(argument)
+            order = ("input_size", "hidden_size", "num_layers")
+            guess = order[position] if position < len(order) else None
         source = argument.value
         shown = str(source.value) if isinstance(source, ast.Integer) else "..."
         named = f"write `{guess} = {shown}`" if guess else "remove it"

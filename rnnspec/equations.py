@@ -758,9 +758,12 @@ class _Describer:
         return f"{op}({', '.join(arguments)})"
 
 
-def check_cell(item: ast.Cell, values: Evaluator, problems: Sink) -> Cell | None:
-    """The registry record of a declared cell, or None after a diagnostic."""
-    return CellChecker(item, values, problems).cell()
+def check_cell(item: ast.Cell, values: Evaluator, problems: Sink) -> tuple[Cell | None, tuple]:
+    """The registry record of a declared cell, or None after a diagnostic; and the
+    arguments its blocks take (known from the header even when the body is wrong)."""
+    checker = CellChecker(item, values, problems)
+    cell = checker.cell()
+    return cell, (*COMMON_ARGUMENTS, *getattr(checker, "arguments", ()))
 
 
 def block_problems(cell: Cell, sizes_by_layer: list[dict], span: Span) -> list[Diagnostic]:
