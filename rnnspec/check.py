@@ -18,12 +18,11 @@ from .registry import (
     residual_problem,
     validate_extensions,
 )
+from .shapes import MAX_DIMENSION
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
 MEMORY_WARNING_BYTES = 2**40
-# PyTorch sizes are int64: a tensor dimension beyond this cannot exist.
-MAX_DIMENSION = 2**63 - 1
 
 
 class Checker:

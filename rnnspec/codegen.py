@@ -154,7 +154,9 @@ def _state_sizes(block: model.Block) -> tuple:
 
 def _state_type(block: model.Block) -> str:
     count = len(block.states)
-    return "Tensor | None" if count == 1 else f"tuple[{', '.join(['Tensor'] * count)}] | None"
+    if count > 2:
+        return "tuple | None"  # one Tensor per state, in the cell's order
+    return "Tensor | None" if count == 1 else "tuple[Tensor, Tensor] | None"
 
 
 def _finals(block: model.Block) -> str:

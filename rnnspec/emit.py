@@ -79,6 +79,7 @@ class CellEmitter:
         self.hoist_lines: list[str] = []
         self.step_lines: list[str] = []
         self.x = "x"
+        self._unread_inputs = False
 
     def _name(self, name: str) -> str:
         if name not in self.local:
@@ -87,9 +88,11 @@ class CellEmitter:
 
     # ------------------------------------------------------------------- printing
 
-    def _shape(self, size: Size | None, timed: bool) -> str:
-        dims = ["T", "B"] if timed else ["B"]
-        return "[" + ", ".join(dims + ([str(size)] if size is not None else [])) + "]"
+    def _shape(self, size: Size | None, axes: list[str]) -> str:
+        """`[T, B, 4 * hidden_size]`; a number is `a number`."""
+        if size is None:
+            return "a number"
+        return "[" + ", ".join([*axes, str(size)]) + "]"
 
     def expression(self, node: Node, in_step: bool, parent: int = 0) -> str:
         """Python for `node`: in the step, parts computed by hoist are read by name."""
@@ -182,16 +185,19 @@ class CellEmitter:
 
     def _hoist_value(self, node: Node) -> None:
         """Make `node` (reads no state) available to the step, computed in hoist."""
-        if id(node) in self.hoisted or node.op == "number" or node.op == "param":
+        if id(node) in self.hoisted or node.op in ("number", "param") or node.size is None:
+            return  # numbers are written where they are used; parameters read from `w`
+        if node.op == "chunk":  # pieces are split in the step, from the hoisted vector
+            self._hoist_value(node.args[0])
             return
         if node.op in ("x", "local"):
             name = self.expression(node, False)
         else:
             name = self.names.create(f"_v{len(self.passed)}")
-            comment = self._shape(node.size, node.batched)
+            comment = self._shape(node.size, ["T", "B"] if node.batched else [])
             self.hoist_lines.append(_line(f"{name} = {self.expression(node, False)}", comment, 8))
         if not any(passed == name for passed, _ in self.passed):
-            self.passed.append((name, self._shape(node.size, node.batched)))
+            self.passed.append((name, node.batched))
         self.hoisted[id(node)] = name
 
     def _plan(self, node: Node) -> None:
@@ -202,7 +208,7 @@ class CellEmitter:
         if node.op in ("add", "sub"):
             terms = _terms(node)
             still = [(s, t) for s, t in terms if not t.varying]
-            worth = [t for _, t in still if not _is_leaf(t)]
+            worth = [t for _, t in still if not _is_leaf(t) and t.size is not None]
             if len(still) > 1 and worth:
                 self._hoist_group(node, terms)
                 return
@@ -245,31 +251,51 @@ class CellEmitter:
         self._keep: list[Node] = []
         hoisted_statements, stepped = [], []
         for assign in self.step.statements:
-            if not assign.node.varying and not any(assign.states):
+            if assign.sizes[0] is None:  # a number: known in both functions
+                hoisted_statements.append(assign)
+                stepped.append(assign)
+            elif not assign.node.varying and not any(assign.states):
                 hoisted_statements.append(assign)
             else:
                 stepped.append(assign)
         for assign in hoisted_statements:
-            targets = ", ".join(self._name(t) for t in assign.targets)
             value = self.expression(assign.node, False)
-            shape = self._shape(assign.sizes[0], assign.node.batched)
-            each = "each " if len(assign.targets) > 1 else ""
-            self.hoist_lines.append(_line(f"{targets} = {value}", f"{each}{shape}", 8))
+            axes = ["T", "B"] if assign.node.batched else []
+            self.hoist_lines.append(self._assignment(assign, value, axes))
         step_lines = []
         for assign in stepped:
+            if assign.sizes[0] is None:
+                step_lines.append(self._assignment(assign, self.expression(assign.node, True),
+                                                   []))
+                continue
             self._plan(assign.node)
             node = self._rewrite(assign.node)
             value = self.expression(node, True)
-            for target, is_state in zip(assign.targets, assign.states):
-                if is_state and not assign.node.batched:
-                    value = f"({value}).expand_as({self._name(target)})"
-            targets = ", ".join(self._name(t) for t in assign.targets)
-            each = "each " if len(assign.targets) > 1 else ""
-            step_lines.append(_line(f"{targets} = {value}",
-                                    f"{each}{self._shape(assign.sizes[0], False)}", 8))
+            if not assign.node.batched and any(assign.states):
+                # a value of parameters only: each piece given the batch of the state
+                reference = self._name(assign.targets[assign.states.index(True)])
+                if len(assign.targets) > 1:
+                    value = f"(piece.expand_as({reference}) for piece in {value})"
+                else:
+                    value = f"({value}).expand_as({reference})"
+                step_lines.append(self._assignment(assign, value, ["B"]))
+            else:
+                step_lines.append(self._assignment(assign, value,
+                                                   ["B"] if assign.node.batched else []))
         if not self.passed:  # the loop needs one value per step, even if unread
-            self.passed.append((self.x, self._shape(Size.of("input_size"), True)))
+            self.passed.append((self.x, True))
+            self._unread_inputs = True
         return self._class(step_lines)
+
+    def _assignment(self, assign: Assign, value: str, axes: list[str]) -> str:
+        """`a = ...` (`(a,) = ...` for a one-piece chunk), with its shape comment."""
+        names = [self._name(t) for t in assign.targets]
+        several = len(names) > 1 or assign.node.op == "chunk"
+        targets = _tuple(names, bare=True) if several else names[0]
+        comment = ("each " if several else "") + self._shape(assign.sizes[0], axes)
+        if value == targets:
+            return f"        # {targets} keeps its value"
+        return _line(f"{targets} = {value}", comment, 8)
 
     def _rewrite(self, node: Node) -> Node:
         if id(node) in self._rewritten:
@@ -315,7 +341,8 @@ class CellEmitter:
             f"        return {unpack}",
             "",
             "    def step(self, inputs: tuple, state: tuple, w: Weights) -> tuple:",
-            f"        {unpack} = inputs",
+            "        del inputs  # the step reads no input" if self._unread_inputs
+            else f"        {unpack} = inputs",
             f"        {state_unpack} = state",
             *step_lines,
             f"        return {returned}",
@@ -325,8 +352,8 @@ class CellEmitter:
     def _expanded(self) -> list[str]:
         """Values without a time axis (parameters only), given one: one view per step."""
         out = []
-        for name, shape in self.passed:
-            if not shape.startswith("[T"):
+        for name, batched in self.passed:
+            if not batched:
                 out.append(f"        {name} = {name}.expand(input.shape[0], *{name}.shape)")
         return out
 

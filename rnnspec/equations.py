@@ -27,7 +27,7 @@ from .registry import (
     ParameterTemplate,
     StateTemplate,
 )
-from .shapes import Size, format_shape, quotient
+from .shapes import MAX_DIMENSION, Size, format_shape, quotient
 
 ELEMENTWISE = ("sigmoid", "tanh", "relu", "gelu", "silu", "softplus", "logsigmoid", "exp",
                "log", "abs", "sqrt")
@@ -167,12 +167,7 @@ class CellChecker:
                 elif symbol == "*":
                     result = result * value
                 elif symbol == "//" and value.constant and value.constant > 0:
-                    divided = quotient(result, value.constant)
-                    if divided.names - result.names:  # whole for some sizes only
-                        self.conditions.append((result, value.constant, symbol_span,
-                                                f"`//` divides {format_shape([result])} by "
-                                                f"{value.constant}"))
-                    result = divided
+                    result = quotient(result, value.constant)  # floor division
                 else:
                     self._error("E071", f"sizes combine with `+ - *` and `//` by an integer,"
                                 f" not `{symbol} {value}`", symbol_span)
@@ -266,6 +261,14 @@ class CellChecker:
         numbers = [self.values.typed(a.value, "float", "an initialiser's argument")
                    for a in arguments]
         if POISON in numbers:
+            return None
+        if name == "normal" and numbers[1] < 0:
+            self._error("E076", f"`normal(mean, std)` needs `std >= 0`, found {numbers[1]:g}",
+                        arguments[1].span)
+            return None
+        if name == "uniform" and numbers and numbers[0] > numbers[1]:
+            self._error("E076", f"`uniform(a, b)` needs `a <= b`, found {numbers[0]:g} > "
+                        f"{numbers[1]:g}", init.span)
             return None
         return (name, *numbers)
 
@@ -785,12 +788,29 @@ def block_problems(cell: Cell, sizes_by_layer: list[dict], span: Span) -> list[D
         for template in (*cell.parameters, *cell.states):
             dims = template.dims if isinstance(template, ParameterTemplate) else (template.size,)
             for dim in dims:
-                if dim.evaluate(sizes) < 1:
+                value = dim.evaluate(sizes)
+                if value < 1 or value > MAX_DIMENSION:
                     name = getattr(template, "role", getattr(template, "name", ""))
+                    shown = value if abs(value) < 10**20 else \
+                        f"a number of {len(str(value))} digits"
                     problems.append(error(
                         "E077", f"`{name}` of cell `{cell.name}` would have a dimension "
-                        f"{dim} = {dim.evaluate(sizes)}", span,
-                        notes=[Note(f"`{name}` is declared here", cell.span)]))
+                        f"{dim} = {shown}", span,
+                        notes=[Note(f"`{name}` is declared here", cell.span)],
+                        help=None if value < 1 else
+                        f"PyTorch sizes are int64, at most {MAX_DIMENSION:,}"))
         if problems:
             return problems  # one layer's sizes are enough to show the problem
+    first, *later = sizes_by_layer
+    for state in cell.states:
+        for sizes in later:  # states are stacked over layers: one size for all of them
+            if state.size.evaluate(sizes) != state.size.evaluate(first):
+                problems.append(error(
+                    "E077", f"state `{state.name}` of cell `{cell.name}` is "
+                    f"{state.size} = {state.size.evaluate(first)} in layer 0 but "
+                    f"{state.size.evaluate(sizes)} in the layers after it", span,
+                    notes=[Note(f"cell `{cell.name}` is declared here", cell.span)],
+                    help="the states of all layers are stacked into one tensor: size a "
+                         "state by `hidden_size` and the cell's arguments, not by "
+                         "`input_size`, or use one layer"))
     return problems

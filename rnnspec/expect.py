@@ -155,8 +155,10 @@ class ExpectationChecker:
             self.problems.append(
                 error("E046", f"block `{block.name}` is a `{block.cell}`, which has no {what} "
                       f"`{entry.key}`", entry.key_span,
-                      help=f"only {' and '.join(self.owners[state])} blocks have `{first}` and "
-                           f"`{final}`")
+                      help=(f"only {' and '.join(self.owners[state])} blocks have `{first}` "
+                            f"and `{final}`") if block.spec.step is None else
+                      f"the states of `{block.cell}` are " + ", ".join(
+                          f"`{k}`" for s in block.state_names for k in state_keys(s)))
             )
             return POISON
         return block

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# PyTorch sizes are int64: a tensor dimension beyond this cannot exist.
+MAX_DIMENSION = 2**63 - 1
+
 Monomial = tuple[str, ...]  # sorted size names, with repeats: ("hidden_size", "hidden_size")
 
 # Quotients that hold for some sizes only (`(input_size + hidden_size) / 2`) stand as
@@ -146,13 +149,13 @@ class Size:
 
 
 def quotient(size: Size, divisor: int) -> Size:
-    """`size / divisor` as a size of its own, for sizes where it is whole (callers check
-    `size.evaluate(...) % divisor` where the sizes are known)."""
+    """`size // divisor` (floor division, as everywhere in the language) as a size of its
+    own where no polynomial is equal to it; spelt so that the parser reads it back."""
     exact = size.exact_div(divisor)
     if exact is not None:
         return exact
     text = str(size)
-    name = (f"({text})" if len(size.terms) > 1 else text) + f" / {divisor}"
+    name = (f"({text})" if len(size.terms) > 1 else text) + f" // {divisor}"
     _QUOTIENTS[name] = (size, divisor)
     return Size.of(name)
 

@@ -91,3 +91,79 @@ stack S {
     assert "w.w" in hoist and "w.b" in hoist and "w.d" in hoist
     assert "w.w" not in step and "w.b" not in step and "w.d" not in step
     assert "F.linear(h, w.u)" in step
+
+
+SHAPES = {
+    # a number inside a state-reading equation, a number local, `maximum` with a number
+    "Numbers": """
+cell Numbers {
+    state h[hidden_size]
+    param w[hidden_size, input_size]
+    a = 2
+    h = tanh(w @ x + h * -0.5) + maximum(h, -1) * (a + 3)
+}""",
+    # a state-free chunk into two states; a parameter-only chunk into two states
+    "Split": """
+cell Split {
+    state h[hidden_size], c[hidden_size], d[hidden_size], e[hidden_size]
+    param w[2 * hidden_size, input_size], b[2 * hidden_size]
+    h, c = chunk(w @ x, 2)
+    d, e = chunk(b, 2)
+}""",
+    # a chunk into one piece
+    "One": """
+cell One {
+    state h[hidden_size]
+    param u[hidden_size, hidden_size], w[hidden_size, input_size]
+    a = chunk(u @ h, 1)
+    h = tanh(a + w @ x)
+}""",
+}
+
+
+def _module(text: str, name: str, backend: str):
+    spec = text + f"\nstack S {{\n    input_size = 3\n    {name}(hidden_size = 4)\n}}\n"
+    result = check_source(spec, "emit.rnn")
+    assert result.ok, result.diagnostics
+    torch.manual_seed(1)
+    return load_source(generate_source(result, backend), "emit.rnn").S(dtype=torch.float64)
+
+
+@pytest.mark.parametrize("backend", ["fused", "explicit"])
+def test_numbers_in_state_reading_equations(backend):
+    model = _module(SHAPES["Numbers"], "Numbers", backend)
+    w = model.state_dict()["Numbers0.w_l0"]
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    h = torch.zeros(2, 4, dtype=torch.float64)
+    outputs = []
+    for t in range(5):
+        h = torch.tanh(x[t] @ w.T + h * -0.5) + torch.clamp(h, min=-1) * 5
+        outputs.append(h)
+    output, _ = model(x)
+    torch.testing.assert_close(output, torch.stack(outputs), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["fused", "explicit"])
+def test_chunks_into_states(backend):
+    model = _module(SHAPES["Split"], "Split", backend)
+    state = model.state_dict()
+    w, b = state["Split0.w_l0"], state["Split0.b_l0"]
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    output, (h, c, d, e) = model(x)
+    torch.testing.assert_close(output, (x @ w.T)[..., :4], rtol=0, atol=1e-12)
+    torch.testing.assert_close(c[0], (x[-1] @ w.T)[..., 4:], rtol=0, atol=1e-12)
+    torch.testing.assert_close(d[0], b[:4].expand(2, 4))
+    torch.testing.assert_close(e[0], b[4:].expand(2, 4))
+
+
+def test_a_chunk_into_one_piece():
+    spec = SHAPES["One"]
+    model = _module(spec, "One", "explicit")
+    state = model.state_dict()
+    u, w = state["One0.u_l0"], state["One0.w_l0"]
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    h = torch.zeros(2, 4, dtype=torch.float64)
+    for t in range(4):
+        h = torch.tanh(h @ u.T + x[t] @ w.T)
+    _, h_n = model(x)
+    torch.testing.assert_close(h_n[0], h, rtol=0, atol=1e-12)

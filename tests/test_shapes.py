@@ -63,11 +63,12 @@ def test_exact_division(a, divisor):
         assert any(c % divisor for _, c in a.terms)
 
 
-def test_a_quotient_that_holds_for_some_sizes_evaluates_where_it_does():
+def test_a_quotient_is_floor_division_and_reads_back():
     total = Size.of("input_size") + Size.of("hidden_size")
     half = quotient(total, 2)
-    assert half.names == {"(hidden_size + input_size) / 2"}
+    assert half.names == {"(hidden_size + input_size) // 2"}
     assert half.evaluate({"input_size": 7, "hidden_size": 9}) == 8
+    assert half.evaluate({"input_size": 7, "hidden_size": 8}) == 7  # floor, as `//` is
     assert quotient(4 * Size.of("hidden_size"), 2) == 2 * Size.of("hidden_size")
 
 
