@@ -201,7 +201,12 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
         if shape is None or len(shape) != len(dims):
             return None
         equations += list(zip(dims, shape))
-    unknown = {"input_size", "hidden_size", *cell.arguments}
+    # a declared size that no tensor's shape mentions cannot be read from the weights: it
+    # keeps the spec's value (check --weights) or its default (infer)
+    mentioned = set().union(*(_symbols(d) for dims in cell.parameters.values() for d in dims),
+                            _symbols(cell.first_state))
+    solvable = [a for a in cell.arguments if a in mentioned]
+    unknown = {"input_size", "hidden_size", *solvable}
     known: dict[str, int] = {}
     progress = True
     while progress and unknown - set(known):
@@ -232,7 +237,7 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
     if len(params) != layers * directions * len(cell.parameters):
         return None
     arguments = {"hidden_size": known["hidden_size"]}
-    arguments.update({a: known[a] for a in cell.arguments})
+    arguments.update({a: known[a] for a in solvable})
     if layers != 1:
         arguments["num_layers"] = layers
     if directions == 2:
@@ -346,6 +351,9 @@ def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ())
         rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
         unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
                        if r.choices and not r.keyword_only]  # torch's words weights do not tell
+        declared = next((c.arguments for c in cells if c.name == module.cell), ())
+        unknown[:0] = [f"`{a}` (a size of `{module.cell}` no tensor shows: set it)"
+                       for a in declared if a not in module.arguments]
         if unknown:
             lines.append(f"    # not recorded in the weights: {', '.join(unknown)}")
         lines += ["}", ""]

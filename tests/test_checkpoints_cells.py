@@ -182,3 +182,38 @@ def test_a_dropped_tensor_of_a_user_cell_is_listed_at_the_block(tmp_path):
     assert any("`a.gamma_h_l0_reverse` [6] is missing" in note.message
                for note in problem.notes)
     assert comparison.missing == ["a.gamma_h_l0_reverse"]
+
+
+UNSEEN = """cell P(proj = 2, extra) {
+    state h[hidden_size]
+    param w[hidden_size, input_size]
+    param u[hidden_size, hidden_size]
+    h = tanh(w @ x + u @ h)
+}
+stack S {
+    input_size = 3
+    enc = P(hidden_size = HIDDEN, extra = 7)
+}
+"""
+
+
+def test_a_declared_size_no_tensor_shows_keeps_the_specs_value(tmp_path):
+    """`extra` appears in no parameter: the checkpoint still explains `hidden_size`, and
+    `infer` says it cannot tell `extra` instead of giving up."""
+    import torch
+
+    trained = tmp_path / "trained.rnn"
+    trained.write_text(UNSEEN.replace("HIDDEN", "6"), encoding="utf-8")
+    spec = tmp_path / "spec.rnn"
+    spec.write_text(UNSEEN.replace("HIDDEN", "4"), encoding="utf-8")
+    checkpoint = tmp_path / "model.pt"
+    torch.save(rnnspec.load(trained).S().state_dict(), checkpoint)
+    run = subprocess.run([sys.executable, "-m", "rnnspec", "check", str(spec), "--weights",
+                          str(checkpoint)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "E060" in run.stdout and "`hidden_size = 6`" in run.stdout
+    assert "E062" not in run.stdout
+    run = subprocess.run([sys.executable, "-m", "rnnspec", "infer", str(checkpoint), "--cells",
+                          str(spec)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "P(hidden_size = 6)" in run.stdout and "`extra`" in run.stdout
