@@ -150,6 +150,12 @@ class Builder:
                         [self.expr(size, sub), self.expr(size, sub)])
         if kind == "scalar":
             number = Node("number", self.draw(st.sampled_from(["1", "0.5", "2", "1e-3"])))
+            form = self.draw(st.sampled_from(["plain", "plain", "negative", "compound"]))
+            if form == "negative":  # `h * -0.5`
+                number = Node("neg", "-", [number])
+            elif form == "compound":  # `(2 + 0.5) * h`: a number computed in the step
+                number = Node("binary", self.draw(st.sampled_from(["+", "*"])),
+                              [number, Node("number", "0.5")])
             operand = self.expr(size, sub)
             op = self.draw(st.sampled_from(BINARY))
             first = self.draw(st.booleans())
@@ -210,14 +216,22 @@ def cells(draw, max_depth: int = 3) -> Cell:
             statements.append(Statement([name], builder.expr(size, depth)))
             builder.visible[name] = size
         else:
-            pieces = draw(st.integers(2, 3))
+            pieces = draw(st.integers(1, 3))  # one piece too: `a = chunk(v, 1)`
             piece = draw(st.sampled_from([HIDDEN, INPUT]))
             total = (pieces * piece[0], pieces * piece[1])
             names = [builder.fresh("v") for _ in range(pieces)]
             statements.append(Statement(names, builder.expr(total, max_depth), pieces))
             builder.visible.update({n: piece for n in names})
-    for name, size in draw(st.permutations(states)):
-        statements.append(Statement([name], builder.expr(size, draw(st.integers(1, max_depth)))))
+    order = draw(st.permutations(states))
+    if len(order) > 1 and order[0][1] == order[1][1] and draw(st.booleans()):
+        # two states from one chunk, of any expression (possibly reading no state at all)
+        (first, size), (second, _) = order[:2]
+        total = (2 * size[0], 2 * size[1])
+        statements.append(Statement([first, second],
+                                    builder.expr(total, draw(st.integers(0, max_depth))), 2))
+        order = order[2:]
+    for name, size in order:
+        statements.append(Statement([name], builder.expr(size, draw(st.integers(0, max_depth)))))
     return Cell("Random", states, builder.params, statements)
 
 
