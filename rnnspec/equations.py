@@ -516,8 +516,13 @@ class CellChecker:
         name = left.value
         rows, columns = left.args
         if right.size is None:
-            self._error("E072", f"`{name} @ ...` needs a vector on the right, found a number",
-                        span)
+            if right.op == "param" and right.args:  # `W @ V @ x` reads as `(W @ V) @ x`
+                self._error("E072", f"`{name} @ {right.value}` multiplies two matrices", span,
+                            help=f"`@` takes a matrix and a vector: write "
+                                 f"`{name} @ ({right.value} @ v)`")
+            else:
+                self._error("E072", f"`{name} @ ...` needs a vector on the right, found a "
+                            "number", span)
             return None
         if right.size != columns:
             vector = _describe_operand(right_expr)
@@ -634,7 +639,12 @@ class CellChecker:
             affine.append(node)
         eps = 1e-5
         if len(arguments) == 4:
-            eps = self.values.typed(arguments[3], "float", "the `eps` of `layer_norm`")
+            given = arguments[3]
+            if isinstance(given, ast.Name) and given.name in self.scope.kinds:
+                self._error("E074", "the `eps` of `layer_norm` is a number, not "
+                            f"`{given.name}`", given.span, help="write `1e-5`, for instance")
+                return None
+            eps = self.values.typed(given, "float", "the `eps` of `layer_norm`")
             if eps is POISON:
                 return None
         if inner is None:

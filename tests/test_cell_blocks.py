@@ -44,3 +44,12 @@ def test_positional_arguments_of_a_declared_cell_get_pytorchs_names():
 def test_a_cell_may_not_take_a_built_in_name_in_any_case():
     text = "cell LSTM {\n    state h[hidden_size]\n    h = tanh(h)\n}\n"
     assert [e[0] for e in _errors(text)] == ["E012"]
+
+
+def test_two_matrices_and_a_parameter_as_eps_are_named_as_such():
+    text = ("cell C {\n    state h[hidden_size]\n"
+            "    param W[hidden_size, hidden_size], V[hidden_size, input_size], g[hidden_size]\n"
+            "    h = layer_norm(W @ V @ x, g, g, g)\n}\n")
+    errors = _errors(text)
+    assert [(e[0], e[1], e[2]) for e in errors] == [("E072", 4, 22), ("E074", 4, 37)]
+    assert "`W @ (V @ v)`" in errors[0][3]
