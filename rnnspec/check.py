@@ -46,7 +46,7 @@ class Checker:
                 self.stacks[stack.name] = derived
 
     def _check_cells(self, spec: ast.SpecFile) -> None:
-        cells = getattr(spec, "cells", ())
+        cells = spec.cells
         if not cells:
             return
         from .equations import check_cell

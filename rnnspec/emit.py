@@ -13,7 +13,7 @@ from __future__ import annotations
 import keyword
 import textwrap
 
-from .equations import Assign, Node, Step, describe
+from .equations import Assign, Node, Step
 from .shapes import Size
 
 LINE_LENGTH = 100
@@ -407,5 +407,3 @@ def cell_source(cell, class_name: str) -> str:
     """The `_Recurrent` subclass of a declared cell, as Python source."""
     return CellEmitter(cell.step, class_name, cell).source()
 
-
-__all__ = ["cell_source", "describe", "Assign"]

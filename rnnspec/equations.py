@@ -101,6 +101,7 @@ class CellChecker:
         self.recurrent: list[str] = []
         self._names_used: set[str] = set()
         self.shown: dict[str, str] = {}  # a local's unique name -> its name in the spec
+        self.arguments: list[ArgumentRule] = []  # the header's sizes, as block arguments
 
     # ------------------------------------------------------------------- helpers
 
@@ -184,7 +185,6 @@ class CellChecker:
     def declare(self) -> bool:
         item = self.item
         with self.problems.watch() as step:
-            self.arguments: list[ArgumentRule] = []
             for name in SIZE_NAMES:
                 self.scope.kinds[name] = "size"
             reserved = {rule.name for rule in COMMON_ARGUMENTS}
@@ -776,7 +776,7 @@ def check_cell(item: ast.Cell, values: Evaluator, problems: Sink) -> tuple[Cell 
     arguments its blocks take (known from the header even when the body is wrong)."""
     checker = CellChecker(item, values, problems)
     cell = checker.cell()
-    return cell, (*COMMON_ARGUMENTS, *getattr(checker, "arguments", ()))
+    return cell, (*COMMON_ARGUMENTS, *checker.arguments)
 
 
 def block_problems(cell: Cell, sizes_by_layer: list[dict], span: Span) -> list[Diagnostic]:
