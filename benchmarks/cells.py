@@ -30,7 +30,7 @@ def _models(inputs: int, H: int, layers: int):
     import torch
 
     from rnnspec import check_source
-    from rnnspec.codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     text = _cell_text("TorchLSTM") + (
         f"stack Builtin {{\n    input_size = {inputs}\n"

@@ -15,7 +15,7 @@ from .processes import rnnspec_command
 
 def _examples() -> list[str]:
     """Every example that parses (fmt refuses the others before doing any work)."""
-    from rnnspec.parse import parse
+    from rnnspec.language.parse import parse
 
     paths = sorted((ROOT / "examples").glob("*.rnn")) + sorted(
         (ROOT.parent / "shared" / "examples").glob("*.rnn"))
@@ -93,7 +93,7 @@ def lsp_round_trip(rounds: int, lines: int = 2_000) -> dict | None:
     """None when pygls is not installed (the `lsp` extra)."""
     import importlib.util
 
-    from rnnspec.check import check_text
+    from rnnspec.check.checker import check_text
 
     if importlib.util.find_spec("pygls") is None or importlib.util.find_spec(
             "lsprotocol") is None:

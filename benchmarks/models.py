@@ -33,7 +33,7 @@ def build(cell: str, inputs: int, H: int, layers: int, backend: str):
     import torch
 
     from rnnspec import check_source
-    from rnnspec.codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     text = (f"stack Bench {{\n    input_size = {inputs}\n"
             f"    {cell}(hidden_size = {H}, num_layers = {layers})\n}}\n")

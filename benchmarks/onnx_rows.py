@@ -30,8 +30,8 @@ def rows(rounds: int, sizes=SIZES, batches=BATCHES, min_seconds: float = 0.0) ->
     import torch
 
     from rnnspec import check_source
-    from rnnspec.codegen import generate_source, load_source
-    from rnnspec.onnx_export import build_model, match_weights
+    from rnnspec.backends.onnx.export import build_model, match_weights
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     out = []
     for name, T, inputs, H, layers, proj in sizes:

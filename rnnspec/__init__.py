@@ -24,20 +24,20 @@ class SpecError(ValueError):
 
 def check_file(path):
     """Parse and check the spec at `path` (a `rnnspec.model.CheckedFile`)."""
-    from .check import check_path
+    from rnnspec.check.checker import check_path
 
     return check_path(str(path))
 
 
 def check_source(text: str, path: str = "<string>"):
     """Parse and check spec text; `path` is used in diagnostics."""
-    from .check import check_text
+    from rnnspec.check.checker import check_text
 
     return check_text(text, path)
 
 
 def _checked_or_raise(path):
-    from .diagnostics import render
+    from rnnspec.language.diagnostics import render
 
     result = check_file(path)
     if not result.ok:
@@ -50,7 +50,7 @@ def _checked_or_raise(path):
 
 def generate(path, backend: str = "fused") -> str:
     """The Python source of the module generated for the spec at `path`."""
-    from .codegen import generate_source
+    from rnnspec.backends.torch.codegen import generate_source
 
     return generate_source(_checked_or_raise(path), backend=backend)
 
@@ -60,7 +60,7 @@ def load(path, backend: str = "fused"):
 
     Nothing is written to disk; tracebacks through the generated code show its lines.
     """
-    from .codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     result = _checked_or_raise(path)
     return load_source(generate_source(result, backend=backend), result.path)

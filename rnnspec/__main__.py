@@ -1,3 +1,3 @@
-from .cli import entry
+from rnnspec.cli import entry
 
 entry()

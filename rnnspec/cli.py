@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from . import __version__
+from rnnspec import __version__
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -135,14 +135,14 @@ def _usage_error(message: str) -> int:
 
 
 def run_check(args) -> int:
-    from .check import check_path
-    from .report import json_report, text_report
+    from rnnspec.check.checker import check_path
+    from rnnspec.check.report import json_report, text_report
 
     tensors = None
     if args.weights is not None:
         if len(args.files) != 1:
             return _usage_error("--weights compares a checkpoint with one spec file")
-        from .checkpoints import CheckpointError, read_checkpoint
+        from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
 
         try:
             tensors = read_checkpoint(args.weights)
@@ -153,7 +153,7 @@ def run_check(args) -> int:
     results = [check_path(path) for path in args.files]
     sections, extra = [], {}
     if tensors is not None and results[0].readable:
-        from .weights import attach, stack_for
+        from rnnspec.tools.checkpoints.compare import attach, stack_for
 
         result = results[0]
         stack, why = stack_for(result, args.stack)
@@ -165,7 +165,7 @@ def run_check(args) -> int:
             extra["weights"] = comparison.to_json()
     if args.verify and all(r.ok for r in results):
         try:
-            from .verify import verify_results
+            from rnnspec.backends.torch.verify import verify_results
         except ImportError:  # pragma: no cover - torch is an extra
             sys.stderr.write("error: --verify needs torch: pip install 'rnnspec[torch]'\n")
             return EXIT_USAGE
@@ -173,7 +173,7 @@ def run_check(args) -> int:
     if args.json:
         sys.stdout.write(json_report(results, extra))
     else:
-        from .diagnostics import Style
+        from rnnspec.language.diagnostics import Style
 
         style = Style(_use_colour(args.color, sys.stdout))
         sys.stdout.write(text_report(results, style, sections))
@@ -181,8 +181,8 @@ def run_check(args) -> int:
 
 
 def run_generate(args) -> int:
-    from .check import check_path
-    from .diagnostics import Style, render
+    from rnnspec.check.checker import check_path
+    from rnnspec.language.diagnostics import Style, render
 
     result = check_path(args.file)
     style = Style(_use_colour(args.color, sys.stderr))
@@ -191,7 +191,7 @@ def run_generate(args) -> int:
         sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
     if not result.ok:
         return _exit_status([result])
-    from .codegen import OutputError, generate_source, write_output
+    from rnnspec.backends.torch.codegen import OutputError, generate_source, write_output
 
     source = generate_source(result, backend=args.backend)
     if args.output == "-":
@@ -206,9 +206,9 @@ def run_generate(args) -> int:
 
 
 def run_export(args) -> int:
-    from .check import check_path
-    from .diagnostics import Style, render
-    from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError
+    from rnnspec.backends.onnx.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError
+    from rnnspec.check.checker import check_path
+    from rnnspec.language.diagnostics import Style, render
 
     style = Style(_use_colour(args.color, sys.stderr))
     opset = DEFAULT_OPSET if args.opset is None else args.opset
@@ -222,7 +222,7 @@ def run_export(args) -> int:
         sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
     if not result.ok:
         return _exit_status([result])
-    from .onnx_export import export
+    from rnnspec.backends.onnx.export import export
 
     try:
         stack = export(result, args.output, stack_name=args.stack, weights=args.weights,
@@ -245,21 +245,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return run_export(args)
         if args.command == "fmt":
-            from .diagnostics import Style
-            from .fmt import run_fmt
+            from rnnspec.language.diagnostics import Style
+            from rnnspec.tools.fmt import run_fmt
 
             return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
         if args.command == "draw":
-            from .diagnostics import Style
-            from .draw import run_draw
+            from rnnspec.language.diagnostics import Style
+            from rnnspec.tools.draw import run_draw
 
             return run_draw(args, Style(_use_colour(args.color, sys.stderr)))
         if args.command == "lsp":
-            from .lsp import serve
+            from rnnspec.tools.lsp.server import serve
 
             return serve()
         if args.command == "infer":
-            from .infer import run_infer
+            from rnnspec.tools.checkpoints.infer import run_infer
 
             return run_infer(args)
         return run_generate(args)

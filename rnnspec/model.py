@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .diagnostics import Diagnostic, Span
+from rnnspec.language.diagnostics import Diagnostic, Span
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -32,7 +32,7 @@ class Parameter(NamedTuple):
 class Block(NamedTuple):
     name: str
     cell: str  # the cell as written: `lstm`, or a declared cell's name
-    spec: object  # the cell's record (rnnspec.registry.Cell)
+    spec: object  # the cell's record (rnnspec.cells.registry.Cell)
     position: int  # among all blocks of the stack
     span: Span
     input_size: int
@@ -76,7 +76,7 @@ class Block(NamedTuple):
     @property
     def summary(self) -> str:
         """`20 -> 50, 2 layers, bidirectional`: the block in words, for reports and docs."""
-        from .registry import SUMMARY
+        from rnnspec.cells.registry import SUMMARY
 
         parts = [f"{self.input_size} -> {self.hidden_size}",
                  f"{self.num_layers} layer{'s' if self.num_layers != 1 else ''}"]
@@ -124,7 +124,7 @@ class CheckedFile:
         self.path = path
         self.text = text
         self.stacks: list[Stack] = stacks or []
-        self.cells: list = []  # the file's own cells (rnnspec.registry.Cell), in order
+        self.cells: list = []  # the file's own cells (rnnspec.cells.registry.Cell), in order
         self.expectations: list[ExpectationResult] = expectations or []
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.readable = readable  # False when the file could not be read (exit status 2)

@@ -1,19 +1,6 @@
-"""Where the grammar and the templates live: inside the installed package, or beside it
-in a source checkout (the repository keeps them at its top level)."""
+"""The user's cache folder, where the parser and the templates keep their compiled forms."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-_PACKAGE = Path(__file__).resolve().parent
-
-
-def resource_dir(folder: str) -> Path:
-    """`grammar` or `templates`: the installed copy first, then the checkout's."""
-    for candidate in (_PACKAGE / folder, _PACKAGE.parent / folder):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"rnnspec is installed without its {folder}/ folder")
 
 
 def cache_folder() -> str | None:

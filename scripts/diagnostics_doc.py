@@ -15,10 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rnnspec.check import check_path  # noqa: E402
-from rnnspec.diagnostics import CODES, Style  # noqa: E402
-from rnnspec.report import text_report  # noqa: E402
-from rnnspec.weights import attach  # noqa: E402
+from rnnspec.check.checker import check_path  # noqa: E402
+from rnnspec.check.report import text_report  # noqa: E402
+from rnnspec.language.diagnostics import CODES, Style  # noqa: E402
+from rnnspec.tools.checkpoints.compare import attach  # noqa: E402
 
 EXPLANATIONS = {
     "E001": "The text does not follow the grammar. The message says in words what could "

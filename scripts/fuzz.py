@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rnnspec.check import check_text  # noqa: E402
-from rnnspec.diagnostics import Style, render  # noqa: E402
-from rnnspec.parse import SourceError, decode_source  # noqa: E402
-from rnnspec.report import json_report, text_report  # noqa: E402
+from rnnspec.check.checker import check_text  # noqa: E402
+from rnnspec.check.report import json_report, text_report  # noqa: E402
+from rnnspec.language.diagnostics import Style, render  # noqa: E402
+from rnnspec.language.parse import SourceError, decode_source  # noqa: E402
 
 TOKENS = [
     "let", "stack", "expect", "{", "}", "(", ")", "[", "]", "=", ",", "+", "-", "*", "//",
@@ -107,7 +107,7 @@ class OracleFailure(AssertionError):
 
 def exercise(data: bytes, compile_generated: bool = True) -> str:
     """Run one input through every path; returns the outcome, raises on a defect."""
-    from rnnspec.codegen import generate_source
+    from rnnspec.backends.torch.codegen import generate_source
 
     path = "fuzz.rnn"
     try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from rnnspec.registry import BUILTIN_CELLS
+from rnnspec.cells.registry import BUILTIN_CELLS
 
 
 @dataclass

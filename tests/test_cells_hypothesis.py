@@ -31,7 +31,7 @@ def stack_text(cell_name: str, hidden: int, input_size: int, layers: int, bidire
 
 
 def _render_errors(result, text):
-    from rnnspec.diagnostics import render
+    from rnnspec.language.diagnostics import render
 
     sources = {PATH: text.split("\n")}
     return "\n\n".join(render(d, sources) for d in result.diagnostics if d.is_error)
@@ -61,7 +61,7 @@ def test_random_cells_check_clean_and_run(cell, size, backend):
     import torch
 
     from rnnspec import check_source
-    from rnnspec.codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     rendered = render_cell(cell)
     text = rendered.text + "\n" + stack_text(cell.name, size["hidden"], size["input_size"],

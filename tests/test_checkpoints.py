@@ -16,10 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import render, stack_specs, torch_modules
 
-from rnnspec.check import check_text
-from rnnspec.checkpoints import CheckpointError, read_checkpoint, write_safetensors_header
-from rnnspec.infer import CellShape, infer_modules, match_cell, render_spec, stack_name
-from rnnspec.weights import compare
+from rnnspec.check.checker import check_text
+from rnnspec.tools.checkpoints.compare import compare
+from rnnspec.tools.checkpoints.infer import (
+    CellShape,
+    infer_modules,
+    match_cell,
+    render_spec,
+    stack_name,
+)
+from rnnspec.tools.checkpoints.read import (
+    CheckpointError,
+    read_checkpoint,
+    write_safetensors_header,
+)
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -331,9 +341,10 @@ def test_multi_gigabyte_safetensors_reads_only_the_header(tmp_path):
             with open("/proc/self/io") as f:
                 return int(next(l for l in f if l.startswith("rchar")).split()[1])
         from rnnspec.cli import main
-        import rnnspec.check, rnnspec.report, rnnspec.weights, rnnspec.checkpoints, io
+        import rnnspec.check.checker, rnnspec.check.report, io
+        import rnnspec.tools.checkpoints.compare, rnnspec.tools.checkpoints.read
         before = read_bytes()
-        rnnspec.checkpoints.read_checkpoint({str(path)!r})
+        rnnspec.tools.checkpoints.read.read_checkpoint({str(path)!r})
         header = read_bytes() - before
         sys.stdout = io.StringIO()
         before = read_bytes()
@@ -359,7 +370,7 @@ def test_large_torch_checkpoint_is_memory_mapped(tmp_path):
     torch.save({"model": {"rnn.weight_ih_l0": torch.ones(16384, 4096)}}, path)
     script = textwrap.dedent(f"""
         import resource, torch
-        from rnnspec.checkpoints import read_checkpoint
+        from rnnspec.tools.checkpoints.read import read_checkpoint
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tensors = read_checkpoint({str(path)!r})
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -527,7 +538,7 @@ def test_one_changed_argument_is_one_diagnostic_at_it(spec, data):
     default."""
     import copy
 
-    from rnnspec.parse import parse
+    from rnnspec.language.parse import parse
 
     index = data.draw(st.integers(0, len(spec.blocks) - 1))
     argument = data.draw(st.sampled_from(["hidden_size", "num_layers", "bidirectional",

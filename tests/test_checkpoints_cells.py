@@ -21,8 +21,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 import rnnspec  # noqa: E402
 from rnnspec import cli  # noqa: E402
-from rnnspec.checkpoints import read_checkpoint  # noqa: E402
-from rnnspec.weights import compare  # noqa: E402
+from rnnspec.tools.checkpoints.compare import compare  # noqa: E402
+from rnnspec.tools.checkpoints.read import read_checkpoint  # noqa: E402
 
 LIBRARY_PATH = ROOT / "examples" / "cells.rnn"
 LIBRARY = LIBRARY_PATH.read_text(encoding="utf-8")

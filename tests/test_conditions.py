@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnspec.check import Checker, check_text
-from rnnspec.parse import MAX_NESTING, parse
+from rnnspec.check.checker import Checker, check_text
+from rnnspec.language.parse import MAX_NESTING, parse
 
 # ----------------------------------------------------------------------------- Python's trees
 # Well-typed random expressions as Python ASTs: numbers where numbers go, booleans where
@@ -195,7 +195,7 @@ def test_cycles_through_conditions_are_found():
 
 
 def test_keywords_come_from_the_grammar():
-    from rnnspec.parse import language_words
+    from rnnspec.language.parse import language_words
 
     assert {"if", "else", "and", "or", "not"} <= language_words()
     diagnostic = _only("let if = 3\n")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, UPDATE_GOLDEN, assert_golden
 
-from rnnspec.check import check_path
-from rnnspec.diagnostics import CODES, Style
-from rnnspec.report import json_document, text_report
-from rnnspec.weights import attach
+from rnnspec.check.checker import check_path
+from rnnspec.check.report import json_document, text_report
+from rnnspec.language.diagnostics import CODES, Style
+from rnnspec.tools.checkpoints.compare import attach
 
 CASES = Path(__file__).resolve().parent / "cases"
 CASE_FILES = sorted(CASES.glob("*.rnn"))

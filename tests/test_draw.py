@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import ROOT, SHARED_EXAMPLES, assert_golden
 
-from rnnspec.check import check_text
-from rnnspec.draw import PALETTE, cell_fill, draw_svg
+from rnnspec.check.checker import check_text
+from rnnspec.tools.draw import PALETTE, cell_fill, draw_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -98,10 +98,10 @@ def test_colours_come_from_data_not_from_names():
     cell's name)."""
     import ast as python_ast
 
-    import rnnspec.draw as draw
-    from rnnspec.registry import BUILTIN_CELLS
+    import rnnspec.tools.draw as draw
+    from rnnspec.cells.registry import BUILTIN_CELLS
 
-    source = python_ast.parse((ROOT / "rnnspec" / "draw.py").read_text(encoding="utf-8"))
+    source = python_ast.parse((ROOT / "rnnspec" / "tools" / "draw.py").read_text(encoding="utf-8"))
     strings = {node.value for node in python_ast.walk(source)
                if isinstance(node, python_ast.Constant) and isinstance(node.value, str)}
     assert not strings & set(BUILTIN_CELLS)

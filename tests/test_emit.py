@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rnnspec import check_source  # noqa: E402
-from rnnspec.codegen import generate_source, load_source  # noqa: E402
+from rnnspec.backends.torch.codegen import generate_source, load_source  # noqa: E402
 
 CELLS = {
     # state-free terms with minus signs, before and after the state term

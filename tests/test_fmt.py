@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import render, stack_specs
 
-from rnnspec.check import check_text
-from rnnspec.fmt import format_source, format_text, significant, tokenize
-from rnnspec.parse import parse
-from rnnspec.report import json_document
+from rnnspec.check.checker import check_text
+from rnnspec.check.report import json_document
+from rnnspec.language.parse import parse
+from rnnspec.tools.fmt import format_source, format_text, significant, tokenize
 
 CASES = sorted((ROOT / "tests" / "cases").glob("*.rnn"))
 

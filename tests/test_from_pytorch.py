@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rnnspec.check import check_text
+from rnnspec.check.checker import check_text
 
 
 def _diagnostics(text: str):
@@ -103,8 +103,8 @@ def test_no_layout_hint_without_evidence(expect):
 
 
 def test_expectations_say_what_they_bound():
-    from rnnspec.diagnostics import Style
-    from rnnspec.report import json_document, text_report
+    from rnnspec.check.report import json_document, text_report
+    from rnnspec.language.diagnostics import Style
 
     text = _expect(LSTM, "    input = [100, 32, 60]") + "expect Net {\n    input = [_, 60]\n}\n" \
         + "expect Net {\n    input = [3, 60, 60]\n    h_n = [1, 60, 128]\n}\n"
@@ -119,8 +119,8 @@ def test_expectations_say_what_they_bound():
 
 
 def test_an_expectation_that_binds_nothing_shows_no_bindings():
-    from rnnspec.diagnostics import Style
-    from rnnspec.report import json_document, text_report
+    from rnnspec.check.report import json_document, text_report
+    from rnnspec.language.diagnostics import Style
 
     result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
     assert "spec.rnn:5: Net: FAILED\n" in text_report([result], Style(False))

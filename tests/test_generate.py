@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, SHARED_EXAMPLES
 
 import rnnspec
-from rnnspec.codegen import OutputError, write_output
+from rnnspec.backends.torch.codegen import OutputError, write_output
 
 torch = pytest.importorskip("torch")
 EXAMPLE = ROOT / "examples" / "seed.rnn"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from strategies import render, stack_specs, torch_modules
 
 from rnnspec import check_source
-from rnnspec.codegen import generate_source, load_source
+from rnnspec.backends.torch.codegen import generate_source, load_source
 
 torch = pytest.importorskip("torch")
 

@@ -8,10 +8,10 @@ import json
 import pytest
 from conftest import OWN_EXAMPLES, SHARED_EXAMPLES, assert_golden, shared_examples
 
-from rnnspec.check import check_path
-from rnnspec.codegen import generate_source
-from rnnspec.diagnostics import Style
-from rnnspec.report import json_report, text_report
+from rnnspec.backends.torch.codegen import generate_source
+from rnnspec.check.checker import check_path
+from rnnspec.check.report import json_report, text_report
+from rnnspec.language.diagnostics import Style
 
 EXAMPLES = shared_examples() + sorted(OWN_EXAMPLES.glob("*.rnn"))
 needs_examples = pytest.mark.skipif(not shared_examples(), reason="../shared/examples missing")

@@ -16,7 +16,7 @@ from strategies import stack_specs
 from test_generated_vs_torch import assert_close, build, random_state
 
 from rnnspec import check_source
-from rnnspec.codegen import generate_source, load_source
+from rnnspec.backends.torch.codegen import generate_source, load_source
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -456,7 +456,7 @@ def test_export_writes_merge_residual_and_zoneout(argument, tmp_path):
     lengths equals the generated module's forward(input, lengths=...)."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from rnnspec.onnx_export import export
+    from rnnspec.backends.onnx.export import export
 
     text = f"stack Net {{\n input_size = 4\n gru(hidden_size = 4, {argument})\n}}\n"
     path = tmp_path / "x.rnn"

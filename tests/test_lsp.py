@@ -16,8 +16,8 @@ pytest_lsp = pytest.importorskip("pytest_lsp")
 from lsprotocol import types  # noqa: E402
 from pytest_lsp import ClientServerConfig, LanguageClient  # noqa: E402
 
-from rnnspec.fmt import format_text  # noqa: E402
-from rnnspec.lsp import Analysis, completions, definition, hover_text, symbols  # noqa: E402
+from rnnspec.tools.fmt import format_text  # noqa: E402
+from rnnspec.tools.lsp.server import Analysis, completions, definition, hover_text, symbols  # noqa: E402
 
 in_server = pytest.mark.asyncio(loop_scope="module")
 
@@ -352,8 +352,8 @@ async def test_completion_in_and_of_user_cells(client: LanguageClient):
 def test_diagnostic_links_resolve():
     """`codeDescription` points at docs/diagnostics.md#<code>: the page has that anchor
     for every code, explicitly (not left to a renderer's heading slugs)."""
-    from rnnspec.diagnostics import CODES
-    from rnnspec.lsp import DOCS_URL
+    from rnnspec.language.diagnostics import CODES
+    from rnnspec.tools.lsp.server import DOCS_URL
 
     page = (ROOT / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     assert DOCS_URL.endswith("/docs/diagnostics.md")

@@ -12,13 +12,13 @@ import keyword
 import pytest
 
 import rnnspec
-from rnnspec.codegen import generate_source, load_source
-from rnnspec.names import (
+from rnnspec.backends.torch.codegen import generate_source, load_source
+from rnnspec.language.names import (
     GENERATED_CLASS_ATTRIBUTES,
     GENERATED_MODULE_GLOBALS,
     NN_MODULE_ATTRIBUTES,
 )
-from rnnspec.parse import language_words
+from rnnspec.language.parse import language_words
 
 torch = pytest.importorskip("torch")
 
@@ -139,7 +139,7 @@ def _generated_modules():
 def test_reserved_module_names_are_exactly_what_generated_modules_define():
     """No drift either way: every public global of a generated module is reserved for stack
     names, and every reserved name is defined by some generated module."""
-    from rnnspec.names import GENERATED_MODULE_GLOBALS
+    from rnnspec.language.names import GENERATED_MODULE_GLOBALS
 
     seen = set()
     for result, module in _generated_modules():

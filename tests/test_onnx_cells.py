@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 import rnnspec  # noqa: E402
-from rnnspec import onnx_export  # noqa: E402
-from rnnspec.registry import state_keys  # noqa: E402
+from rnnspec.backends.onnx import export as onnx_export  # noqa: E402
+from rnnspec.cells.registry import state_keys  # noqa: E402
 
 SIZES = [(6, 4), (3, 1)]  # two (T, B) pairs through one exported model
 TOLERANCE = 1e-5

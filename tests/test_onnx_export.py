@@ -20,7 +20,7 @@ from hypothesis import strategies as st  # noqa: E402
 from strategies import render, stack_specs  # noqa: E402
 
 import rnnspec  # noqa: E402
-from rnnspec import onnx_export  # noqa: E402
+from rnnspec.backends.onnx import export as onnx_export  # noqa: E402
 
 SIZES = [(5, 3), (1, 1)]  # two (T, B) pairs through one exported model
 TOLERANCE = 1e-5

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import StackSpec, render, stack_specs
 
-from rnnspec.check import check_text
-from rnnspec.codegen import generate_source
-from rnnspec.registry import BUILTIN_CELLS
-from rnnspec.report import json_document
+from rnnspec.backends.torch.codegen import generate_source
+from rnnspec.cells.registry import BUILTIN_CELLS
+from rnnspec.check.checker import check_text
+from rnnspec.check.report import json_document
 
 
 def _outcome(text: str):

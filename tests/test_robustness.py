@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import fuzz  # noqa: E402
 
 from rnnspec import check_source  # noqa: E402
-from rnnspec.check import check_path  # noqa: E402
-from rnnspec.diagnostics import Style, render  # noqa: E402
-from rnnspec.report import json_report, text_report  # noqa: E402
+from rnnspec.check.checker import check_path  # noqa: E402
+from rnnspec.check.report import json_report, text_report  # noqa: E402
+from rnnspec.language.diagnostics import Style, render  # noqa: E402
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 VALID = "stack Net {\n    input_size = 3\n    lstm(hidden_size = 4)\n}\n"
@@ -228,7 +228,7 @@ def test_cli_outcomes_are_only_0_1_or_2(tmp_path, data, status):
 def test_the_deepest_stack_checks_and_generates():
     """10,000 bidirectional projected layers: every path stays linear (a template that
     recomputed a column width per parameter once took minutes here)."""
-    from rnnspec.codegen import generate_source
+    from rnnspec.backends.torch.codegen import generate_source
 
     text = ("stack Deep {\n    input_size = 20\n"
             "    lstm(hidden_size = 50, num_layers = 10_000, bidirectional = true, "

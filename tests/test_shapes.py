@@ -1,4 +1,4 @@
-"""The shape algebra: sizes as polynomials over the size names (rnnspec.shapes.Size).
+"""The shape algebra: sizes as polynomials over the size names (rnnspec.cells.shapes.Size).
 
 Ring laws, canonical form, exact division, evaluation, and printing that reads back
 through the language's own parser to the same size."""
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnspec import check_source
-from rnnspec.shapes import Size, format_shape, quotient
+from rnnspec.cells.shapes import Size, format_shape, quotient
 
 NAMES = ("input_size", "hidden_size", "proj", "k")
 

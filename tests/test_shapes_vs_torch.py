@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from strategies import render, stack_specs, torch_modules
 
 from rnnspec import check_source
-from rnnspec.report import json_document
+from rnnspec.check.report import json_document
 
 torch = pytest.importorskip("torch")
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import OWN_EXAMPLES, ROOT, shared_examples
 
-from rnnspec.equations import FUNCTIONS as CELL_FUNCTIONS
-from rnnspec.equations import INITIALISERS
-from rnnspec.fmt import _TOKEN
-from rnnspec.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
+from rnnspec.cells.equations import FUNCTIONS as CELL_FUNCTIONS
+from rnnspec.cells.equations import INITIALISERS
+from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
+from rnnspec.tools.fmt import _TOKEN
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
 SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
@@ -208,11 +208,11 @@ def test_grammar_file_is_valid_json_with_the_expected_identity():
 
 
 def test_the_grammar_knows_every_word_of_the_language():
-    """Every keyword terminal of grammar/rnnspec.lark and every word the registry and the
+    """Every keyword terminal of rnnspec/language/rnnspec.lark and every word the registry and the
     equation checker know appear in the TextMate grammar."""
     import re
 
-    lark = (ROOT / "grammar" / "rnnspec.lark").read_text(encoding="utf-8")
+    lark = (ROOT / "rnnspec" / "language" / "rnnspec.lark").read_text(encoding="utf-8")
     keywords = set(re.findall(r'^[A-Z]+: "([a-z_]+)"$', lark, re.MULTILINE))
     assert {"let", "stack", "expect", "cell", "state", "param", "if", "else", "and", "or",
             "not", "true", "false"} <= keywords

@@ -163,7 +163,7 @@ def test_library_json_lists_the_cells_in_order():
     import json
 
     from rnnspec import check_source
-    from rnnspec.report import json_report
+    from rnnspec.check.report import json_report
 
     result = check_source(LIBRARY.read_text(encoding="utf-8"), str(LIBRARY))
     document = json.loads(json_report([result]))
@@ -371,7 +371,7 @@ def test_library_stacks_run(backend):
     """The library file itself generates under both backends and its stacks run."""
     text = LIBRARY.read_text(encoding="utf-8")
     result = check_clean(text, str(LIBRARY))
-    from rnnspec.codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     module = load_source(generate_source(result, backend=backend), str(LIBRARY))
     model = module.GruVariants()

@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from rnnspec.check import check_path
-from rnnspec.verify import verify_results, verify_stack
+from rnnspec.backends.torch.verify import verify_results, verify_stack
+from rnnspec.check.checker import check_path
 
 pytest.importorskip("torch")
 

@@ -23,9 +23,10 @@ def test_installed_wheel_checks_and_generates(tmp_path):
     assert build.returncode == 0, build.stderr
     (wheel,) = dist.glob("rnnspec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "rnnspec/grammar/rnnspec.lark" in names
-    assert {"rnnspec/templates/module.py.jinja", "rnnspec/templates/stack.py.jinja",
-            "rnnspec/templates/explicit.py.jinja"} <= set(names)
+    assert "rnnspec/language/rnnspec.lark" in names
+    templates = "rnnspec/backends/torch/templates/"
+    assert {templates + "module.py.jinja", templates + "stack.py.jinja",
+            templates + "explicit.py.jinja"} <= set(names)
 
     target = tmp_path / "site"
     install = subprocess.run(

@@ -3,7 +3,8 @@ items of examples/cells.rnn, spec text for a stack of them, the generated classe
 plain PyTorch runner of a step function over layers and directions.
 
 Nothing here knows the generator's internals: only `rnnspec.check_source`,
-`rnnspec.codegen.generate_source`/`load_source` and the generated API of sections 7 and 8.
+`rnnspec.backends.torch.codegen.generate_source`/`load_source` and the generated API of
+sections 7 and 8.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def stack_source(name: str, input_size: int, batch_first: bool, blocks, cells=No
 def check_clean(source: str, path: str = "cells_test.rnn"):
     """The checked file; fails the test with the rendered errors if there are any."""
     from rnnspec import check_source
-    from rnnspec.diagnostics import render
+    from rnnspec.language.diagnostics import render
 
     result = check_source(source, path)
     errors = [d for d in result.diagnostics if d.is_error]
@@ -106,7 +107,7 @@ def check_clean(source: str, path: str = "cells_test.rnn"):
 @functools.lru_cache(maxsize=256)
 def generated_module(source: str, backend: str):
     """The generated module object for spec text (cached: generation is the slow part)."""
-    from rnnspec.codegen import generate_source, load_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
 
     result = check_clean(source)
     return load_source(generate_source(result, backend=backend), "cells_test.rnn")

@@ -16,18 +16,18 @@ from __future__ import annotations
 import keyword
 from typing import NamedTuple
 
-from . import ast
-from .diagnostics import Diagnostic, Note, Sink, Span, error, warning
-from .evaluate import POISON, Evaluator, names_in
-from .names import suggest
-from .registry import (
+from rnnspec.cells.registry import (
     COMMON_ARGUMENTS,
     ArgumentRule,
     Cell,
     ParameterTemplate,
     StateTemplate,
 )
-from .shapes import MAX_DIMENSION, Size, format_shape, quotient
+from rnnspec.cells.shapes import MAX_DIMENSION, Size, format_shape, quotient
+from rnnspec.check.evaluate import POISON, Evaluator, names_in
+from rnnspec.language import ast
+from rnnspec.language.diagnostics import Diagnostic, Note, Sink, Span, error, warning
+from rnnspec.language.names import suggest
 
 ELEMENTWISE = ("sigmoid", "tanh", "relu", "gelu", "silu", "softplus", "logsigmoid", "exp",
                "log", "abs", "sqrt")

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import model
-from .diagnostics import Diagnostic, Note, Span, error
-from .shapes import Size, sequence_shape
+from rnnspec import model
+from rnnspec.cells.shapes import Size, sequence_shape
+from rnnspec.language.diagnostics import Diagnostic, Note, Span, error
 
 # Every layer's parameters are listed one by one, so the layer count is bounded (far above
 # any real network): a spec cannot make the checker enumerate 10**100 layers.

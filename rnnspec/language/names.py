@@ -11,8 +11,8 @@ import builtins
 import keyword
 import unicodedata
 
-from .diagnostics import Diagnostic, Span, did_you_mean, error
-from .parse import language_words
+from rnnspec.language.diagnostics import Diagnostic, Span, did_you_mean, error
+from rnnspec.language.parse import language_words
 
 # Public attributes of torch.nn.Module (torch 2.x), which a submodule must not replace.
 # tests/test_names.py checks this list against dir(torch.nn.Module) of the installed torch.

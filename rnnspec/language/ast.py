@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .diagnostics import Span
+from rnnspec.language.diagnostics import Span
 
 # ----------------------------------------------------------------------------- expressions
 

@@ -3,11 +3,11 @@ Both read the checked model only."""
 
 from __future__ import annotations
 
-from . import model
-from .diagnostics import Style, render, to_json
-from .model import format_bytes
-from .registry import state_keys
-from .shapes import format_shape
+from rnnspec import model
+from rnnspec.cells.registry import state_keys
+from rnnspec.cells.shapes import format_shape
+from rnnspec.language.diagnostics import Style, render, to_json
+from rnnspec.model import format_bytes
 
 
 def stack_text(stack: model.Stack, style: Style) -> list[str]:

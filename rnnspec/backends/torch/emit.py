@@ -13,8 +13,8 @@ from __future__ import annotations
 import keyword
 import textwrap
 
-from .equations import Assign, Node, Step
-from .shapes import Size
+from rnnspec.cells.equations import Assign, Node, Step
+from rnnspec.cells.shapes import Size
 
 LINE_LENGTH = 100
 _TORCH = {"sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "relu": "torch.relu",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import warnings
 
-from . import model
-from .diagnostics import Diagnostic, error
-from .registry import state_keys
-from .shapes import bind_dims
+from rnnspec import model
+from rnnspec.cells.registry import state_keys
+from rnnspec.cells.shapes import bind_dims
+from rnnspec.language.diagnostics import Diagnostic, error
 
 T, B = 3, 2  # any sizes do: they only have to be told apart
 
@@ -89,7 +89,7 @@ class _Generated:
 
     def stack(self, name: str):
         if self.module is None:
-            from .codegen import generate_source, load_source
+            from rnnspec.backends.torch.codegen import generate_source, load_source
 
             self.module = load_source(generate_source(self.result), self.result.path)
         return getattr(self.module, name)(device="meta")

@@ -8,8 +8,8 @@ Everything shown comes from the checker's records (`registry.Cell`, its `step` o
 
 from __future__ import annotations
 
-from .diagnostics import Span
-from .shapes import format_shape
+from rnnspec.cells.shapes import format_shape
+from rnnspec.language.diagnostics import Span
 
 
 def contains(span: Span | None, line: int, column: int) -> bool:
@@ -37,7 +37,7 @@ def records(analysis) -> dict:
 def cell_hover(item, record) -> str:
     """A user cell: its arguments, states and parameters with symbolic shapes (a table),
     and its equations as the checker reads them."""
-    from .registry import state_keys
+    from rnnspec.cells.registry import state_keys
 
     if record is None:
         return (f"**cell {item.name}**: has errors (see the diagnostics); "
@@ -91,7 +91,7 @@ def hover(analysis, spec, line: int, column: int) -> tuple[str, Span] | None:
             return None
         for state, checked in zip(item.states, record.states):
             if contains(state.span, line, column):
-                from .registry import state_keys
+                from rnnspec.cells.registry import state_keys
 
                 initial, final = state_keys(state.name)
                 return (f"state `{state.name}` of `{item.name}`: "

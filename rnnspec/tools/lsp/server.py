@@ -20,7 +20,7 @@ import sys
 import traceback
 from typing import NamedTuple
 
-from .diagnostics import Span
+from rnnspec.language.diagnostics import Span
 
 # Where each code is documented: docs/diagnostics.md of the project, one anchor per code.
 DOCS_URL = "https://github.com/rnnspec/rnnspec/blob/main/docs/diagnostics.md"
@@ -94,7 +94,7 @@ class Analysis:
     """One version of a document: the checked file, and (on demand) its AST and constants."""
 
     def __init__(self, text: str, path: str):
-        from .check import check_text
+        from rnnspec.check.checker import check_text
 
         self.doc = Document(text, path)
         self.result = check_text(text, path)
@@ -112,7 +112,7 @@ class Analysis:
     def semantic(self):
         """(AST or None, constant values): parsed again only when a request needs them."""
         if self._semantic is None:
-            from .parse import parse
+            from rnnspec.language.parse import parse
 
             spec, _ = parse(self.doc.text, self.doc.path)
             self._semantic = (spec, _constant_values(spec) if spec is not None else {})
@@ -121,8 +121,8 @@ class Analysis:
 
 def _constant_values(spec) -> dict:
     """Every constant's value (as the checker evaluates them), by name."""
-    from .diagnostics import Sink
-    from .evaluate import POISON, Evaluator
+    from rnnspec.check.evaluate import POISON, Evaluator
+    from rnnspec.language.diagnostics import Sink
 
     lets: dict = {}
     for let in spec.lets:
@@ -138,7 +138,7 @@ def _format_value(value) -> str:
 
 
 def _shape(dims) -> str:
-    from .shapes import format_shape
+    from rnnspec.cells.shapes import format_shape
 
     return format_shape(dims)
 
@@ -162,7 +162,7 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
                 written = f" (`{text}`)"
         return f"**{name}** = `{_format_value(constants[name])}`{written}", span
     if spec is not None:
-        from . import lsp_cells
+        from rnnspec.tools.lsp import cells as lsp_cells
 
         found = lsp_cells.hover(analysis, spec, line, column)
         if found is not None:
@@ -206,7 +206,7 @@ def block_hover(block, stack) -> str:
         rows.append(f"| `{parameter.name}` | `{_shape(parameter.shape)}` |")
     if len(parameters) > MAX_HOVER_ROWS:
         rows.append(f"| ... and {len(parameters) - MAX_HOVER_ROWS} more | |")
-    from .registry import state_keys
+    from rnnspec.cells.registry import state_keys
 
     for state in block.state_names:
         initial, final = state_keys(state)
@@ -255,7 +255,7 @@ def derived_shape(stack, key: str, selector=None):
         return None
     if key == "output":
         return block.output
-    from .registry import state_keys
+    from rnnspec.cells.registry import state_keys
 
     for state in block.state_names:
         initial, final = state_keys(state)
@@ -282,7 +282,7 @@ def definition(analysis: Analysis, line: int, column: int) -> Span | None:
     word = analysis.doc.word_at(line, column)
     if word is None:
         return None
-    from . import lsp_cells
+    from rnnspec.tools.lsp import cells as lsp_cells
 
     found = lsp_cells.definition(spec, word[0], line, column)
     if found is not None:
@@ -347,7 +347,7 @@ def symbols(analysis: Analysis) -> list[Symbol]:
                            e.span, e.key_span) for e in expect.entries]
         out.append(Symbol(f"expect {expect.stack}", "expect", "", expect.span,
                           expect.stack_span, tuple(children)))
-    from . import lsp_cells
+    from rnnspec.tools.lsp import cells as lsp_cells
 
     out += lsp_cells.symbols(spec, analysis, Symbol)
     return sorted(out, key=lambda s: (s.span.line, s.span.column))
@@ -505,7 +505,7 @@ def _argument_rules(cell: str | None, records: dict, declared: dict) -> tuple:
     """The rules of every argument a block of `cell` takes: from the registry record
     (built-in, or the file's checked cell), else every block's arguments plus the sizes
     the cell's header names."""
-    from .registry import BUILTIN_CELLS, COMMON_ARGUMENTS, ArgumentRule
+    from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS, ArgumentRule
 
     record = BUILTIN_CELLS.get(cell or "") or records.get(cell or "")
     if record is not None:
@@ -522,7 +522,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
                 previous: Analysis | None = None) -> list[Completion]:
     """What may be typed at `offset` of `text`. `previous`: the document's last version
     that parsed, for what the current one (half typed) cannot say: its cells and stacks."""
-    from .fmt import tokenize
+    from rnnspec.tools.fmt import tokenize
 
     tokens = [t for t in tokenize(text[:offset]) if t.kind != "comment"]
     context = _context(tokens)
@@ -545,7 +545,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
                 for r in rules] + values + [
             Completion("true", "value"), Completion("false", "value")]
     if where == "stack":
-        from .registry import BUILTIN_CELLS, STACK_PROPERTIES
+        from rnnspec.cells.registry import BUILTIN_CELLS, STACK_PROPERTIES
 
         cells = [Completion(c, "cell", "recurrent cell", f"{c}(hidden_size = )")
                  for c in BUILTIN_CELLS]
@@ -561,7 +561,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
         return [Completion(n, "name", "block") for n in names] + [
             Completion(str(i), "value", "block position") for i in range(len(names))]
     if where in ("cell", "function"):
-        from .equations import FUNCTIONS, INITIALISERS
+        from rnnspec.cells.equations import FUNCTIONS, INITIALISERS
 
         line = text[text.rfind("\n", 0, offset) + 1:offset].lstrip()
         if where == "cell" and line.startswith("param") and "=" in line:
@@ -584,7 +584,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
 def _expect_keys(stack, records, declared) -> list[Completion]:
     """`input`, `output` and the `s0` / `s_n` keys of the states of the stack's cells
     (`h0[block]` forms when the stack has several blocks)."""
-    from .registry import BUILTIN_CELLS, state_keys
+    from rnnspec.cells.registry import BUILTIN_CELLS, state_keys
 
     if stack is not None:
         states = [s for b in stack.blocks for s in b.state_names]
@@ -630,7 +630,7 @@ def make_server():
     from lsprotocol import types
     from pygls.lsp.server import LanguageServer
 
-    from . import __version__
+    from rnnspec import __version__
 
     server = LanguageServer("rnnspec", __version__,
                             text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
@@ -781,7 +781,7 @@ def make_server():
     @server.feature(types.TEXT_DOCUMENT_FORMATTING)
     @_guard
     def formatting(params: types.DocumentFormattingParams):
-        from .fmt import FormatRefused, format_source
+        from rnnspec.tools.fmt import FormatRefused, format_source
 
         analysis = analysis_of(params.text_document.uri)
         text = analysis.doc.text

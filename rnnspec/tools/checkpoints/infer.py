@@ -21,9 +21,9 @@ import os
 import re
 from typing import NamedTuple
 
-from .diagnostics import Span
-from .names import check_name
-from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+from rnnspec.language.diagnostics import Span
+from rnnspec.language.names import check_name
 
 HEADER_MARK = "# Written by rnnspec infer"
 CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}
@@ -264,8 +264,8 @@ def cell_shape(cell, source: str = "") -> CellShape:
 def cells_of(path: str) -> tuple[list[CellShape], list[str]]:
     """The user cells declared in the spec at `path`, as `CellShape`s with their text, and
     the problems that keep the file from being used (its error diagnostics)."""
-    from .check import check_path
-    from .parse import parse
+    from rnnspec.check.checker import check_path
+    from rnnspec.language.parse import parse
 
     result = check_path(path)
     if not result.readable or not result.ok:
@@ -362,7 +362,7 @@ def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ())
 
 def write_spec(path: str, text: str, force: bool) -> None:
     """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`."""
-    from .codegen import OutputError, write_output
+    from rnnspec.backends.torch.codegen import OutputError, write_output
 
     try:
         write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer")
@@ -373,7 +373,7 @@ def write_spec(path: str, text: str, force: bool) -> None:
 def run_infer(args) -> int:
     import sys
 
-    from .checkpoints import CheckpointError, read_checkpoint
+    from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
 
     cells: list[CellShape] = []
     if args.cells is not None:

@@ -3,12 +3,13 @@ mistakes people make most with PyTorch's recurrent modules."""
 
 from __future__ import annotations
 
-from . import ast, model
-from .diagnostics import Note, Sink, error
-from .evaluate import POISON, Evaluator
-from .names import suggest
-from .registry import state_keys
-from .shapes import bind_dims, format_shape, without_batch
+from rnnspec import model
+from rnnspec.cells.registry import state_keys
+from rnnspec.cells.shapes import bind_dims, format_shape, without_batch
+from rnnspec.check.evaluate import POISON, Evaluator
+from rnnspec.language import ast
+from rnnspec.language.diagnostics import Note, Sink, error
+from rnnspec.language.names import suggest
 
 ANY = None  # a dimension written `_`, or one whose expression already failed
 

@@ -9,14 +9,16 @@ import os
 import re
 import unicodedata
 
-from . import ast
-from .diagnostics import Diagnostic, Span, error
+from rnnspec.language import ast
+from rnnspec.language.diagnostics import Diagnostic, Span, error
 
 # A legitimate spec never nests parentheses this deep; refusing deeper ones keeps every
 # later recursive walk (evaluation of expressions) far from Python's recursion limit.
 MAX_NESTING = 64
 # Integer literals longer than this are refused before Python converts them.
 MAX_LITERAL_DIGITS = 500
+# The language's grammar, beside this module (and so inside the wheel).
+GRAMMAR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rnnspec.lark")
 
 # Terminals matched by a pattern, described in words. Every other terminal is a fixed string
 # of the grammar and is shown as itself, so a new keyword or operator is one grammar edit.
@@ -110,10 +112,15 @@ class _Nesting:
 
 def _cache_file() -> str | None:
     """Lark's serialized parser: loading it is several times faster than building it."""
-    from .resources import cache_folder
+    from rnnspec.resources import cache_folder
 
     folder = cache_folder()
     return os.path.join(folder, "parser.lark.cache") if folder else None
+
+
+def _read_grammar() -> str:
+    with open(GRAMMAR_PATH, encoding="utf-8") as handle:
+        return handle.read()
 
 
 @functools.cache
@@ -121,9 +128,7 @@ def parser():
     """The LALR parser, built on first use and kept for the life of the process."""
     from lark import Lark
 
-    from .resources import resource_dir
-
-    grammar = (resource_dir("grammar") / "rnnspec.lark").read_text(encoding="utf-8")
+    grammar = _read_grammar()
     options = dict(
         parser="lalr",
         lexer="basic",
@@ -205,7 +210,7 @@ def _describe_character(ch: str) -> str:
 
 def _torch_call(text: str, position: int, line: int, column: int, path: str):
     """E033 at `nn.LSTM` when the unexpected `.` belongs to a PyTorch module's call."""
-    from .registry import BUILTIN_CELLS
+    from rnnspec.cells.registry import BUILTIN_CELLS
 
     start = text.rfind("\n", 0, position) + 1
     end = text.find("\n", position)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import operator
 
-from . import ast
-from .diagnostics import Diagnostic, Note, Span, error
-from .names import suggest
+from rnnspec.language import ast
+from rnnspec.language.diagnostics import Diagnostic, Note, Span, error
+from rnnspec.language.names import suggest
 
 # Values beyond this are refused: they are never meaningful sizes, and capping them keeps
 # exact parameter counts (products of a few sizes) printable as decimal text.

@@ -15,10 +15,10 @@ import itertools
 import re
 from typing import NamedTuple
 
-from . import model
-from .diagnostics import Diagnostic, Note, error
-from .registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
-from .shapes import format_shape
+from rnnspec import model
+from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+from rnnspec.cells.shapes import format_shape
+from rnnspec.language.diagnostics import Diagnostic, Note, error
 
 # A parameter of PyTorch's recurrent modules, with the module's prefix (`encoder.rnn.`)
 RECURRENT_KEY = re.compile(
@@ -170,7 +170,7 @@ def _is_user(block: model.Block) -> bool:
 def _solve_user(block: model.Block, actual: Shapes) -> tuple[dict, Shapes]:
     """A user cell's sizes as the checkpoint's tensors give them (`infer.match_cell`):
     ({argument: checkpoint's value}, the shapes then), or no change when nothing fits."""
-    from .infer import cell_shape, match_cell
+    from rnnspec.tools.checkpoints.infer import cell_shape, match_cell
 
     expected = {p.name: p.shape for p in block.parameters}
     if expected == actual:
@@ -522,7 +522,7 @@ def _output_size(block: model.Block, changes: dict) -> int:
 def attach(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkpoint: str,
            prefix: str | None = None) -> Comparison:
     """`compare`, with its diagnostics added to the result's (in source order)."""
-    from .diagnostics import sort_key
+    from rnnspec.language.diagnostics import sort_key
 
     comparison = compare(result, stack, tensors, checkpoint, prefix)
     result.diagnostics = sorted(result.diagnostics + comparison.diagnostics, key=sort_key)

@@ -29,7 +29,7 @@ import os
 import re
 from typing import NamedTuple
 
-from . import model
+from rnnspec import model
 
 MIN_OPSET = 14  # Reshape/Unsqueeze/Squeeze/Split with tensor inputs; LSTM `layout`
 MAX_OPSET = 21  # the newest opset tested with onnxruntime
@@ -513,8 +513,8 @@ _BUILTIN_STEPS: dict[str, object] = {}
 def builtin_step(block: model.Block):
     """The step of a built-in cell (`registry.Cell.step_lines`) for `block`'s arguments,
     checked as a user cell whose sizes are the block's numbers: an `equations.Step`."""
-    from .check import check_text
-    from .registry import step_statements
+    from rnnspec.cells.registry import step_statements
+    from rnnspec.check.checker import check_text
 
     cell = block.spec
     # every size a number but the step input's, as a user cell's `x` is `input_size`
@@ -756,7 +756,7 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
     `lengths`: the graph takes a `lengths` input (`[B]` int64), for padded batches."""
     from onnx import TensorProto, helper
 
-    from .registry import state_keys
+    from rnnspec.cells.registry import state_keys
 
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
@@ -813,7 +813,7 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
     graph = helper.make_graph(g.nodes, stack.name, graph_inputs, graph_outputs,
                               initializer=g.initializers, doc_string=doc)
     opsets = [helper.make_opsetid("", opset)]
-    from . import __version__
+    from rnnspec import __version__
 
     onnx_model = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
                                    producer_version=__version__,
@@ -909,7 +909,7 @@ def initial_weights(spec_path: str, stack: model.Stack, seed: int) -> dict:
     """The generated module's own initialisation with `torch.manual_seed(seed)`."""
     import torch
 
-    from . import load
+    from rnnspec import load
 
     module = getattr(load(spec_path), stack.name)
     torch.manual_seed(seed)
@@ -932,7 +932,7 @@ def _is_ours(path: str) -> bool:
 
 def write_bytes(path: str, data: bytes, *, force: bool = False) -> None:
     """Write `data` to `path` atomically; refuse to replace a file rnnspec did not write."""
-    from .files import OutputError, write_output
+    from rnnspec.tools.files import OutputError, write_output
 
     try:
         write_output(path, data, is_ours=_is_ours, force=force)
@@ -950,7 +950,7 @@ def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
     for stack in result.stacks:
         if stack.name == name:
             return stack
-    from .diagnostics import did_you_mean
+    from rnnspec.language.diagnostics import did_you_mean
 
     hint = did_you_mean(name, names)
     raise ExportError(f"no stack `{name}` in `{result.path}`",

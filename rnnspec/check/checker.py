@@ -5,12 +5,8 @@ only; the report and the code generator read what it produced.
 
 from __future__ import annotations
 
-from . import ast, model
-from .binder import bind
-from .diagnostics import Note, Sink, Span, error, sort_key, warning
-from .evaluate import POISON, Evaluator
-from .names import check_name, suggest
-from .registry import (
+from rnnspec import model
+from rnnspec.cells.registry import (
     BUILTIN_CELLS,
     STACK_PROPERTIES,
     Cell,
@@ -18,7 +14,12 @@ from .registry import (
     residual_problem,
     validate_extensions,
 )
-from .shapes import MAX_DIMENSION
+from rnnspec.cells.shapes import MAX_DIMENSION
+from rnnspec.check.binder import bind
+from rnnspec.check.evaluate import POISON, Evaluator
+from rnnspec.language import ast
+from rnnspec.language.diagnostics import Note, Sink, Span, error, sort_key, warning
+from rnnspec.language.names import check_name, suggest
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
@@ -49,7 +50,7 @@ class Checker:
         cells = spec.cells
         if not cells:
             return
-        from .equations import check_cell
+        from rnnspec.cells.equations import check_cell
 
         others = {item.name: item.name_span for item in (*spec.lets, *spec.stacks)}
         for item in self._unique(cells, "cell").values():
@@ -168,7 +169,7 @@ class Checker:
                         f"{model.format_bytes(count * 4)} in float32", stack.name_span,
                         help="check the sizes: no single device holds this much")
             )
-        from .shapes import sequence_shape
+        from rnnspec.cells.shapes import sequence_shape
 
         return model.Stack(
             name=stack.name, path=self.spec.path, span=stack.name_span,
@@ -238,7 +239,7 @@ class Checker:
         if incoming is POISON or batch_first is POISON or step.failed or rules.failed:
             return None
         if cell.step is not None:
-            from .equations import block_problems
+            from rnnspec.cells.equations import block_problems
 
             conditions = block_problems(cell, _layer_sizes(cell, values, incoming),
                                         block.cell_span)
@@ -361,8 +362,8 @@ def _torch_spelling(name: str) -> str | None:
 
 def check_text(text: str, path: str) -> model.CheckedFile:
     """Parse and check one spec's text: the checked model and every diagnostic."""
-    from .expect import check_expectations
-    from .parse import collector_paused, parse
+    from rnnspec.check.expect import check_expectations
+    from rnnspec.language.parse import collector_paused, parse
 
     result = model.CheckedFile(path, text)
     with collector_paused():
@@ -382,7 +383,7 @@ def check_text(text: str, path: str) -> model.CheckedFile:
 
 def check_path(path: str) -> model.CheckedFile:
     """Read and check the spec at `path`; an unreadable file gives `readable=False`."""
-    from .parse import SourceError, read_source
+    from rnnspec.language.parse import SourceError, read_source
 
     try:
         text = read_source(path)

@@ -399,7 +399,7 @@ class FormatRefused(Exception):
 
 def format_source(text: str, path: str = "<string>") -> str:
     """The canonical layout of a spec that parses; raises `FormatRefused` otherwise."""
-    from .parse import parse
+    from rnnspec.language.parse import parse
 
     spec, problems = parse(text, path)
     if spec is None:
@@ -410,7 +410,7 @@ def format_source(text: str, path: str = "<string>") -> str:
 def write_atomically(path: str, text: str) -> None:
     """Write `text` to `path` atomically, keeping an existing file's permission bits;
     raises OSError."""
-    from .files import OutputError, replace_atomically
+    from rnnspec.tools.files import OutputError, replace_atomically
 
     try:
         replace_atomically(path, text, keep_mode=True)
@@ -423,8 +423,8 @@ def run_fmt(args, style) -> int:
     import difflib
     import sys
 
-    from .diagnostics import render
-    from .parse import SourceError, decode_source, read_source
+    from rnnspec.language.diagnostics import render
+    from rnnspec.language.parse import SourceError, decode_source, read_source
 
     status = 0
     for path in args.files:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import zlib
 from xml.sax.saxutils import escape, quoteattr
 
-from .shapes import format_shape
+from rnnspec.cells.shapes import format_shape
 
 COLUMN = 600  # width of one stack's column
 BOX_X, BOX_WIDTH, BOX_HEIGHT = 40, 300, 68
@@ -61,7 +61,7 @@ def _arrow(x: float, y1: float, y2: float, label: str) -> list[str]:
 def _extras(block) -> str:
     """The arguments at other than their defaults that change what the block computes
     (dropout, the regularisers, the cell's own), in the registry's words."""
-    from .registry import SUMMARY
+    from rnnspec.cells.registry import SUMMARY
 
     rules = block.spec.rules
     said = set(_SHOWN_ELSEWHERE)
@@ -202,9 +202,9 @@ def run_draw(args, style) -> int:
     """`rnnspec draw FILE [--stack NAME] -o OUT.svg`."""
     import sys
 
-    from .check import check_path
-    from .diagnostics import did_you_mean, render
-    from .fmt import write_atomically
+    from rnnspec.check.checker import check_path
+    from rnnspec.language.diagnostics import did_you_mean, render
+    from rnnspec.tools.fmt import write_atomically
 
     result = check_path(args.file)
     sources = {result.path: result.text.split("\n")}

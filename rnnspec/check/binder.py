@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .registry import ArgumentRule
+from rnnspec.cells.registry import ArgumentRule
 
 
 class Binding(NamedTuple):
