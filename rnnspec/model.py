@@ -117,7 +117,8 @@ class ExpectationResult(NamedTuple):
 class CheckedFile:
     """One file's outcome: its stacks, expectations and diagnostics."""
 
-    __slots__ = ("path", "text", "stacks", "cells", "expectations", "diagnostics", "readable")
+    __slots__ = ("path", "text", "stacks", "cells", "expectations", "diagnostics", "readable",
+                 "tree", "values")
 
     def __init__(self, path: str, text: str, stacks=None, expectations=None, diagnostics=None,
                  readable: bool = True):
@@ -128,6 +129,8 @@ class CheckedFile:
         self.expectations: list[ExpectationResult] = expectations or []
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.readable = readable  # False when the file could not be read (exit status 2)
+        self.tree = None  # the parsed file (rnnspec.language.ast.SpecFile), None if it did not parse
+        self.values: dict = {}  # every constant's checked value, by name (POISON where it failed)
 
     @property
     def ok(self) -> bool:

@@ -369,8 +369,10 @@ def check_text(text: str, path: str) -> model.CheckedFile:
     with collector_paused():
         spec, found = parse(text, path)
         problems = Sink(found)
+        result.tree = spec
         if spec is not None:
             checker = Checker(spec)
+            result.values = dict(checker.values.values)
             problems += checker.problems
             result.stacks = list(checker.stacks.values())
             result.cells = checker.user_cells
