@@ -129,7 +129,7 @@ class CheckedFile:
         self.expectations: list[ExpectationResult] = expectations or []
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.readable = readable  # False when the file could not be read (exit status 2)
-        self.tree = None  # the parsed file (rnnspec.language.ast.SpecFile), None if it did not parse
+        self.tree = None  # the parsed file (language.ast.SpecFile); None if it did not parse
         self.values: dict = {}  # every constant's checked value, by name (POISON where it failed)
 
     @property

@@ -100,3 +100,43 @@ def suggest(name: str, candidates) -> str | None:
     return did_you_mean(name, candidates) or (
         did_you_mean(ascii_lookalike(name), candidates) if not name.isascii() else None
     )
+
+
+class Namespace:
+    """Unique names, the wanted one where it is free (in the manner of torch.fx's
+    `_Namespace`): `create("h")` gives `h`, then `h_1`, `h_2`, ... Every name rnnspec
+    writes or invents (generated locals, ONNX values, inferred stacks, cell locals) comes
+    from one of these; `separator` and `first` set the suffix (`Encoder`, `Encoder2`;
+    `x`, `x.1`), `taken` and `reject` what counts as used."""
+
+    __slots__ = ("used", "separator", "first", "_reject")
+
+    def __init__(self, taken=(), *, separator: str = "_", first: int = 1, reject=None):
+        self.used: set[str] = set(taken)
+        self.separator = separator
+        self.first = first
+        self._reject = reject  # a predicate: names it accepts count as taken too
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.used or (self._reject is not None and self._reject(name))
+
+    def add(self, name: str) -> None:
+        """Mark `name` as taken (a name fixed from outside, such as a graph input)."""
+        self.used.add(name)
+
+    def update(self, names) -> None:
+        self.used.update(names)
+
+    def create(self, base: str) -> str:
+        name, index = base, self.first
+        while name in self:
+            name, index = f"{base}{self.separator}{index}", index + 1
+        self.used.add(name)
+        return name
+
+    def identifier(self, base: str) -> str:
+        """`create` for a Python name: refuses what is not an ASCII identifier or a keyword
+        (user text never becomes code unchecked)."""
+        if not (base.isidentifier() and base.isascii()) or keyword.iskeyword(base):
+            raise ValueError(f"refusing to put {base!r} into generated code as a name")
+        return self.create(base)

@@ -30,6 +30,7 @@ import re
 from typing import NamedTuple
 
 from rnnspec import model
+from rnnspec.language.names import Namespace
 
 MIN_OPSET = 14  # Reshape/Unsqueeze/Squeeze/Split with tensor inputs; LSTM `layout`
 MAX_OPSET = 21  # the newest opset tested with onnxruntime
@@ -92,7 +93,7 @@ class _Graph:
         self.root = root or self
         self.nodes: list = []
         if root is None:
-            self.used: set[str] = set()
+            self.used = Namespace()
             self.initializers: list = []
             self.initializer_bytes = 0
             self._scalars: dict[float, str] = {}
@@ -100,12 +101,7 @@ class _Graph:
             self._transposed: dict[str, str] = {}
 
     def fresh(self, hint: str) -> str:
-        used = self.root.used
-        name, index = hint, 1
-        while name in used:
-            name, index = f"{hint}_{index}", index + 1
-        used.add(name)
-        return name
+        return self.root.used.create(hint)
 
     def node(self, op: str, inputs, outputs=1, hint: str | None = None, **attrs):
         """Append a node; returns its output name (or the list of names, for several)."""
@@ -267,17 +263,14 @@ def _single_assignment(statements: list[Stmt], fixed: set[str]) -> tuple[list[St
     parameter assigned, gets a fresh name; later reads follow it), and {name: its last
     name}."""
     current: dict[str, str] = {}
-    taken = set(fixed)
+    taken = Namespace(fixed, separator=".")
     renamed = []
     for stmt in statements:
         inputs = tuple(a if isinstance(a, (int, float)) else current.get(a, a)
                        for a in stmt.inputs)
         outs = []
         for out in _outputs(stmt):
-            new, index = out, 1
-            while new in taken:
-                new, index = f"{out}.{index}", index + 1
-            taken.add(new)
+            new = taken.create(out)
             current[out] = new
             outs.append(new)
         renamed.append(stmt._replace(inputs=inputs, outputs=outs[0] if isinstance(

@@ -10,11 +10,11 @@ collides with `torch`, `F`, the weights `w` or the emitter's own temporaries.
 
 from __future__ import annotations
 
-import keyword
 import textwrap
 
 from rnnspec.cells.equations import Assign, Node, Step
 from rnnspec.cells.shapes import Size
+from rnnspec.language.names import Namespace
 
 LINE_LENGTH = 100
 _TORCH = {"sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "relu": "torch.relu",
@@ -36,23 +36,6 @@ def _literal(value) -> str:
     return repr(float(value))
 
 
-class _Namespace:
-    """Unique Python names: the spec's own where possible (in the manner of torch.fx)."""
-
-    def __init__(self):
-        self.used: set[str] = set(_RESERVED)
-
-    def create(self, base: str) -> str:
-        if not (base.isidentifier() and base.isascii()) or keyword.iskeyword(base):
-            raise ValueError(f"refusing to put {base!r} into generated code as a name")
-        name, index = base, 1
-        while name in self.used:
-            name = f"{base}_{index}"
-            index += 1
-        self.used.add(name)
-        return name
-
-
 def _is_leaf(node: Node) -> bool:
     return node.op in ("x", "state", "local", "param", "number")
 
@@ -71,7 +54,7 @@ class CellEmitter:
         self.step = step
         self.class_name = class_name
         self.cell = cell
-        self.names = _Namespace()
+        self.names = Namespace(_RESERVED)
         self.local: dict[str, str] = {}  # spec name (or local version) -> Python name
         self.states = [self._name(s) for s in step.states]
         self.hoisted: dict[int, str] = {}  # id of a node computed in hoist -> its name
@@ -83,7 +66,7 @@ class CellEmitter:
 
     def _name(self, name: str) -> str:
         if name not in self.local:
-            self.local[name] = self.names.create(name)
+            self.local[name] = self.names.identifier(name)
         return self.local[name]
 
     # ------------------------------------------------------------------- printing
@@ -193,7 +176,7 @@ class CellEmitter:
         if node.op in ("x", "local"):
             name = self.expression(node, False)
         else:
-            name = self.names.create(f"_v{len(self.passed)}")
+            name = self.names.identifier(f"_v{len(self.passed)}")
             comment = self._shape(node.size, ["T", "B"] if node.batched else [])
             self.hoist_lines.append(_line(f"{name} = {self.expression(node, False)}", comment, 8))
         if not any(passed == name for passed, _ in self.passed):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from rnnspec.language.diagnostics import Span
-from rnnspec.language.names import check_name
+from rnnspec.language.names import Namespace, check_name
 
 HEADER_MARK = "# Written by rnnspec infer"
 CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}
@@ -295,9 +295,8 @@ def stack_name(prefix: str, taken: set[str]) -> str:
         name = "Stack" + name
     if check_name(name, _NOWHERE, "stack") is not None:
         name += "Stack"
-    unique, number = name, 2
-    while unique in taken:
-        unique, number = f"{name}{number}", number + 1
+    names = Namespace(taken, separator="", first=2)
+    unique = names.create(name)
     taken.add(unique)
     return unique
 
