@@ -6,12 +6,42 @@ A dimension is an int, or the symbol "T" (time) or "B" (batch).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from rnnspec.language.diagnostics import Diagnostic, Span
 
 Dim = int | str
 Shape = tuple[Dim, ...]
+
+
+class CellSpec(Protocol):
+    """What the model reads of a cell's record (`rnnspec.cells.registry.Cell`, which
+    imports this module; the model imports nothing from the registry)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def rules(self) -> Mapping: ...  # argument name -> its rule (with a `default`)
+    @property
+    def states(self) -> Sequence: ...  # each with a `name` and a `size`
+    @property
+    def torch_class(self) -> str | None: ...
+
+
+# How a block's summary line shows an argument that is not at its default, in this order.
+SUMMARY = (
+    ("bidirectional", lambda v: "bidirectional"),
+    ("proj_size", lambda v: f"projected to {v}"),
+    ("nonlinearity", lambda v: v),
+    ("dropout", lambda v: f"dropout {v:g}"),
+    ("bias", lambda v: "no bias"),
+    ("merge", lambda v: f"merge {v}"),
+    ("residual", lambda v: "residual"),
+    ("recurrent_dropout", lambda v: f"recurrent dropout {v:g}"),
+    ("zoneout", lambda v: f"zoneout {v:g}"),
+    ("weight_dropout", lambda v: f"weight dropout {v:g}"),
+)
 
 
 class Parameter(NamedTuple):
@@ -32,7 +62,7 @@ class Parameter(NamedTuple):
 class Block(NamedTuple):
     name: str
     cell: str  # the cell as written: `lstm`, or a declared cell's name
-    spec: object  # the cell's record (rnnspec.cells.registry.Cell)
+    spec: CellSpec  # the cell's record (rnnspec.cells.registry.Cell)
     position: int  # among all blocks of the stack
     span: Span
     input_size: int
@@ -76,8 +106,6 @@ class Block(NamedTuple):
     @property
     def summary(self) -> str:
         """`20 -> 50, 2 layers, bidirectional`: the block in words, for reports and docs."""
-        from rnnspec.cells.registry import SUMMARY
-
         parts = [f"{self.input_size} -> {self.hidden_size}",
                  f"{self.num_layers} layer{'s' if self.num_layers != 1 else ''}"]
         rules = self.spec.rules

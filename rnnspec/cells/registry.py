@@ -137,20 +137,6 @@ STACK_PROPERTIES: dict[str, ArgumentRule] = {
                                 meaning="input and output are [B, T, F]"),
 }
 
-# How a block's summary line shows an argument that is not at its default, in this order.
-SUMMARY = (
-    ("bidirectional", lambda v: "bidirectional"),
-    ("proj_size", lambda v: f"projected to {v}"),
-    ("nonlinearity", lambda v: v),
-    ("dropout", lambda v: f"dropout {v:g}"),
-    ("bias", lambda v: "no bias"),
-    ("merge", lambda v: f"merge {v}"),
-    ("residual", lambda v: "residual"),
-    ("recurrent_dropout", lambda v: f"recurrent dropout {v:g}"),
-    ("zoneout", lambda v: f"zoneout {v:g}"),
-    ("weight_dropout", lambda v: f"weight dropout {v:g}"),
-)
-
 # ----------------------------------------------------------------------------- built-in cells
 
 _H, _I = Size.of("hidden_size"), Size.of("input_size")

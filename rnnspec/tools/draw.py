@@ -19,6 +19,7 @@ import zlib
 from xml.sax.saxutils import escape, quoteattr
 
 from rnnspec.cells.shapes import format_shape
+from rnnspec.model import SUMMARY
 
 COLUMN = 600  # width of one stack's column
 BOX_X, BOX_WIDTH, BOX_HEIGHT = 40, 300, 68
@@ -61,8 +62,6 @@ def _arrow(x: float, y1: float, y2: float, label: str) -> list[str]:
 def _extras(block) -> str:
     """The arguments at other than their defaults that change what the block computes
     (dropout, the regularisers, the cell's own), in the registry's words."""
-    from rnnspec.cells.registry import SUMMARY
-
     rules = block.spec.rules
     said = set(_SHOWN_ELSEWHERE)
     parts = []
