@@ -81,7 +81,8 @@ def weights(rounds: int) -> dict:
     base = rnnspec_command()
     sys.path.insert(0, str(ROOT))
     from rnnspec.check.checker import check_text
-    from rnnspec.tools.checkpoints.read import write_safetensors_header
+    sys.path.insert(0, str(ROOT / "tests"))
+    from checkpoint_files import write_safetensors_header
 
     (stack,) = check_text(WEIGHTS_SPEC, "speech.rnn").stacks
     shapes = {f"model.encoder.{p.name}": p.shape for p in stack.blocks[0].parameters}

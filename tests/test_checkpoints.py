@@ -11,6 +11,7 @@ import tempfile
 import textwrap
 
 import pytest
+from checkpoint_files import write_safetensors_header
 from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,11 +26,7 @@ from rnnspec.tools.checkpoints.infer import (
     render_spec,
     stack_name,
 )
-from rnnspec.tools.checkpoints.read import (
-    CheckpointError,
-    read_checkpoint,
-    write_safetensors_header,
-)
+from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
