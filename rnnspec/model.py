@@ -79,6 +79,7 @@ class Block(NamedTuple):
     states: dict[str, Shape]  # `h0` (and `c0`, ...) in the cell's order; `*_n` have the same shapes
     output: Shape
     parameter_count: int
+    cell_span: Span | None = None  # where the cell's name is written (`lstm` in `x = lstm(...)`)
 
     def _builtin(self, argument: str):
         return self.arguments.get(argument) if argument in self.spec.rules else None

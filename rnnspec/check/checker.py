@@ -248,6 +248,7 @@ class Checker:
                 return None
         derived = instantiate(cell, values, name=name, position=index, span=name_span,
                               input_size=incoming, batch_first=batch_first, spans=spans)
+        derived = derived._replace(cell_span=block.cell_span)
         problem = residual_problem(derived, incoming_span)
         if problem is not None:
             self.problems.append(problem)

@@ -345,21 +345,6 @@ def _tensor_order(name: str):
     return (int(found["layer"]), bool(found["reverse"]), known, role)
 
 
-def _cell_span(result: model.CheckedFile, block: model.Block):
-    """Where the block's cell is written: `block.span` is its name when it has one, and
-    the cell follows on that line (`encoder = lstm(...)`)."""
-    span = block.span
-    lines = result.text.split("\n")
-    if span is None or not 0 < span.line <= len(lines):
-        return span
-    line = lines[span.line - 1]
-    found = re.compile(rf"\b{re.escape(block.cell)}\s*\(").search(line, span.column - 1)
-    if found is None:
-        return span
-    start = found.start() + 1
-    return span._replace(column=start, end_line=span.line, end_column=start + len(block.cell))
-
-
 class _Explainer:
     def __init__(self, result: model.CheckedFile, stack: model.Stack):
         self.result = result
@@ -375,7 +360,7 @@ class _Explainer:
         if argument == "cell":
             self.problems.append(error(
                 "E061", f"the checkpoint's block `{block.name}` is {_article(value)} "
-                f"`{value}`, the spec says `{spec}`", _cell_span(self.result, block),
+                f"`{value}`, the spec says `{spec}`", block.cell_span or block.span,
                 notes=notes,
                 help=f"the checkpoint implies `{value}(...)`"))
             return
