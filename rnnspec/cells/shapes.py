@@ -160,6 +160,14 @@ def quotient(size: Size, divisor: int) -> Size:
     return Size.of(name)
 
 
+def symbols(size: Size) -> frozenset[str]:
+    """The size names a size depends on, through its quotients (`(a + b) // 2`: a, b)."""
+    found: set[str] = set()
+    for name in size.names:
+        found |= symbols(_QUOTIENTS[name][0]) if name in _QUOTIENTS else {name}
+    return frozenset(found)
+
+
 def _quotient_value(name: str, values: Mapping[str, int]) -> int:
     size, divisor = _QUOTIENTS[name]
     return size.evaluate(values) // divisor

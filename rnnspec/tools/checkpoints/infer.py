@@ -22,6 +22,7 @@ import re
 from typing import NamedTuple
 
 from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
+from rnnspec.cells.shapes import Size, quotient, symbols
 from rnnspec.language.diagnostics import Span
 from rnnspec.language.names import Namespace, check_name
 
@@ -46,8 +47,9 @@ class CellShape(NamedTuple):
     """What `infer --cells` needs of a user cell (section 8 of the language)."""
 
     name: str
-    parameters: dict[str, tuple[str, ...]]  # param name -> dims as written: ("4 * hidden_size",)
-    first_state: str  # the size of the first state, as written: "hidden_size"
+    # param name -> dims: `Size`s (a checked cell) or as written: ("4 * hidden_size",)
+    parameters: dict[str, tuple[Size | str, ...]]
+    first_state: Size | str  # the size of the first state: `hidden_size`
     arguments: tuple[str, ...] = ()  # declared size arguments beyond hidden_size
     source: str = ""  # the cell's text, copied into the written spec
 
@@ -130,17 +132,17 @@ def infer_built_in(params: dict[str, tuple[int, ...]]) -> tuple[str, dict, int] 
 # ----------------------------------------------------------------------------- user cells
 
 
-def _evaluate(expression: str, names: dict[str, int]) -> int | None:
-    """An integer size expression (`4 * hidden_size`, `a + b // 2`) with `names` bound."""
-    def walk(node):
-        if isinstance(node, python_ast.Expression):
-            return walk(node.body)
-        if isinstance(node, python_ast.Constant) and isinstance(node.value, int):
-            return node.value
+def _size(dim: Size | str) -> Size | None:
+    """A dimension as a `Size`: checked cells give `Size`s already; a hand-written
+    `CellShape`'s text (`4 * hidden_size`, `(a + b) // 2`) is read into one."""
+    if isinstance(dim, Size):
+        return dim
+
+    def walk(node) -> Size:
+        if isinstance(node, python_ast.Constant) and type(node.value) is int:
+            return Size.of(node.value)
         if isinstance(node, python_ast.Name):
-            if node.id not in names:
-                raise KeyError(node.id)
-            return names[node.id]
+            return Size.of(node.id)
         if isinstance(node, python_ast.UnaryOp) and isinstance(node.op, python_ast.USub):
             return -walk(node.operand)
         if isinstance(node, python_ast.BinOp):
@@ -151,22 +153,30 @@ def _evaluate(expression: str, names: dict[str, int]) -> int | None:
                 return left - right
             if isinstance(node.op, python_ast.Mult):
                 return left * right
-            if isinstance(node.op, python_ast.FloorDiv) and right:
-                return left // right
-        raise ValueError(expression)
+            if isinstance(node.op, python_ast.FloorDiv) and right.constant:
+                return quotient(left, right.constant)
+        raise ValueError(dim)
 
     try:
-        return walk(python_ast.parse(expression, mode="eval"))
-    except (KeyError, ValueError, SyntaxError):
+        return walk(python_ast.parse(dim, mode="eval").body)
+    except (ValueError, SyntaxError):
         return None
 
 
-def _symbols(expression: str) -> set[str]:
+def _evaluate(dim: Size | str, names: dict[str, int]) -> int | None:
+    """A size (`4 * hidden_size`, `a + b // 2`) with `names` bound: `Size.evaluate`."""
+    size = _size(dim)
+    if size is None:
+        return None
     try:
-        tree = python_ast.parse(expression, mode="eval")
-    except SyntaxError:
-        return set()
-    return {n.id for n in python_ast.walk(tree) if isinstance(n, python_ast.Name)}
+        return size.evaluate(names)
+    except KeyError:
+        return None
+
+
+def _symbols(dim: Size | str) -> set[str]:
+    size = _size(dim)
+    return set(symbols(size)) if size is not None else set()
 
 
 def _solve_one(expression: str, symbol: str, known: dict, target: int) -> int | None:
@@ -248,14 +258,10 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
 def cell_shape(cell, source: str = "") -> CellShape:
     """A checked user cell (`registry.Cell`: parameter templates of `Size` dims, states)
     as `match_cell` takes it; `source`: its text, for the written spec."""
-    def written(size) -> str:
-        # a quotient that holds for some sizes only prints as `(a + b) / 2`: integer here
-        return str(size).replace(" / ", " // ")
-
     return CellShape(
         name=cell.name,
-        parameters={t.role: tuple(written(d) for d in t.dims) for t in cell.parameters},
-        first_state=written(cell.states[0].size),
+        parameters={t.role: tuple(t.dims) for t in cell.parameters},
+        first_state=cell.states[0].size,
         arguments=tuple(cell.declared),
         source=source,
     )
@@ -265,14 +271,13 @@ def cells_of(path: str) -> tuple[list[CellShape], list[str]]:
     """The user cells declared in the spec at `path`, as `CellShape`s with their text, and
     the problems that keep the file from being used (its error diagnostics)."""
     from rnnspec.check.checker import check_path
-    from rnnspec.language.parse import parse
 
     result = check_path(path)
     if not result.readable or not result.ok:
         errors = [d for d in result.diagnostics if d.is_error]
         return [], [f"{d.span.path}:{d.span.line}:{d.span.column}: {d.message}"
                     if d.span else d.message for d in errors]
-    tree, _ = parse(result.text, result.path)  # the cells' whole text, to copy them
+    tree = result.tree  # the cells' whole text, to copy them
     lines = result.text.split("\n")
     texts = {}
     for item in (tree.cells if tree is not None else ()):
