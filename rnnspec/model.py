@@ -1,7 +1,12 @@
-"""The checked model: every stack with its blocks, parameters, states and output.
+"""The checked model: every stack with its entries, parameters, states and output.
 
 The report and the code generator read only this; shapes are derived once, in `check`.
 A dimension is an int, or the symbol "T" (time) or "B" (batch).
+
+A stack's `entries` are `Block`s (recurrent: a cell run over time, with states) and
+`Layer`s (not recurrent: no states; the language has no layer kinds yet). Consumers read an
+entry through `Entry`, the protocol both keep, and ask `entry.recurrent` only for what is
+a block's own (its cell, its arguments' meaning).
 """
 
 from __future__ import annotations
@@ -59,6 +64,92 @@ class Parameter(NamedTuple):
         return count
 
 
+class Buffer(NamedTuple):
+    """A tensor an entry keeps that training does not update (a norm's running mean)."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+def final_key(initial: str) -> str:
+    """A state's final value's key from its initial value's: `h0` -> `h_n`."""
+    return initial.removesuffix("0") + "_n"
+
+
+def _time(output: Shape) -> Dim:
+    """The time axis of a sequence shape: `[T, B, F]` or `[B, T, F]` (unbatched `[T, F]`)."""
+    return next(dim for dim in output[:-1] if dim != "B")
+
+
+class Entry(Protocol):
+    """What every consumer reads of a stack's entry, a `Block` or a `Layer`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def span(self) -> Span | None: ...
+    @property
+    def recurrent(self) -> bool: ...  # a Block: a cell run over time, with states
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def output_size(self) -> int: ...
+    @property
+    def output(self) -> Shape: ...
+    @property
+    def states(self) -> Mapping[str, Shape]: ...  # `h0`, `c0`, ...; empty for a layer
+    @property
+    def parameters(self) -> tuple[Parameter, ...]: ...
+    @property
+    def buffers(self) -> tuple[Buffer, ...]: ...
+    @property
+    def parameter_count(self) -> int: ...
+    @property
+    def time(self) -> Dim: ...  # the output's time axis, as its input's time: `T`
+    @property
+    def summary(self) -> str: ...
+
+
+class Layer(NamedTuple):
+    """A stack entry that is not recurrent (linear, norms, convs, pools: the next issue
+    adds the kinds): parameters and buffers, no states."""
+
+    name: str
+    kind: str  # the layer as written: `linear`, `layer_norm`, ...
+    position: int  # among all entries of the stack
+    span: Span
+    input_size: int
+    output_size: int
+    arguments: dict  # every argument's value, defaults included
+    argument_spans: dict  # argument name -> where `name = value` was written
+    parameters: tuple[Parameter, ...]
+    buffers: tuple[Buffer, ...]
+    output: Shape
+    parameter_count: int
+    kind_span: Span | None = None  # where the kind's name is written
+
+    recurrent = False
+
+    @property
+    def states(self) -> dict[str, Shape]:
+        return {}
+
+    @property
+    def time(self) -> Dim:
+        return _time(self.output)
+
+    @property
+    def summary(self) -> str:
+        return f"{self.kind}, {self.input_size} -> {self.output_size}"
+
+
 class Block(NamedTuple):
     name: str
     cell: str  # the cell as written: `lstm`, or a declared cell's name
@@ -80,6 +171,16 @@ class Block(NamedTuple):
     output: Shape
     parameter_count: int
     cell_span: Span | None = None  # where the cell's name is written (`lstm` in `x = lstm(...)`)
+
+    recurrent = True
+
+    @property
+    def buffers(self) -> tuple[Buffer, ...]:
+        return ()
+
+    @property
+    def time(self) -> Dim:
+        return _time(self.output)
 
     def _builtin(self, argument: str):
         return self.arguments.get(argument) if argument in self.spec.rules else None
@@ -122,15 +223,20 @@ class Stack(NamedTuple):
     span: Span
     input_size: int
     batch_first: bool
-    blocks: tuple[Block, ...]
+    entries: tuple[Block | Layer, ...]  # in order; each reads the one before's output
     input: Shape
     output: Shape
     parameter_count: int
     input_size_span: Span | None = None
 
     @property
+    def blocks(self) -> tuple[Block, ...]:
+        """The recurrent entries."""
+        return tuple(entry for entry in self.entries if entry.recurrent)
+
+    @property
     def output_size(self) -> int:
-        return self.blocks[-1].output_size
+        return self.entries[-1].output_size
 
 
 class ExpectationResult(NamedTuple):

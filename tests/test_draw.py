@@ -149,7 +149,7 @@ def test_names_are_escaped():
     (stack,) = result.stacks
     hostile = '<b>&"x\''
     block = stack.blocks[0]._replace(name=hostile)
-    svg = draw_svg([stack._replace(name=hostile, blocks=(block,))])
+    svg = draw_svg([stack._replace(name=hostile, entries=(block,))])
     assert f"stack {hostile}" in _texts(svg) and f"{hostile} · lstm" in _texts(svg)
     assert "<b>" not in svg
 

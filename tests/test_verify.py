@@ -29,9 +29,9 @@ def test_verify_catches_a_wrong_derivation():
     wrong_output = block._replace(output=("T", "B", 25))
     wrong_parameters = block._replace(parameters=block.parameters[::-1])
     for broken in (wrong_output, wrong_parameters):
-        problems = verify_stack(stack._replace(blocks=(broken,)))
+        problems = verify_stack(stack._replace(entries=(broken,)))
         assert [d.code for d in problems] == ["E050"]
         assert problems[0].span == block.span
-    result.stacks[1] = stack._replace(blocks=(wrong_output,))
+    result.stacks[1] = stack._replace(entries=(wrong_output,))
     verify_results([result])
     assert not result.ok

@@ -173,7 +173,7 @@ class Checker:
 
         return model.Stack(
             name=stack.name, path=self.spec.path, span=stack.name_span,
-            input_size=settings["input_size"], batch_first=batch_first, blocks=tuple(blocks),
+            input_size=settings["input_size"], batch_first=batch_first, entries=tuple(blocks),
             input=sequence_shape(settings["input_size"], batch_first),
             output=blocks[-1].output, parameter_count=count,
             input_size_span=spans.get("input_size"),

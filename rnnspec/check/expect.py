@@ -108,17 +108,19 @@ class ExpectationChecker:
     def _selected_block(self, entry: ast.ExpectEntry, stack: model.Stack | None):
         """The block a key is about (a state's block, or the block of `output[block]`);
         None for the stack as a whole; POISON after a diagnostic."""
-        names = [b.name for b in stack.blocks] if stack is not None else []
+        names = [e.name for e in stack.entries] if stack is not None else []
         if entry.selector is None:
-            if entry.key in self.state_of and stack is not None and len(stack.blocks) > 1:
-                listed = ", ".join(f"`{entry.key}[{b.name}]`" for b in stack.blocks)
+            # a state without a block: the stack's one recurrent entry
+            stateful = stack.blocks if stack is not None else ()
+            if entry.key in self.state_of and len(stateful) > 1:
+                listed = ", ".join(f"`{entry.key}[{b.name}]`" for b in stateful)
                 self.problems.append(
                     error("E045", f"`{entry.key}` needs a block: stack `{stack.name}` has "
-                          f"{len(stack.blocks)}", entry.key_span, help=f"write one of {listed}")
+                          f"{len(stateful)}", entry.key_span, help=f"write one of {listed}")
                 )
                 return POISON
-            if entry.key in self.state_of and stack is not None:
-                return self._state_block(entry, stack.blocks[0])
+            if entry.key in self.state_of and stateful:
+                return self._state_block(entry, stateful[0])
             return None
         if entry.key == "input":
             self.problems.append(
@@ -130,15 +132,15 @@ class ExpectationChecker:
             return POISON
         selector = entry.selector.value
         if isinstance(selector, int):
-            if selector >= len(stack.blocks):
+            if selector >= len(stack.entries):
                 self.problems.append(
                     error("E045", f"stack `{stack.name}` has no block {selector}",
                           entry.selector.span,
-                          help=f"blocks are numbered 0 to {len(stack.blocks) - 1}")
+                          help=f"blocks are numbered 0 to {len(stack.entries) - 1}")
                 )
                 return POISON
-            return self._state_block(entry, stack.blocks[selector])
-        for block in stack.blocks:
+            return self._state_block(entry, stack.entries[selector])
+        for block in stack.entries:
             if block.name == selector:
                 return self._state_block(entry, block)
         self.problems.append(
@@ -148,8 +150,14 @@ class ExpectationChecker:
         )
         return POISON
 
-    def _state_block(self, entry: ast.ExpectEntry, block: model.Block):
+    def _state_block(self, entry: ast.ExpectEntry, block: model.Entry):
         state = self.state_of.get(entry.key)
+        if state is not None and not block.recurrent:
+            self.problems.append(
+                error("E046", f"layer `{block.name}` has no states: `{entry.key}` is a "
+                      "block's", entry.key_span, help="name a recurrent block")
+            )
+            return POISON
         if state is not None and state not in block.state_names:
             what = "cell state" if state == "c" else "state"
             first, final = state_keys(state)
@@ -195,7 +203,7 @@ class ExpectationChecker:
 
     def _expected(self, stack: model.Stack, entry: ast.ExpectEntry, block, bound) -> list:
         if entry.key == "output":
-            shape = (block or stack.blocks[-1]).output
+            shape = (block or stack.entries[-1]).output
         else:
             shape = block.states[state_keys(self.state_of[entry.key])[0]]
         if not bound["batched"]:
@@ -229,7 +237,8 @@ class ExpectationChecker:
                      for other, dims, _ in entries.values()
                      if other.key == "output" and dims[:2] == bound["input"][:2]]
         else:
-            hint = _hint(stack, block or stack.blocks[-1], state, expected, found, wrong)
+            owner = block or stack.entries[-1]
+            hint = _hint(stack, owner, state, expected, found, wrong) if owner.recurrent else None
         self.problems.append(
             error("E044", f"`{name}` of `{stack.name}` is {format_shape(expected)}, "
                   f"not {format_shape(found)}", span, notes=notes[:1], help=hint)

@@ -4,7 +4,6 @@ Both read the checked model only."""
 from __future__ import annotations
 
 from rnnspec import model
-from rnnspec.cells.registry import state_keys
 from rnnspec.cells.shapes import format_shape
 from rnnspec.language.diagnostics import Style, render, to_json
 from rnnspec.model import format_bytes
@@ -15,21 +14,32 @@ def stack_text(stack: model.Stack, style: Style) -> list[str]:
              + ("  (batch_first)" if stack.batch_first else "")]
     lines.append(f"  input   {format_shape(stack.input)}")
     lines.append(f"  output  {format_shape(stack.output)}")
-    for block in stack.blocks:
-        lines.append(f"  block {style.bold(block.name)}: {block.cell}, {block.summary}")
-        rows = [(p.name, format_shape(p.shape), f"{p.numel:,}") for p in block.parameters]
-        rows += [(", ".join(state_keys(state)), format_shape(block.states[state_keys(state)[0]]),
-                  "") for state in block.state_names]
-        rows.append(("output", format_shape(block.output), ""))
-        name_width = max(len(r[0]) for r in rows)
-        shape_width = max(len(r[1]) for r in rows)
-        count_width = max(len(r[2]) for r in rows)
-        for name, shape, count in rows:
-            line = f"    {name:<{name_width}}  {shape:<{shape_width}}  {count:>{count_width}}"
-            lines.append(line.rstrip())
-        lines.append(f"    parameters {block.parameter_count:,}")
+    for entry in stack.entries:
+        lines += entry_text(entry, style)
     size = format_bytes(stack.parameter_count * 4)
     lines.append(f"  parameters {stack.parameter_count:,} ({size} in float32)")
+    return lines
+
+
+def entry_text(entry: model.Entry, style: Style) -> list[str]:
+    """A block or layer: its heading, then its parameters, buffers, states and output."""
+    if entry.recurrent:
+        heading = f"  block {style.bold(entry.name)}: {entry.cell}, {entry.summary}"
+    else:
+        heading = f"  layer {style.bold(entry.name)}: {entry.summary}"
+    rows = [(p.name, format_shape(p.shape), f"{p.numel:,}") for p in entry.parameters]
+    rows += [(b.name, format_shape(b.shape), "") for b in entry.buffers]
+    rows += [(f"{key}, {model.final_key(key)}", format_shape(shape), "")
+             for key, shape in entry.states.items()]
+    rows.append(("output", format_shape(entry.output), ""))
+    name_width = max(len(r[0]) for r in rows)
+    shape_width = max(len(r[1]) for r in rows)
+    count_width = max(len(r[2]) for r in rows)
+    lines = [heading]
+    for name, shape, count in rows:
+        line = f"    {name:<{name_width}}  {shape:<{shape_width}}  {count:>{count_width}}"
+        lines.append(line.rstrip())
+    lines.append(f"    parameters {entry.parameter_count:,}")
     return lines
 
 
@@ -81,6 +91,24 @@ def summary(results: list[model.CheckedFile]) -> str:
 
 
 # ----------------------------------------------------------------------------- JSON
+
+
+def entry_json(entry: model.Entry) -> dict:
+    """A block's document (section 6), or a layer's: its kind, sizes, tensors and output."""
+    if entry.recurrent:
+        return block_json(entry)
+    return {
+        "name": entry.name,
+        "layer": entry.kind,
+        "input_size": entry.input_size,
+        "output_size": entry.output_size,
+        "arguments": dict(entry.arguments),
+        "parameters": {p.name: list(p.shape) for p in entry.parameters},
+        "buffers": {b.name: list(b.shape) for b in entry.buffers},
+        "states": {},
+        "output": list(entry.output),
+        "parameter_count": entry.parameter_count,
+    }
 
 
 def block_json(block: model.Block) -> dict:
@@ -135,7 +163,7 @@ def stack_json(stack: model.Stack) -> dict:
         "input": list(stack.input),
         "output": list(stack.output),
         "parameter_count": stack.parameter_count,
-        "blocks": [block_json(b) for b in stack.blocks],
+        "blocks": [entry_json(e) for e in stack.entries],  # every entry, layers too
     }
 
 
