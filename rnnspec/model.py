@@ -115,6 +115,10 @@ class Entry(Protocol):
     def time(self) -> Dim: ...  # the output's time axis, as its input's time: `T`
     @property
     def summary(self) -> str: ...
+    @property
+    def merge(self) -> str | None: ...  # how two directions combine, when not concatenated
+    @property
+    def residual(self) -> bool: ...  # the entry's input is added to its output
 
 
 class Layer(NamedTuple):
@@ -149,6 +153,12 @@ class Layer(NamedTuple):
     def summary(self) -> str:
         return f"{self.kind}, {self.input_size} -> {self.output_size}"
 
+    merge = None  # one direction
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.arguments.get("residual", False))
+
 
 class Block(NamedTuple):
     name: str
@@ -181,6 +191,17 @@ class Block(NamedTuple):
     @property
     def time(self) -> Dim:
         return _time(self.output)
+
+    @property
+    def merge(self) -> str | None:
+        """`sum`, `mean` or `mul` for a bidirectional block that combines its directions
+        (language section 9); None when they are concatenated (or there is one)."""
+        merge = self.arguments.get("merge", "concat")
+        return merge if self.bidirectional and merge != "concat" else None
+
+    @property
+    def residual(self) -> bool:
+        return bool(self.arguments.get("residual", False))
 
     def _builtin(self, argument: str):
         return self.arguments.get(argument) if argument in self.spec.rules else None

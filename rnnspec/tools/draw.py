@@ -86,6 +86,18 @@ def _block_lines(block) -> tuple[str, str, str, str]:
     return title, ", ".join(details), _extras(block), f"{block.parameter_count:,} parameters"
 
 
+def _entry_lines(entry) -> tuple[str, str, str, str]:
+    """A block's four lines, or a layer's: its name and kind, its sizes, its parameters."""
+    if entry.recurrent:
+        return _block_lines(entry)
+    return (f"{entry.name} · {entry.kind}", f"{entry.input_size} → {entry.output_size}", "",
+            f"{entry.parameter_count:,} parameters")
+
+
+def _fill(entry) -> str:
+    return cell_fill(entry.cell if entry.recurrent else entry.kind)
+
+
 def _box_height(block, extras: str) -> float:
     return max(BOX_HEIGHT + (16 if extras else 0), 14 + STATE_ROW * len(block.states))
 
@@ -122,21 +134,22 @@ def _residual(left: float, centre: float, top: float, junction: float) -> list[s
 def _stack(stack, left: float) -> tuple[list[str], float]:
     """The SVG elements of one stack's column and the column's height."""
     centre = left + BOX_X + BOX_WIDTH / 2
+    count = len(stack.entries)
     out = [
         _text(left + BOX_X, 28, f"stack {stack.name}", font_size=17, font_weight="bold"),
-        _text(left + BOX_X, 48, f"{len(stack.blocks)} block{'s' if len(stack.blocks) != 1 else ''}"
+        _text(left + BOX_X, 48, f"{count} block{'s' if count != 1 else ''}"
               f", {stack.parameter_count:,} parameters"
               + (", batch first" if stack.batch_first else ""), font_size=12, fill="#555"),
     ]
     y = TOP
     out += _arrow(centre, y, y + ARROW, f"input {format_shape(stack.input)}")
     y += ARROW
-    for block in stack.blocks:
-        title, details, extras, count = _block_lines(block)
+    for block in stack.entries:
+        title, details, extras, count = _entry_lines(block)
         height = _box_height(block, extras)
         top = y
         out.append(f'<rect x="{left + BOX_X:g}" y="{y:g}" width="{BOX_WIDTH}" '
-                   f'height="{height:g}" rx="8" fill="{cell_fill(block.cell)}" stroke="#555" '
+                   f'height="{height:g}" rx="8" fill="{_fill(block)}" stroke="#555" '
                    'stroke-width="1.2"/>')
         out.append(_text(centre, y + 22, title, text_anchor="middle", font_weight="bold",
                          font_size=14))
@@ -152,19 +165,18 @@ def _stack(stack, left: float) -> tuple[list[str], float]:
                              f"{key} {format_shape(shape)}", font_family=MONO, font_size=12,
                              fill="#6a3d9a"))
         y += height
-        merge = block.arguments.get("merge", "concat")
-        if block.bidirectional and merge != "concat":
+        if block.merge is not None:
             out.append(f'<line x1="{centre:g}" y1="{y:g}" x2="{centre:g}" y2="{y + 6:g}" '
                        'stroke="#444" stroke-width="1.5"/>')
-            out += _merge_tag(centre, y + 6, merge)
+            out += _merge_tag(centre, y + 6, block.merge)
             y += 6 + MERGE_HEIGHT
-        if block.arguments.get("residual"):
+        if block.residual:
             junction = y + 8 + JUNCTION
             out.append(f'<line x1="{centre:g}" y1="{y:g}" x2="{centre:g}" '
                        f'y2="{junction - JUNCTION:g}" stroke="#444" stroke-width="1.5"/>')
             out += _residual(left, centre, top, junction)
             y = junction + JUNCTION
-        is_last = block is stack.blocks[-1]
+        is_last = block is stack.entries[-1]
         label = ("output " if is_last else "") + format_shape(block.output)
         out += _arrow(centre, y, y + ARROW, label)
         y += ARROW
@@ -190,7 +202,7 @@ def draw_svg(stacks) -> str:
         *([f'<marker id="residual" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="8" '
            'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
            f'fill="{RESIDUAL_COLOUR}"/></marker>']
-          if any(b.arguments.get("residual") for s in stacks for b in s.blocks) else []),
+          if any(e.residual for s in stacks for e in s.entries) else []),
         "</defs>",
         f'<rect x="0" y="0" width="{width}" height="{height:g}" fill="#ffffff"/>',
     ]
