@@ -175,6 +175,40 @@ def language_words() -> frozenset[str]:
                      if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
 
 
+# The keywords that act as operators in expressions (never an operand): `rnnspec fmt`
+# spaces and splits around them.
+_OPERATOR_WORDS = ("IF", "ELSE", "AND", "OR", "NOT")
+
+
+@functools.cache
+def operator_words() -> frozenset[str]:
+    """The grammar's keywords that are operators: `if`, `else`, `and`, `or`, `not`."""
+    return frozenset(parser().get_terminal(name).pattern.value for name in _OPERATOR_WORDS)
+
+
+def _keywords_after(prefix: str) -> tuple[str, ...]:
+    """The keywords the parser accepts after `prefix`, in the grammar's order."""
+    from lark.lexer import PatternStr
+
+    state = parser().parse_interactive(prefix)
+    state.exhaust_lexer()
+    accepted = state.accepts()
+    return tuple(t.pattern.value for t in parser().terminals if t.name in accepted
+                 and isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
+
+
+@functools.cache
+def item_keywords() -> tuple[str, ...]:
+    """The keywords that start a file's items: `let`, `stack`, `expect`, `cell`."""
+    return _keywords_after("")
+
+
+@functools.cache
+def cell_keywords() -> tuple[str, ...]:
+    """The keywords that start an entry of a cell's body: `state`, `param`."""
+    return _keywords_after("cell c {")
+
+
 def describe_expected(expected) -> str:
     names = set(expected)
     words = []
@@ -516,4 +550,5 @@ def collector_paused():
             gc.enable()
 
 
-__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser"]
+__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser", "language_words",
+           "operator_words", "item_keywords", "cell_keywords"]

@@ -522,7 +522,8 @@ def completions(analysis: Analysis | None, text: str, offset: int,
                 previous: Analysis | None = None) -> list[Completion]:
     """What may be typed at `offset` of `text`. `previous`: the document's last version
     that parsed, for what the current one (half typed) cannot say: its cells and stacks."""
-    from rnnspec.tools.fmt import tokenize
+    from rnnspec.language.lexer import tokenize
+    from rnnspec.language.parse import cell_keywords, item_keywords
 
     tokens = [t for t in tokenize(text[:offset]) if t.kind != "comment"]
     context = _context(tokens)
@@ -570,7 +571,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
         items += [Completion(n, "name", what) for n, what in _cell_scope(tokens)]
         if where == "cell" and (not tokens or tokens[-1].text in ("{", "}", ")", "]")
                                 or tokens[-1].kind in ("name", "int", "float")):
-            items = [Completion(k, "keyword", "") for k in ("state", "param")] + items
+            items = [Completion(k, "keyword", "") for k in cell_keywords()] + items
         return items + values
     if where == "dims" and context.block == "cell":
         sizes = [n for n, what in _cell_scope(tokens)
@@ -578,7 +579,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
         return [Completion(n, "name", "size") for n in sizes] + values
     if where in ("dims", "header"):
         return values + ([Completion("_", "value", "any size")] if where == "dims" else [])
-    return [Completion(k, "keyword", "") for k in ("let", "stack", "expect", "cell")] + values
+    return [Completion(k, "keyword", "") for k in item_keywords()] + values
 
 
 def _expect_keys(stack, records, declared) -> list[Completion]:
