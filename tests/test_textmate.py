@@ -17,7 +17,7 @@ from conftest import OWN_EXAMPLES, ROOT, shared_examples
 from rnnspec.cells.equations import FUNCTIONS as CELL_FUNCTIONS
 from rnnspec.cells.equations import INITIALISERS
 from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
-from rnnspec.tools.fmt import _TOKEN
+from rnnspec.language.lexer import tokenize
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
 SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
@@ -103,8 +103,7 @@ def _tokenize_with_textmate(texts: list[str]) -> list:
 
 
 def _line_tokens(line: str) -> list[tuple[str, str, int, int]]:
-    return [(m.lastgroup, m.group(), m.start(), m.end()) for m in _TOKEN.finditer(line)
-            if m.lastgroup not in ("space", "newline")]
+    return [(t.kind, t.text, t.start, t.start + len(t.text)) for t in tokenize(line)]
 
 
 def _followed_by_assignment(code: list, index: int) -> bool:

@@ -133,7 +133,7 @@ def parser():
         parser="lalr",
         lexer="basic",
         maybe_placeholders=True,
-        transformer=_build_transformer(_Context),
+        transformer=_build_transformer(),
         lexer_callbacks={"LPAR": _Nesting.open, "RPAR": _Nesting.close},
     )
     cache = _cache_file()
@@ -173,6 +173,40 @@ def language_words() -> frozenset[str]:
 
     return frozenset(t.pattern.value for t in parser().terminals
                      if isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
+
+
+# The keywords that act as operators in expressions (never an operand): `rnnspec fmt`
+# spaces and splits around them.
+_OPERATOR_WORDS = ("IF", "ELSE", "AND", "OR", "NOT")
+
+
+@functools.cache
+def operator_words() -> frozenset[str]:
+    """The grammar's keywords that are operators: `if`, `else`, `and`, `or`, `not`."""
+    return frozenset(parser().get_terminal(name).pattern.value for name in _OPERATOR_WORDS)
+
+
+def _keywords_after(prefix: str) -> tuple[str, ...]:
+    """The keywords the parser accepts after `prefix`, in the grammar's order."""
+    from lark.lexer import PatternStr
+
+    state = parser().parse_interactive(prefix)
+    state.exhaust_lexer()
+    accepted = state.accepts()
+    return tuple(t.pattern.value for t in parser().terminals if t.name in accepted
+                 and isinstance(t.pattern, PatternStr) and t.pattern.value.isidentifier())
+
+
+@functools.cache
+def item_keywords() -> tuple[str, ...]:
+    """The keywords that start a file's items: `let`, `stack`, `expect`, `cell`."""
+    return _keywords_after("")
+
+
+@functools.cache
+def cell_keywords() -> tuple[str, ...]:
+    """The keywords that start an entry of a cell's body: `state`, `param`."""
+    return _keywords_after("cell c {")
 
 
 def describe_expected(expected) -> str:
@@ -285,193 +319,211 @@ class _Context:
     problems: list[Diagnostic] = []
 
 
-def _build_transformer(context: type[_Context]):
+def _tok(token) -> Span:
+    return _span_of(token, _Context.path)
+
+
+def _cover_children(children) -> Span:
+    return _cover(_Context.path, children)
+
+
+# The rules' callbacks, one method per rule of the grammar, in three groups (Lark finds a
+# rule's method by its name). A child that is a `str` is a token (Lark's `Token`): every
+# AST node is a tuple.
+
+
+class _ExpressionRules:
+    """Values, operators and conditionals."""
+
+    def integer(self, children):
+        (token,) = children
+        digits = token.replace("_", "")
+        if len(digits) > MAX_LITERAL_DIGITS:
+            message = (f"integer literal has {len(digits)} digits, "
+                       f"more than {MAX_LITERAL_DIGITS}")
+            _Context.problems.append(error("E004", message, _tok(token)))
+            return ast.Invalid(_tok(token))
+        return ast.Integer(int(digits), _tok(token))
+
+    def float(self, children):
+        (token,) = children
+        value = float(token.replace("_", ""))
+        if not math.isfinite(value):
+            message = f"number `{token}` is too large for a float"
+            _Context.problems.append(error("E004", message, _tok(token)))
+            return ast.Invalid(_tok(token))
+        return ast.Float(value, _tok(token))
+
+    def true(self, children):
+        return ast.Boolean(True, _tok(children[0]))
+
+    def false(self, children):
+        return ast.Boolean(False, _tok(children[0]))
+
+    def name(self, children):
+        return ast.Name(str(children[0]), _tok(children[0]))
+
+    def negation(self, children):
+        *signs, operand = children
+        return ast.Negation(operand, len(signs), _cover_children(children))
+
+    def parenthesized(self, children):
+        return children[1]
+
+    def _chain(self, children):
+        rest = tuple(
+            (str(op), _tok(op), operand)
+            for op, operand in zip(children[1::2], children[2::2], strict=True)
+        )
+        return ast.Chain(children[0], rest, _cover_children(children))
+
+    sum = product = _chain
+
+    def comparison(self, children):
+        rest = tuple(
+            (str(op), _tok(op), operand)
+            for op, operand in zip(children[1::2], children[2::2], strict=True)
+        )
+        return ast.Comparison(children[0], rest, _cover_children(children))
+
+    def _logic(self, children):
+        return ast.Logic(str(children[1]), tuple(children[::2]), _cover_children(children))
+
+    disjunction = conjunction = _logic
+
+    def logical_not(self, children):
+        *words, operand = children
+        return ast.Not(operand, len(words), _cover_children(children))
+
+    def conditional(self, children):
+        values = children[::2]  # value, IF, condition, ELSE, value, IF, ...
+        branches = tuple(zip(values[:-1:2], values[1::2], strict=True))
+        return ast.Conditional(branches, values[-1], _cover_children(children))
+
+
+class _StackRules:
+    """Stacks, their properties and blocks, and calls."""
+
+    def keyword_argument(self, children):
+        name, _, value = children
+        return ast.Argument(str(name), _tok(name), value, _cover_children(children))
+
+    def positional_argument(self, children):
+        return ast.Argument(None, None, children[0], _cover_children(children))
+
+    def call(self, children):
+        name = children[0]
+        arguments = tuple(c for c in children if isinstance(c, ast.Argument))
+        return ast.Call(str(name), _tok(name), arguments, _cover_children(children))
+
+    def assignment(self, children):
+        name, _, value = children
+        if isinstance(value, ast.Call):  # `encoder = lstm(...)`: a named block
+            return ast.Block(str(name), _tok(name), value.name, value.name_span,
+                             value.arguments, _cover_children(children))
+        return ast.Property(str(name), _tok(name), value, _cover_children(children))
+
+    def stack_item(self, children):
+        name = children[1]
+        entries = [ast.Block(None, None, e.name, e.name_span, e.arguments, e.span)
+                   if isinstance(e, ast.Call) else e for e in children[3:-1]]
+        return ast.Stack(
+            str(name),
+            _tok(name),
+            tuple(e for e in entries if isinstance(e, ast.Property)),
+            tuple(e for e in entries if isinstance(e, ast.Block)),
+            _cover_children(children),
+        )
+
+
+class _ItemRules:
+    """Cells, constants, expectations and the file."""
+
+    def cell_argument(self, children):
+        name, *rest = children
+        default = rest[-1] if rest else None
+        return ast.CellArgument(str(name), _tok(name), default, _cover_children(children))
+
+    def state(self, children):
+        name, _, size, _ = children
+        return ast.StateDeclaration(str(name), _tok(name), size, _cover_children(children))
+
+    def state_declaration(self, children):
+        return [c for c in children if isinstance(c, ast.StateDeclaration)]
+
+    def param(self, children):
+        name, (dims, dims_span), *rest = children
+        init = rest[-1] if rest else None
+        return ast.ParamDeclaration(str(name), _tok(name), dims, dims_span, init,
+                                    _tok(name).to(init.span if init else dims_span))
+
+    def param_declaration(self, children):
+        return [c for c in children if isinstance(c, ast.ParamDeclaration)]
+
+    def statement(self, children):
+        names = [c for c in children[:-1] if isinstance(c, str) and c.type == "NAME"]
+        return ast.Statement(tuple((str(n), _tok(n)) for n in names), children[-1],
+                             _cover_children(children))
+
+    def cell_item(self, children):
+        name = children[1]
+        entries = [c for c in children[2:] if not isinstance(c, str)]
+        flat = [e for entry in entries
+                for e in (entry if isinstance(entry, list) else (entry,))]
+        return ast.Cell(
+            str(name), _tok(name),
+            tuple(e for e in flat if isinstance(e, ast.CellArgument)),
+            tuple(e for e in flat if isinstance(e, ast.StateDeclaration)),
+            tuple(e for e in flat if isinstance(e, ast.ParamDeclaration)),
+            tuple(e for e in flat if isinstance(e, ast.Statement)),
+            _cover_children(children),
+        )
+
+    def let_item(self, children):
+        _, name, _, value = children
+        return ast.Let(str(name), _tok(name), value, _cover_children(children))
+
+    # expectations
+    def selector(self, children):
+        (token,) = children
+        value = int(token.replace("_", "")) if token.type == "INT" else str(token)
+        return ast.Selector(value, _tok(token))
+
+    def dims(self, children):
+        exprs = tuple(c for c in children if c is not None and not isinstance(c, str))
+        return exprs, _cover_children(children)
+
+    def expect_entry(self, children):
+        key, _, selector, _, _, (dims, dims_span) = children
+        span = _tok(key).to(dims_span)
+        return ast.ExpectEntry(str(key), _tok(key), selector, dims, dims_span, span)
+
+    def expect_item(self, children):
+        name = children[1]
+        entries = tuple(c for c in children if isinstance(c, ast.ExpectEntry))
+        return ast.Expect(str(name), _tok(name), entries, _cover_children(children))
+
+    def start(self, children):
+        return ast.SpecFile(
+            _Context.path,
+            tuple(c for c in children if isinstance(c, ast.Let)),
+            tuple(c for c in children if isinstance(c, ast.Stack)),
+            tuple(c for c in children if isinstance(c, ast.Expect)),
+            tuple(c for c in children if isinstance(c, ast.Cell)),
+        )
+
+
+def _build_transformer():
     """Callbacks that Lark runs as it reduces each rule, building the AST without a tree.
 
     Running them inside the LALR parser (rather than transforming a finished tree)
     halves the time of a large file and never recurses, however deep the input nests.
     Spans are computed from the children, which all carry positions.
     """
-    from lark import Token, Transformer
+    from lark import Transformer
 
-    def tok(token) -> Span:
-        return _span_of(token, context.path)
-
-    def cover(children) -> Span:
-        return _cover(context.path, children)
-
-    class ToAst(Transformer):
-        # expressions
-        def integer(self, children):
-            (token,) = children
-            digits = token.replace("_", "")
-            if len(digits) > MAX_LITERAL_DIGITS:
-                message = (f"integer literal has {len(digits)} digits, "
-                           f"more than {MAX_LITERAL_DIGITS}")
-                context.problems.append(error("E004", message, tok(token)))
-                return ast.Invalid(tok(token))
-            return ast.Integer(int(digits), tok(token))
-
-        def float(self, children):
-            (token,) = children
-            value = float(token.replace("_", ""))
-            if not math.isfinite(value):
-                message = f"number `{token}` is too large for a float"
-                context.problems.append(error("E004", message, tok(token)))
-                return ast.Invalid(tok(token))
-            return ast.Float(value, tok(token))
-
-        def true(self, children):
-            return ast.Boolean(True, tok(children[0]))
-
-        def false(self, children):
-            return ast.Boolean(False, tok(children[0]))
-
-        def name(self, children):
-            return ast.Name(str(children[0]), tok(children[0]))
-
-        def negation(self, children):
-            *signs, operand = children
-            return ast.Negation(operand, len(signs), cover(children))
-
-        def parenthesized(self, children):
-            return children[1]
-
-        def _chain(self, children):
-            rest = tuple(
-                (str(op), tok(op), operand)
-                for op, operand in zip(children[1::2], children[2::2], strict=True)
-            )
-            return ast.Chain(children[0], rest, cover(children))
-
-        sum = product = _chain
-
-        def comparison(self, children):
-            rest = tuple(
-                (str(op), tok(op), operand)
-                for op, operand in zip(children[1::2], children[2::2], strict=True)
-            )
-            return ast.Comparison(children[0], rest, cover(children))
-
-        def _logic(self, children):
-            return ast.Logic(str(children[1]), tuple(children[::2]), cover(children))
-
-        disjunction = conjunction = _logic
-
-        def logical_not(self, children):
-            *words, operand = children
-            return ast.Not(operand, len(words), cover(children))
-
-        def conditional(self, children):
-            values = children[::2]  # value, IF, condition, ELSE, value, IF, ...
-            branches = tuple(zip(values[:-1:2], values[1::2], strict=True))
-            return ast.Conditional(branches, values[-1], cover(children))
-
-        # stacks
-        def keyword_argument(self, children):
-            name, _, value = children
-            return ast.Argument(str(name), tok(name), value, cover(children))
-
-        def positional_argument(self, children):
-            return ast.Argument(None, None, children[0], cover(children))
-
-        def call(self, children):
-            name = children[0]
-            arguments = tuple(c for c in children if isinstance(c, ast.Argument))
-            return ast.Call(str(name), tok(name), arguments, cover(children))
-
-        def assignment(self, children):
-            name, _, value = children
-            if isinstance(value, ast.Call):  # `encoder = lstm(...)`: a named block
-                return ast.Block(str(name), tok(name), value.name, value.name_span,
-                                 value.arguments, cover(children))
-            return ast.Property(str(name), tok(name), value, cover(children))
-
-        def stack_item(self, children):
-            name = children[1]
-            entries = [ast.Block(None, None, e.name, e.name_span, e.arguments, e.span)
-                       if isinstance(e, ast.Call) else e for e in children[3:-1]]
-            return ast.Stack(
-                str(name),
-                tok(name),
-                tuple(e for e in entries if isinstance(e, ast.Property)),
-                tuple(e for e in entries if isinstance(e, ast.Block)),
-                cover(children),
-            )
-
-        # cells
-        def cell_argument(self, children):
-            name, *rest = children
-            default = rest[-1] if rest else None
-            return ast.CellArgument(str(name), tok(name), default, cover(children))
-
-        def state(self, children):
-            name, _, size, _ = children
-            return ast.StateDeclaration(str(name), tok(name), size, cover(children))
-
-        def state_declaration(self, children):
-            return [c for c in children if isinstance(c, ast.StateDeclaration)]
-
-        def param(self, children):
-            name, (dims, dims_span), *rest = children
-            init = rest[-1] if rest else None
-            return ast.ParamDeclaration(str(name), tok(name), dims, dims_span, init,
-                                        tok(name).to(init.span if init else dims_span))
-
-        def param_declaration(self, children):
-            return [c for c in children if isinstance(c, ast.ParamDeclaration)]
-
-        def statement(self, children):
-            names = [c for c in children[:-1] if isinstance(c, Token) and c.type == "NAME"]
-            return ast.Statement(tuple((str(n), tok(n)) for n in names), children[-1],
-                                 cover(children))
-
-        def cell_item(self, children):
-            name = children[1]
-            entries = [c for c in children[2:] if not isinstance(c, Token)]
-            flat = [e for entry in entries
-                    for e in (entry if isinstance(entry, list) else (entry,))]
-            return ast.Cell(
-                str(name), tok(name),
-                tuple(e for e in flat if isinstance(e, ast.CellArgument)),
-                tuple(e for e in flat if isinstance(e, ast.StateDeclaration)),
-                tuple(e for e in flat if isinstance(e, ast.ParamDeclaration)),
-                tuple(e for e in flat if isinstance(e, ast.Statement)),
-                cover(children),
-            )
-
-        def let_item(self, children):
-            _, name, _, value = children
-            return ast.Let(str(name), tok(name), value, cover(children))
-
-        # expectations
-        def selector(self, children):
-            (token,) = children
-            value = int(token.replace("_", "")) if token.type == "INT" else str(token)
-            return ast.Selector(value, tok(token))
-
-        def dims(self, children):
-            exprs = tuple(c for c in children if c is not None and not isinstance(c, Token))
-            return exprs, cover(children)
-
-        def expect_entry(self, children):
-            key, _, selector, _, _, (dims, dims_span) = children
-            span = tok(key).to(dims_span)
-            return ast.ExpectEntry(str(key), tok(key), selector, dims, dims_span, span)
-
-        def expect_item(self, children):
-            name = children[1]
-            entries = tuple(c for c in children if isinstance(c, ast.ExpectEntry))
-            return ast.Expect(str(name), tok(name), entries, cover(children))
-
-        def start(self, children):
-            return ast.SpecFile(
-                context.path,
-                tuple(c for c in children if isinstance(c, ast.Let)),
-                tuple(c for c in children if isinstance(c, ast.Stack)),
-                tuple(c for c in children if isinstance(c, ast.Expect)),
-                tuple(c for c in children if isinstance(c, ast.Cell)),
-            )
+    class ToAst(_ExpressionRules, _StackRules, _ItemRules, Transformer):
+        pass
 
     return ToAst()
 
@@ -516,4 +568,5 @@ def collector_paused():
             gc.enable()
 
 
-__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser"]
+__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser", "language_words",
+           "operator_words", "item_keywords", "cell_keywords"]

@@ -1,10 +1,10 @@
 """`rnnspec fmt`: one canonical layout for .rnn files.
 
-The formatter works on the token stream, not on the AST: a small tokenizer that knows the
-language's tokens plus comments, and a layout pass that tracks brace and bracket depth.
-It never needs to know which items or operators the grammar has, so it keeps working as
-the language grows (cells, conditional expressions, new block arguments); the parser is
-only asked whether a file parses before the CLI rewrites it.
+The formatter works on the token stream, not on the AST: the language's lexer
+(`language.lexer`, built from the grammar's terminals, comments kept), and a layout pass
+that tracks brace and bracket depth. It never needs to know which items the grammar has,
+so it keeps working as the language grows (cells, conditional expressions, new block
+arguments); the parser is only asked whether a file parses before the CLI rewrites it.
 
 The layout (docs/editors.md has the user-facing version):
 
@@ -26,30 +26,23 @@ The layout (docs/editors.md has the user-facing version):
 
 from __future__ import annotations
 
-import re
+import functools
 from typing import NamedTuple
 
 INDENT = "    "
 
-_TOKEN = re.compile(
-    r"""
-    (?P<comment>\#[^\n]*)
-  | (?P<newline>\n)
-  | (?P<space>[ \t\f]+)
-  | (?P<float>[0-9](?:_?[0-9])*(?:\.[0-9](?:_?[0-9])*(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+))
-  | (?P<int>[0-9](?:_?[0-9])*)
-  | (?P<name>(?![0-9])\w+)
-  | (?P<op>//|\*\*|<=|>=|==|!=|->|[-+*/@%<>=,(){}\[\].:;])
-  | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-# Words that act as operators: never an operand, so never the end or start of an item.
-OPERATOR_WORDS = frozenset({"if", "else", "and", "or", "not", "in", "is"})
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = frozenset(_OPENERS.values())
 _TIGHT_BEFORE = frozenset({",", ")", "]", ".", ":", ";"})  # no space before these
+
+
+@functools.cache
+def _operator_words() -> frozenset[str]:
+    """Words that act as operators (`if`, `and`, ...): never an operand, so never the end or
+    start of an item. The grammar's."""
+    from rnnspec.language.parse import operator_words
+
+    return operator_words()
 
 
 class Token(NamedTuple):
@@ -59,28 +52,12 @@ class Token(NamedTuple):
 
 
 def tokenize(text: str) -> list[Token]:
-    """Every token and comment of `text`, with the newlines before each."""
-    tokens: list[Token] = []
-    newlines = 0
-    for match in _TOKEN.finditer(text.replace("\r\n", "\n").replace("\r", "\n")):
-        kind = match.lastgroup
-        if kind == "newline":
-            newlines += 1
-        elif kind != "space":
-            value = match.group()
-            tokens.append(Token(kind, value.rstrip() if kind == "comment" else value, newlines))
-            newlines = 0
-    return tokens
+    """Every token and comment of `text`, with the newlines before each (the language's
+    lexer, `language.lexer`; comments without their trailing spaces)."""
+    from rnnspec.language.lexer import tokenize as lex
 
-
-def significant(text: str) -> list[str]:
-    """The tokens that carry meaning: no comments, and no trailing comma before a closer.
-
-    Formatting never changes this sequence (a test holds it to that).
-    """
-    tokens = [t.text for t in tokenize(text) if t.kind != "comment"]
-    return [t for i, t in enumerate(tokens)
-            if not (t == "," and i + 1 < len(tokens) and tokens[i + 1] in (")", "]"))]
+    return [Token(t.kind, t.text.rstrip() if t.kind == "comment" else t.text, t.newlines)
+            for t in lex(text.replace("\r\n", "\n").replace("\r", "\n"))]
 
 
 # ----------------------------------------------------------------------------- layout
@@ -124,14 +101,14 @@ def _is_operand_end(token: Token | None, keyword: bool) -> bool:
     if token.kind in ("int", "float"):
         return True
     if token.kind == "name":
-        return token.text not in OPERATOR_WORDS
+        return token.text not in _operator_words()
     return token.text in (")", "]")
 
 
 def _is_operand_start(token: Token) -> bool:
     if token.kind in ("int", "float"):
         return True
-    return token.kind == "name" and token.text not in OPERATOR_WORDS
+    return token.kind == "name" and token.text not in _operator_words()
 
 
 class _Layout:
@@ -247,7 +224,7 @@ class _Layout:
             self.line = self._new_line("more", False, self._continuation_indent())
         self._append(token, (self._space(token) if self.line.parts else "") + text)
         keyword = (starts and token.kind == "name" and following is not None
-                   and following.kind == "name" and following.text not in OPERATOR_WORDS)
+                   and following.kind == "name" and following.text not in _operator_words())
         unary = text == "-" and not _is_operand_end(self.prev, self.prev_keyword)
         self.prev, self.prev_keyword, self.prev_unary = token, keyword, unary
         self.at_item_start = False
@@ -275,7 +252,7 @@ class _Layout:
         if text in _TIGHT_BEFORE:
             return ""
         if text in ("(", "[") and (prev.text in (")", "]") or (
-                prev.kind == "name" and prev.text not in OPERATOR_WORDS)):
+                prev.kind == "name" and prev.text not in _operator_words())):
             return ""  # a call or an index
         return " "
 
