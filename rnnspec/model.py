@@ -59,9 +59,9 @@ class Block(NamedTuple):
 
     @property
     def proj_size(self) -> int | None:
-        """0 for the torch.nn cells without a projection (as RNNBase has it), None for
-        declared cells."""
-        if self.spec.torch_class is None:
+        """0 for the built-in (PyTorch's) cells without a projection, as RNNBase has it;
+        None for declared cells."""
+        if not self.spec.positional:  # only the built-in cells take PyTorch's arguments
             return None
         return self.arguments.get("proj_size", 0)
 
