@@ -4,13 +4,17 @@ anything runs, and generate the PyTorch modules.
 The public API (nothing heavy is imported until it is used):
 
 - `check_file(path)` / `check_source(text, path)`: the checked model and its diagnostics.
-- `generate(path, backend="fused")`: the source of the generated module.
-- `load(path, backend="fused")`: the generated classes, as a module object, without a file.
+- `generate(path, backend=None)`: the source of the generated module.
+- `load(path, backend=None)`: the generated classes, as a module object, without a file.
+
+`backend` names a backend of `rnnspec.backends` that produces a module (`fused`, the
+default, or `explicit`).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from rnnspec.resources import VERSION as __version__
+
 __all__ = ["__version__", "check_file", "check_source", "generate", "load", "SpecError"]
 
 
@@ -48,19 +52,23 @@ def _checked_or_raise(path):
     return result
 
 
-def generate(path, backend: str = "fused") -> str:
+def _module_backend(name: str | None):
+    from rnnspec import backends
+
+    return backends.default() if name is None else backends.get(name, backends.MODULE)
+
+
+def generate(path, backend: str | None = None) -> str:
     """The Python source of the module generated for the spec at `path`."""
-    from rnnspec.backends.torch.codegen import generate_source
+    result = _checked_or_raise(path)
+    return _module_backend(backend).generate(result)
 
-    return generate_source(_checked_or_raise(path), backend=backend)
 
-
-def load(path, backend: str = "fused"):
+def load(path, backend: str | None = None):
     """A module object holding the classes generated for the spec at `path`.
 
     Nothing is written to disk; tracebacks through the generated code show its lines.
     """
-    from rnnspec.backends.torch.codegen import generate_source, load_source
-
     result = _checked_or_raise(path)
-    return load_source(generate_source(result, backend=backend), result.path)
+    chosen = _module_backend(backend)
+    return chosen.load(chosen.generate(result), result.path)

@@ -27,50 +27,92 @@ def _use_colour(choice: str, stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnnspec",
-        description="Check .rnn specs of recurrent PyTorch stacks and generate their modules.",
-    )
-    parser.add_argument("--version", action="version", version=f"rnnspec {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# ----------------------------------------------------------------------------- options
+# The options several subcommands share, declared once; each subcommand names its own file
+# kind and verb, so the help reads as before.
 
-    check = commands.add_parser("check", help="derive every shape and check the expectations")
-    check.add_argument("files", nargs="+", metavar="FILE", help=".rnn spec files")
+
+def _files(parser, what: str = ".rnn spec files") -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help=what)
+
+
+def _file(parser) -> None:
+    parser.add_argument("file", metavar="FILE", help=".rnn spec file")
+
+
+def _output(parser, metavar: str, thing: str, *, required: bool = False) -> None:
+    """`-o/--output`: `-` (stdout) by default, unless the output is a binary file."""
+    if required:
+        parser.add_argument("-o", "--output", required=True, metavar=metavar,
+                            help=f"where to write {thing}")
+    else:
+        parser.add_argument("-o", "--output", default="-", metavar=metavar,
+                            help=f"where to write {thing}; `-` (the default) for stdout")
+
+
+def _force(parser, metavar: str, tool: str = "rnnspec", verb: str = "write") -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"overwrite {metavar} even if {tool} did not {verb} it")
+
+
+def _color(parser, what: str = "the diagnostics") -> None:
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help=f"colour {what}")
+
+
+def _stack(parser, help: str) -> None:
+    parser.add_argument("--stack", metavar="NAME", help=help)
+
+
+def _command(commands, name: str, help: str, run) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help)
+    parser.set_defaults(run=run)
+    return parser
+
+
+# ----------------------------------------------------------------------------- subcommands
+
+
+def _add_check(commands) -> None:
+    check = _command(commands, "check", "derive every shape and check the expectations",
+                     run_check)
+    _files(check)
     check.add_argument("--json", action="store_true", help="print one JSON document")
     check.add_argument("--verify", action="store_true",
                        help="also build every stack with torch on the meta device and "
                             "confirm the derived shapes (imports torch)")
-    check.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                       help="colour the text report (auto: on a terminal, unless NO_COLOR)")
+    _color(check, "the text report (auto: on a terminal, unless NO_COLOR)")
     check.add_argument("--weights", metavar="CKPT",
                        help="compare a checkpoint (.safetensors, or a torch.save file) with "
                             "a stack; only its names and shapes are read")
-    check.add_argument("--stack", metavar="NAME",
-                       help="the stack --weights is compared with (needed when the file has "
-                            "several)")
+    _stack(check, "the stack --weights is compared with (needed when the file has several)")
     check.add_argument("--prefix", metavar="P",
                        help="the checkpoint's key prefix before the block names (before the "
                             "parameter names for a one-block stack); detected when omitted")
 
-    generate = commands.add_parser("generate", help="write a PyTorch module for a spec")
-    generate.add_argument("file", metavar="FILE", help=".rnn spec file")
-    generate.add_argument("-o", "--output", default="-", metavar="OUT.py",
-                          help="where to write the module; `-` (the default) for stdout")
-    generate.add_argument("--backend", choices=("fused", "explicit"), default="fused",
-                          help="fused: nn.RNN/nn.LSTM/nn.GRU modules (cuDNN on CUDA); "
-                               "explicit: the cell equations written out")
-    generate.add_argument("--force", action="store_true",
-                          help="overwrite OUT.py even if rnnspec did not generate it")
-    generate.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                          help="colour the diagnostics")
 
-    export = commands.add_parser("export", help="write an ONNX model of a stack")
-    export.add_argument("file", metavar="FILE", help=".rnn spec file")
-    export.add_argument("--stack", metavar="NAME",
-                        help="the stack to export (may be omitted when the file has one)")
-    export.add_argument("-o", "--output", required=True, metavar="OUT.onnx",
-                        help="where to write the ONNX model")
+def _add_generate(commands) -> None:
+    from rnnspec import backends
+
+    generate = _command(commands, "generate", "write a PyTorch module for a spec",
+                        run_generate)
+    _file(generate)
+    _output(generate, "OUT.py", "the module")
+    module_backends = backends.backends(backends.MODULE)
+    generate.add_argument("--backend", choices=tuple(b.name for b in module_backends),
+                          default=backends.default(backends.MODULE).name,
+                          help="; ".join(f"{b.name}: {b.help}" for b in module_backends))
+    _force(generate, "OUT.py", verb="generate")
+    _color(generate)
+
+
+def _add_export(commands) -> None:
+    from rnnspec import backends
+
+    export = _command(commands, "export", backends.default(backends.ONNX).help, run_export)
+    _file(export)
+    _stack(export, "the stack to export (may be omitted when the file has one)")
+    _output(export, "OUT.onnx", "the ONNX model", required=True)
     export.add_argument("--weights", metavar="CKPT",
                         help="parameters: a state dict saved with torch.save or a "
                              ".safetensors file, keys `<block>.<parameter>`; without it, "
@@ -85,40 +127,52 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--lengths", action="store_true",
                         help="take `lengths` ([B] int64) as a graph input: a padded batch, "
                              "as forward(input, lengths=...) runs it")
-    export.add_argument("--force", action="store_true",
-                        help="overwrite OUT.onnx even if rnnspec did not write it")
-    export.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                        help="colour the diagnostics")
-    fmt = commands.add_parser("fmt", help="rewrite specs in the canonical layout")
-    fmt.add_argument("files", nargs="+", metavar="FILE",
-                     help=".rnn spec files (`-`: read stdin, write stdout)")
+    _force(export, "OUT.onnx")
+    _color(export)
+
+
+def _add_tools(commands) -> None:
+    fmt = _command(commands, "fmt", "rewrite specs in the canonical layout", run_fmt)
+    _files(fmt, ".rnn spec files (`-`: read stdin, write stdout)")
     fmt.add_argument("--check", action="store_true",
                      help="write nothing; exit 1 and name each file that would change")
     fmt.add_argument("--diff", action="store_true",
                      help="write nothing; print a unified diff of the changes")
-    fmt.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                     help="colour the diagnostics")
+    _color(fmt)
 
-    commands.add_parser("lsp", help="serve the Language Server Protocol over stdio "
-                                    "(needs the `lsp` extra: pygls, lsprotocol)")
+    _command(commands, "lsp", "serve the Language Server Protocol over stdio "
+                              "(needs the `lsp` extra: pygls, lsprotocol)", run_lsp)
 
-    draw = commands.add_parser("draw", help="draw the stacks of a spec as an SVG picture")
-    draw.add_argument("file", metavar="FILE", help=".rnn spec file")
-    draw.add_argument("--stack", metavar="NAME", help="draw only this stack (default: all)")
-    draw.add_argument("-o", "--output", default="-", metavar="OUT.svg",
-                      help="where to write the SVG; `-` (the default) for stdout")
-    draw.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                      help="colour the diagnostics")
-    infer = commands.add_parser("infer", help="write a spec describing a checkpoint's "
-                                              "recurrent modules")
+    draw = _command(commands, "draw", "draw the stacks of a spec as an SVG picture", run_draw)
+    _file(draw)
+    _stack(draw, "draw only this stack (default: all)")
+    _output(draw, "OUT.svg", "the SVG")
+    _color(draw)
+
+    infer = _command(commands, "infer", "write a spec describing a checkpoint's recurrent "
+                                        "modules", run_infer)
     infer.add_argument("checkpoint", metavar="CKPT", help=".safetensors or torch.save file")
-    infer.add_argument("-o", "--output", default="-", metavar="OUT.rnn",
-                       help="where to write the spec; `-` (the default) for stdout")
+    _output(infer, "OUT.rnn", "the spec")
     infer.add_argument("--cells", metavar="FILE",
                        help="a spec whose cells describe the checkpoint's other modules")
-    infer.add_argument("--force", action="store_true",
-                       help="overwrite OUT.rnn even if `rnnspec infer` did not write it")
+    _force(infer, "OUT.rnn", "`rnnspec infer`")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnspec",
+        description="Check .rnn specs of recurrent PyTorch stacks and generate their modules.",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnspec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(commands)
+    _add_generate(commands)
+    _add_export(commands)
+    _add_tools(commands)
     return parser
+
+
+# ----------------------------------------------------------------------------- running
 
 
 def _exit_status(results) -> int:
@@ -180,20 +234,29 @@ def run_check(args) -> int:
     return _exit_status(results)
 
 
-def run_generate(args) -> int:
+def _checked_for_output(args, style):
+    """Check `args.file`, printing its diagnostics to stderr: the result, and whether it
+    may be generated from (no errors)."""
     from rnnspec.check.checker import check_path
-    from rnnspec.language.diagnostics import Style, render
+    from rnnspec.language.diagnostics import render
 
     result = check_path(args.file)
-    style = Style(_use_colour(args.color, sys.stderr))
     sources = {result.path: result.text.split("\n")}
     for diagnostic in result.diagnostics:
         sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
+    return result
+
+
+def run_generate(args) -> int:
+    from rnnspec import backends
+
+    style = _style(args)
+    result = _checked_for_output(args, style)
     if not result.ok:
         return _exit_status([result])
-    from rnnspec.backends.torch.codegen import OutputError, generate_source, write_output
+    from rnnspec.backends.torch.codegen import OutputError, write_output
 
-    source = generate_source(result, backend=args.backend)
+    source = backends.get(args.backend, backends.MODULE).generate(result)
     if args.output == "-":
         sys.stdout.write(source)
         return EXIT_OK
@@ -206,29 +269,25 @@ def run_generate(args) -> int:
 
 
 def run_export(args) -> int:
-    from rnnspec.backends.onnx.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError
-    from rnnspec.check.checker import check_path
-    from rnnspec.language.diagnostics import Style, render
+    from rnnspec import backends
 
-    style = Style(_use_colour(args.color, sys.stderr))
-    opset = DEFAULT_OPSET if args.opset is None else args.opset
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    backend = backends.default(backends.ONNX)
+    exporter = backend.module()
+    style = _style(args)
+    opset = exporter.DEFAULT_OPSET if args.opset is None else args.opset
+    if not exporter.MIN_OPSET <= opset <= exporter.MAX_OPSET:
         sys.stderr.write(f"{style.error('error')}: opset {opset} is not supported: rnnspec "
-                         f"writes opsets {MIN_OPSET} to {MAX_OPSET}\n")
+                         f"writes opsets {exporter.MIN_OPSET} to {exporter.MAX_OPSET}\n")
         return EXIT_USAGE
-    result = check_path(args.file)
-    sources = {result.path: result.text.split("\n")}
-    for diagnostic in result.diagnostics:
-        sys.stderr.write(render(diagnostic, sources, style) + "\n\n")
+    result = _checked_for_output(args, style)
     if not result.ok:
         return _exit_status([result])
-    from rnnspec.backends.onnx.export import export
-
     try:
-        stack = export(result, args.output, stack_name=args.stack, weights=args.weights,
-                       opset=opset, seed=args.seed, initial_states=args.initial_states,
-                       lengths=args.lengths, force=args.force)
-    except ExportError as exc:
+        stack = backend.generate(result, args.output, stack_name=args.stack,
+                                 weights=args.weights, opset=opset, seed=args.seed,
+                                 initial_states=args.initial_states, lengths=args.lengths,
+                                 force=args.force)
+    except exporter.ExportError as exc:
         sys.stderr.write(f"{style.error('error')}: {exc}\n")
         if exc.help:
             sys.stderr.write(f"{style.note('help')}: {exc.help}\n")
@@ -237,32 +296,40 @@ def run_export(args) -> int:
     return EXIT_OK
 
 
+def _style(args):
+    from rnnspec.language.diagnostics import Style
+
+    return Style(_use_colour(args.color, sys.stderr))
+
+
+def run_fmt(args) -> int:
+    from rnnspec.tools.fmt import run_fmt
+
+    return run_fmt(args, _style(args))
+
+
+def run_draw(args) -> int:
+    from rnnspec.tools.draw import run_draw
+
+    return run_draw(args, _style(args))
+
+
+def run_lsp(args) -> int:
+    from rnnspec.tools.lsp.server import serve
+
+    return serve()
+
+
+def run_infer(args) -> int:
+    from rnnspec.tools.checkpoints.infer import run_infer
+
+    return run_infer(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "check":
-            return run_check(args)
-        if args.command == "export":
-            return run_export(args)
-        if args.command == "fmt":
-            from rnnspec.language.diagnostics import Style
-            from rnnspec.tools.fmt import run_fmt
-
-            return run_fmt(args, Style(_use_colour(args.color, sys.stderr)))
-        if args.command == "draw":
-            from rnnspec.language.diagnostics import Style
-            from rnnspec.tools.draw import run_draw
-
-            return run_draw(args, Style(_use_colour(args.color, sys.stderr)))
-        if args.command == "lsp":
-            from rnnspec.tools.lsp.server import serve
-
-            return serve()
-        if args.command == "infer":
-            from rnnspec.tools.checkpoints.infer import run_infer
-
-            return run_infer(args)
-        return run_generate(args)
+        return args.run(args)
     except BrokenPipeError:
         # The reader went away (`rnnspec check x.rnn | head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)

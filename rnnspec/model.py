@@ -31,7 +31,7 @@ class CellSpec(Protocol):
     @property
     def states(self) -> Sequence: ...  # each with a `name` and a `size`
     @property
-    def torch_class(self) -> str | None: ...
+    def positional(self) -> bool: ...  # the built-in cells: PyTorch's positional arguments
 
 
 # How a block's summary line shows an argument that is not at its default, in this order.
@@ -212,9 +212,9 @@ class Block(NamedTuple):
 
     @property
     def proj_size(self) -> int | None:
-        """0 for the torch.nn cells without a projection (as RNNBase has it), None for
-        declared cells."""
-        if self.spec.torch_class is None:
+        """0 for the built-in (PyTorch's) cells without a projection, as RNNBase has it;
+        None for declared cells."""
+        if not self.spec.positional:  # only the built-in cells take PyTorch's arguments
             return None
         return self.arguments.get("proj_size", 0)
 

@@ -1,6 +1,10 @@
-"""The user's cache folder, where the parser and the templates keep their compiled forms."""
+"""The package's own facts: its version, and the user's cache folder, where the parser and
+the templates keep their compiled forms. A leaf module (it imports nothing of rnnspec), so
+every stage can read the version without importing the package's API."""
 
 from __future__ import annotations
+
+VERSION = "0.1.0"  # rnnspec.__version__; pyproject.toml's version is the same
 
 
 def cache_folder() -> str | None:

@@ -107,7 +107,7 @@ class OracleFailure(AssertionError):
 
 def exercise(data: bytes, compile_generated: bool = True) -> str:
     """Run one input through every path; returns the outcome, raises on a defect."""
-    from rnnspec.backends.torch.codegen import generate_source
+    from rnnspec import backends
 
     path = "fuzz.rnn"
     try:
@@ -130,8 +130,8 @@ def exercise(data: bytes, compile_generated: bool = True) -> str:
     if not result.ok:
         return "errors"
     if compile_generated and result.stacks:
-        for backend in ("fused", "explicit"):
-            source = generate_source(result, backend=backend)
+        for backend in backends.backends(backends.MODULE):
+            source = backend.generate(result)
             compile(source, "<generated>", "exec")
     return "ok"
 

@@ -68,8 +68,6 @@ class Cell(NamedTuple):
     states: tuple[StateTemplate, ...]  # the first is the step's output
     derived: tuple[tuple[str, Callable[[dict], int]], ...] = ()  # sizes computed from arguments
     validate: Callable[[dict, dict], list[Diagnostic]] | None = None
-    torch_class: str | None = None  # the torch.nn module of the fused backend; None: written out
-    torch_arguments: tuple[str, ...] = ()  # constructor keywords beyond the common ones
     step_arguments: tuple[str, ...] = ()  # arguments the explicit step class takes
     template: str | None = None  # built-ins: the template of the explicit step class
     equations: str = ""  # the step in words, for docstrings
@@ -206,7 +204,7 @@ def residual_problem(block: model.Block, input_span: Span | None) -> Diagnostic 
         help=hint)
 
 
-def _builtin(name: str, torch_class: str, gates: int, extra: tuple[ArgumentRule, ...],
+def _builtin(name: str, gates: int, extra: tuple[ArgumentRule, ...],
              **fields) -> Cell:
     # PyTorch's positional order: input_size, hidden_size, num_layers, nonlinearity (rnn),
     # bias, batch_first, dropout, bidirectional, proj_size (lstm)
@@ -216,15 +214,14 @@ def _builtin(name: str, torch_class: str, gates: int, extra: tuple[ArgumentRule,
                  BIDIRECTIONAL, *trailing, *EXTENSIONS)
     fields.setdefault("states", (StateTemplate("h", _H),))
     fields.setdefault("parameters", _torch_parameters(gates, fields["states"][0].size))
-    return Cell(name=name, arguments=arguments, positional=True, torch_class=torch_class,
+    return Cell(name=name, arguments=arguments, positional=True,
                 template=f"cells/{name}.py.jinja", **fields)
 
 
 BUILTIN_CELLS: dict[str, Cell] = {
     cell.name: cell
     for cell in (
-        _builtin("rnn", "RNN", 1, (NONLINEARITY,), torch_arguments=("nonlinearity",),
-                 step_arguments=("nonlinearity",),
+        _builtin("rnn", 1, (NONLINEARITY,), step_arguments=("nonlinearity",),
                  onnx=OnnxOp("RNN", (0,), activation="nonlinearity",
                              activations=(("tanh", "Tanh"), ("relu", "Relu"))),
                  step_lines=(
@@ -233,11 +230,11 @@ BUILTIN_CELLS: dict[str, Cell] = {
                      ("not bias", "h = {nonlinearity}(weight_ih @ x + weight_hh @ h)"),
                  ),
                  equations="h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (or relu)"),
-        _builtin("lstm", "LSTM", 4, (PROJ_SIZE,),
+        _builtin("lstm", 4, (PROJ_SIZE,),
                  states=(StateTemplate("h", Size.of("state_size")), StateTemplate("c", _H)),
                  parameters=_torch_parameters(4, Size.of("state_size"), projected=True),
                  derived=(("state_size", lambda v: v["proj_size"] or v["hidden_size"]),),
-                 validate=_projection_smaller, torch_arguments=("proj_size",),
+                 validate=_projection_smaller,
                  onnx=OnnxOp("LSTM", (0, 3, 1, 2), unsupported=("proj_size",)),
                  step_lines=(
                      ("bias", "gi, gf, gg, go = chunk(weight_ih @ x + bias_ih + weight_hh @ h"
@@ -249,7 +246,7 @@ BUILTIN_CELLS: dict[str, Cell] = {
                  ),
                  equations="i, f, g, o = gates of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); "
                            "c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t), then W_hr h_t"),
-        _builtin("gru", "GRU", 3, (),
+        _builtin("gru", 3, (),
                  onnx=OnnxOp("GRU", (1, 0, 2), attributes=(("linear_before_reset", 1),)),
                  step_lines=(
                      ("bias", "xr, xz, xn = chunk(weight_ih @ x + bias_ih, 3)"),

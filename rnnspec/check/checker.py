@@ -19,7 +19,7 @@ from rnnspec.check.binder import bind
 from rnnspec.check.evaluate import POISON, Evaluator
 from rnnspec.language import ast
 from rnnspec.language.diagnostics import Note, Sink, Span, error, sort_key, warning
-from rnnspec.language.names import check_name, suggest
+from rnnspec.language.names import check_name, snake_case, suggest
 
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
@@ -201,7 +201,7 @@ class Checker:
                     batch_first, batch_first_span, names: dict[str, Span]) -> model.Block | None:
         with self.problems.watch() as step:
             cell = self._cell(block)
-            name = block.name if block.name is not None else f"{block.cell}{index}"
+            name = block.name if block.name is not None else snake_case(f"{block.cell}{index}")
             name_span = block.name_span or block.cell_span
             if block.name is not None:
                 problem = check_name(name, name_span, "block")

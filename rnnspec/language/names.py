@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import re
 import unicodedata
 
 from rnnspec.language.diagnostics import Diagnostic, Span, did_you_mean, error
@@ -93,6 +94,15 @@ def check_name(name: str, span: Span, kind: str) -> Diagnostic | None:
         return error("E012", f"stack name `{name}` would shadow {what} `{name}`", span,
                      help="choose another name, such as `" + name.capitalize() + "Stack`")
     return None
+
+
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake_case(name: str) -> str:
+    """`TorchGRU` -> `torch_gru`, `MinGRU0` -> `min_gru0`, `lstm` -> `lstm`: the name of
+    an auto-named block, an attribute and a state-dict key as PEP 8 writes them."""
+    return _WORD_START.sub("_", name).lower()
 
 
 def suggest(name: str, candidates) -> str | None:

@@ -11,6 +11,7 @@ import functools
 import warnings
 
 from rnnspec import model
+from rnnspec.backends.torch import torch_module
 from rnnspec.cells.shapes import bind_dims
 from rnnspec.language.diagnostics import Diagnostic, error
 
@@ -18,13 +19,13 @@ T, B = 3, 2  # any sizes do: they only have to be told apart
 
 
 def _torch_block(torch, block: model.Block, stack: model.Stack, generated):
-    cell = block.spec
-    if cell.torch_class is None:
+    module = torch_module(block.spec)
+    if module is None:
         return getattr(generated(), block.name)
-    options = {name: block.arguments[name] for name in cell.torch_arguments}
+    options = {name: block.arguments[name] for name in module.arguments}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropout with one layer: already warning W001
-        return getattr(torch.nn, cell.torch_class)(
+        return getattr(torch.nn, module.torch_class)(
             block.input_size, block.hidden_size, num_layers=block.num_layers, bias=block.bias,
             batch_first=stack.batch_first, dropout=block.dropout,
             bidirectional=block.bidirectional, device="meta", **options)
