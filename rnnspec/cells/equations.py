@@ -16,6 +16,8 @@ from __future__ import annotations
 import keyword
 from typing import NamedTuple
 
+from rnnspec.cells.ops import FUNCTIONS, INITIALISERS, OPERATORS, OPS, Kind, Op
+from rnnspec.cells.ops import function as _function_record
 from rnnspec.cells.registry import (
     COMMON_ARGUMENTS,
     ArgumentRule,
@@ -29,14 +31,7 @@ from rnnspec.language import ast
 from rnnspec.language.diagnostics import Diagnostic, Note, Sink, Span, error, warning
 from rnnspec.language.names import suggest
 
-ELEMENTWISE = ("sigmoid", "tanh", "relu", "gelu", "silu", "softplus", "logsigmoid", "exp",
-               "log", "abs", "sqrt")
-FUNCTIONS = (*ELEMENTWISE, "clamp", "minimum", "maximum", "layer_norm", "concat", "chunk")
-INITIALISERS = {"uniform": (0, 2), "zeros": (0, 0), "ones": (0, 0), "normal": (2, 2)}
 SIZE_NAMES = ("input_size", "hidden_size")
-_OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "@": "matmul"}
-_VERBS = {"add": "add", "sub": "subtract", "mul": "multiply", "div": "divide",
-          "minimum": "take the minimum of", "maximum": "take the maximum of"}
 
 
 class Node(NamedTuple):
@@ -71,7 +66,7 @@ class Step(NamedTuple):
 
 
 def _number(value) -> Node:
-    return Node("number", (), value, None, False, False, None)
+    return Node(Op.NUMBER, (), value, None, False, False, None)
 
 
 class _Scope:
@@ -316,7 +311,7 @@ class CellChecker:
                     continue
                 names.append(name)
                 states.append(True)
-                self.scope.current[name] = Node("local", (), name, size, True, True, span)
+                self.scope.current[name] = Node(Op.LOCAL, (), name, size, True, True, span)
                 continue
             if kind in ("x", "param", "size"):
                 what = {"x": "the step's input", "param": "a parameter", "size": "a size"}[kind]
@@ -331,7 +326,7 @@ class CellChecker:
             self.shown[unique] = name
             names.append(unique)
             states.append(False)
-            self.scope.current[name] = Node("local", (), unique, size, in_loop,
+            self.scope.current[name] = Node(Op.LOCAL, (), unique, size, in_loop,
                                             node.batched or in_loop, span)
             self.scope.local_versions.append((unique, span))
         if len(names) == len(targets):
@@ -399,7 +394,7 @@ class CellChecker:
                                     f"`chunk` splits {format_shape([inner.size])} into "
                                     f"{pieces}"))
             piece = quotient(inner.size, pieces)
-        return Node("chunk", (inner,), (pieces, piece), inner.size, inner.varying,
+        return Node(Op.CHUNK, (inner,), (pieces, piece), inner.size, inner.varying,
                     inner.batched, value.span)
 
     # ------------------------------------------------------------------- expressions
@@ -419,7 +414,7 @@ class CellChecker:
             inner = self.expr(expr.operand)
             if inner is None or expr.signs % 2 == 0:
                 return inner
-            return inner._replace(op="neg", args=(inner,), value=None, span=expr.span)
+            return inner._replace(op=Op.NEG, args=(inner,), value=None, span=expr.span)
         if isinstance(expr, ast.Chain):
             return self._chain(expr)
         if isinstance(expr, ast.Call):
@@ -431,7 +426,7 @@ class CellChecker:
         name = expr.name
         kind = self.scope.kinds.get(name)
         if kind == "x":
-            return Node("x", (), "x", self.scope.sizes["x"], False, True, expr.span)
+            return Node(Op.X, (), "x", self.scope.sizes["x"], False, True, expr.span)
         if kind in ("state", "local"):
             node = self.scope.current.get(name)
             if node is not None and node.op == "local":
@@ -447,7 +442,7 @@ class CellChecker:
                 return None
             if name not in self.scope.sizes:  # its declaration failed, already reported
                 return None
-            return Node("param", (), name, self.scope.sizes[name], False, False, expr.span)
+            return Node(Op.PARAM, (), name, self.scope.sizes[name], False, False, expr.span)
         if kind == "size":
             self._error("E074", f"`{name}` is a size: sizes appear in declarations, not in "
                         "equations", expr.span)
@@ -489,7 +484,7 @@ class CellChecker:
             if symbol == "@":
                 left = self._matmul(left, right, symbol_span, chain.first, operand)
             else:
-                left = self._elementwise(_OPERATORS[symbol], left, right, symbol_span)
+                left = self._elementwise(OPERATORS[symbol], left, right, symbol_span)
         return left
 
     def _matrix(self, expr) -> Node | None:
@@ -497,12 +492,12 @@ class CellChecker:
         if isinstance(expr, ast.Name) and expr.name in self.scope.matrices:
             self.scope.read.add(expr.name)
             rows, columns = self.scope.matrices[expr.name]
-            return Node("param", (), expr.name, None, False, False, expr.span)._replace(
+            return Node(Op.PARAM, (), expr.name, None, False, False, expr.span)._replace(
                 value=expr.name, args=(rows, columns))
         node = self.expr(expr)
         if node is None:
             return None
-        return node._replace(op="not-a-matrix")
+        return node._replace(op=Op.NOT_A_MATRIX)
 
     def _matmul(self, left: Node, right: Node, span: Span, left_expr, right_expr) -> Node | None:
         if left.op != "param" or not left.args:
@@ -537,12 +532,12 @@ class CellChecker:
             return None
         if right.varying and name not in self.recurrent:
             self.recurrent.append(name)
-        matrix = Node("param", (), name, None, False, False, left.span)
-        return Node("matmul", (matrix, right), None, rows, right.varying, right.batched, span)
+        matrix = Node(Op.PARAM, (), name, None, False, False, left.span)
+        return Node(Op.MATMUL, (matrix, right), None, rows, right.varying, right.batched, span)
 
     def _elementwise(self, op: str, left: Node, right: Node, span: Span) -> Node | None:
         if left.size is not None and right.size is not None and left.size != right.size:
-            self._error("E071", f"cannot {_VERBS[op]} {format_shape([left.size])} and "
+            self._error("E071", f"cannot {OPS[op].verb} {format_shape([left.size])} and "
                         f"{format_shape([right.size])}", span,
                         help=_multiple_help(left.size, right.size)
                         or _multiple_help(right.size, left.size))
@@ -556,7 +551,8 @@ class CellChecker:
         for argument in call.arguments:  # read, even when the call itself is wrong
             self.scope.read.update(n.name for n in names_in(argument.value)
                                    if self.scope.kinds.get(n.name) == "param")
-        if name not in FUNCTIONS:
+        record = _function_record(name)
+        if record is None:
             self._error("E074", f"unknown function `{name}`", call.name_span,
                         help=suggest(name, FUNCTIONS) or "the functions are "
                         + ", ".join(f"`{f}`" for f in FUNCTIONS))
@@ -566,37 +562,35 @@ class CellChecker:
                 self._error("E074", f"`{name}` takes its arguments by position",
                             argument.name_span)
                 return None
-        if name == "chunk":
-            self._error("E073", "`chunk(...)` stands alone on the right of `a, b, ... =`",
-                        call.span, help="write `a, b = chunk(v, 2)` and use `a` and `b`")
-            return None
         arguments = [a.value for a in call.arguments]
-        if name in ELEMENTWISE:
-            return self._unary(name, call, arguments)
-        if name == "clamp":
-            if len(arguments) != 3:
-                self._error("E074", "write `clamp(v, low, high)`", call.span)
-                return None
-            inner = self._vector(name, arguments[0])
-            bounds = [self.values.typed(a, "float", "a bound of `clamp`") for a in arguments[1:]]
-            if inner is None or POISON in bounds:
-                return None
-            return Node("clamp", (inner,), tuple(bounds), inner.size, inner.varying,
-                        inner.batched, call.span)
-        if name in ("minimum", "maximum"):
-            if len(arguments) != 2:
-                self._error("E074", f"write `{name}(a, b)`", call.span)
-                return None
-            left, right = self.expr(arguments[0]), self.expr(arguments[1])
-            if left is None or right is None:
-                return None
-            if left.size is None and right.size is None:
-                self._error("E074", f"`{name}` of two numbers: write the number", call.span)
-                return None
-            return self._elementwise(name, left, right, call.name_span)
-        if name == "layer_norm":
-            return self._layer_norm(call, arguments)
-        return self._concat(call, arguments)
+        return getattr(self, record.rule)(record.op, call, arguments)
+
+    def _chunk_call(self, op: Op, call: ast.Call, arguments) -> None:
+        self._error("E073", "`chunk(...)` stands alone on the right of `a, b, ... =`",
+                    call.span, help="write `a, b = chunk(v, 2)` and use `a` and `b`")
+
+    def _clamp(self, op: Op, call: ast.Call, arguments) -> Node | None:
+        if len(arguments) != 3:
+            self._error("E074", "write `clamp(v, low, high)`", call.span)
+            return None
+        inner = self._vector(op, arguments[0])
+        bounds = [self.values.typed(a, "float", "a bound of `clamp`") for a in arguments[1:]]
+        if inner is None or POISON in bounds:
+            return None
+        return Node(Op.CLAMP, (inner,), tuple(bounds), inner.size, inner.varying,
+                    inner.batched, call.span)
+
+    def _pair(self, op: Op, call: ast.Call, arguments) -> Node | None:
+        if len(arguments) != 2:
+            self._error("E074", f"write `{op}(a, b)`", call.span)
+            return None
+        left, right = self.expr(arguments[0]), self.expr(arguments[1])
+        if left is None or right is None:
+            return None
+        if left.size is None and right.size is None:
+            self._error("E074", f"`{op}` of two numbers: write the number", call.span)
+            return None
+        return self._elementwise(op, left, right, call.name_span)
 
     def _vector(self, function: str, expr) -> Node | None:
         node = self.expr(expr)
@@ -605,7 +599,7 @@ class CellChecker:
             return None
         return node
 
-    def _unary(self, name: str, call: ast.Call, arguments) -> Node | None:
+    def _unary(self, name: Op, call: ast.Call, arguments) -> Node | None:
         if len(arguments) != 1:
             self._error("E074", f"`{name}` takes one argument, found {len(arguments)}",
                         call.span)
@@ -615,7 +609,7 @@ class CellChecker:
             return None
         return Node(name, (inner,), None, inner.size, inner.varying, inner.batched, call.span)
 
-    def _layer_norm(self, call: ast.Call, arguments) -> Node | None:
+    def _layer_norm(self, op: Op, call: ast.Call, arguments) -> Node | None:
         if not 1 <= len(arguments) <= 4:
             self._error("E074", "write `layer_norm(v)`, `layer_norm(v, weight)`, "
                         "`layer_norm(v, weight, bias)` or `layer_norm(v, weight, bias, eps)`",
@@ -649,10 +643,10 @@ class CellChecker:
                 return None
         if inner is None:
             return None
-        return Node("layer_norm", (inner, *affine), eps, inner.size, inner.varying,
+        return Node(Op.LAYER_NORM, (inner, *affine), eps, inner.size, inner.varying,
                     inner.batched, call.span)
 
-    def _concat(self, call: ast.Call, arguments) -> Node | None:
+    def _concat(self, op: Op, call: ast.Call, arguments) -> Node | None:
         if len(arguments) < 2:
             self._error("E074", "`concat` joins two or more vectors", call.span)
             return None
@@ -662,7 +656,7 @@ class CellChecker:
         size = Size()
         for part in parts:
             size = size + part.size
-        return Node("concat", tuple(parts), None, size, any(p.varying for p in parts),
+        return Node(Op.CONCAT, tuple(parts), None, size, any(p.varying for p in parts),
                     any(p.batched for p in parts), call.span)
 
     # ------------------------------------------------------------------- the cell
@@ -740,33 +734,34 @@ def describe(node: Node, shown: dict[str, str] | None = None) -> str:
 
 
 class _Describer:
+    """Writes a node back through the op table: operators by their symbol and precedence,
+    functions by name with their constants."""
+
     def __init__(self, shown: dict[str, str]):
         self.shown = shown
 
-    PRECEDENCE = {"add": 1, "sub": 1, "mul": 2, "div": 2, "matmul": 2, "neg": 3}
-    SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@"}
-
     def text(self, node: Node, parent: int = 0, right: bool = False) -> str:
         op = node.op
-        if op == "number":
+        record = OPS.get(op)
+        if op == Op.NUMBER:
             return repr(node.value) if isinstance(node.value, float) else str(node.value)
-        if op in ("x", "state", "param", "local"):
+        if record is not None and record.kind is Kind.LEAF:
             return self.shown.get(node.value, str(node.value))
-        if op == "neg":
-            inner = "-" + self.text(node.args[0], 3)
-            return f"({inner})" if parent > 3 else inner
-        if op in self.SYMBOLS:
-            level = self.PRECEDENCE[op]
+        if op == Op.NEG:
+            inner = "-" + self.text(node.args[0], record.precedence)
+            return f"({inner})" if parent > record.precedence else inner
+        if record is not None and record.kind is Kind.OPERATOR:
+            level = record.precedence
             left = self.text(node.args[0], level)
             rhs = self.text(node.args[1], level, right=True)
-            inner = f"{left} {self.SYMBOLS[op]} {rhs}"
+            inner = f"{left} {record.symbol} {rhs}"
             return f"({inner})" if level < parent or (right and level == parent) else inner
-        if op == "chunk":
+        if op == Op.CHUNK:
             return f"chunk({self.text(node.args[0])}, {node.value[0]})"
         arguments = [self.text(a) for a in node.args]
-        if op == "clamp":
+        if op == Op.CLAMP:
             arguments += [repr(v) for v in node.value]
-        if op == "layer_norm" and node.value != 1e-5:
+        if op == Op.LAYER_NORM and node.value != 1e-5:
             arguments += ["_"] * (3 - len(arguments)) + [repr(node.value)]
         return f"{op}({', '.join(arguments)})"
 
