@@ -1,7 +1,8 @@
 """The op table (`rnnspec.cells.ops`): one record per op, and the lists derived from it."""
 
 from rnnspec.cells import ops
-from rnnspec.cells.equations import CellChecker, Node, describe
+from rnnspec.cells.expressions import Expressions
+from rnnspec.cells.ir import Node, describe
 from rnnspec.cells.ops import OPS, Kind, Op
 from rnnspec.cells.shapes import Size
 
@@ -30,7 +31,7 @@ def test_lists_derive_from_the_table():
 def test_every_function_has_a_shape_rule_in_the_checker():
     for record in OPS.values():
         if record.kind is Kind.FUNCTION:
-            assert callable(getattr(CellChecker, record.rule))
+            assert callable(getattr(Expressions, record.rule))
     assert ops.function("tanh").op is Op.TANH
     assert ops.function("x") is None and ops.function("nope") is None
 

@@ -2,14 +2,14 @@
 
 `Op` names each operation (a `str` enum: `Op.MATMUL == "matmul"`, so code that compares
 `node.op` with a string keeps working). `OPS` gives each op its record: how many operands
-it takes, the checker's shape rule for it (the name of a `CellChecker` method, looked up
-once per call: the table, not a ladder of names, decides), and how it is written in the
-language (its spelling and precedence, which `describe` reads).
+it takes, the checker's shape rule for it (the name of an `expressions.Expressions`
+method, looked up once per call: the table, not a ladder of names, decides), and how it
+is written in the language (its spelling and precedence, which `describe` reads).
 
 Everything that lists the language's vocabulary derives from this table: `FUNCTIONS`
 (the completions of the LSP, the TextMate grammar's test), `ELEMENTWISE`, `OPERATORS`.
-A new function is one `Op` member and one record here, one shape rule in the checker
-(often an existing one: `unary`), and one entry per backend.
+A new function is one `Op` member and one record here, one shape rule in `cells/expressions.py`
+(often an existing one: `_unary`), and one entry per backend.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class OpRecord(NamedTuple):
     op: Op
     kind: Kind
     arity: tuple[int, int | None]  # fewest and most operands written (None: any number)
-    rule: str | None = None  # the CellChecker method that checks a call (functions)
+    rule: str | None = None  # the `Expressions` method that checks a call (functions)
     symbol: str | None = None  # operators: how the language writes it
     precedence: int = 0  # operators: binding strength when written back (higher binds tighter)
     verb: str | None = None  # how an error names combining two values (elementwise pairs)
