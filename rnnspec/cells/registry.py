@@ -70,16 +70,11 @@ class Cell(NamedTuple):
     validate: Callable[[dict, dict], list[Diagnostic]] | None = None
     step_arguments: tuple[str, ...] = ()  # arguments the explicit step class takes
     template: str | None = None  # built-ins: the template of the explicit step class
-    equations: str = ""  # the step in words, for docstrings
+    equations: str = ""  # user cells: the checked statements, written back
     span: Span | None = None  # where a user cell is declared
     declared: tuple[str, ...] = ()  # user cells: the size arguments of the header
     step: object = None  # user cells: the checked step (`equations.Step`)
     onnx: OnnxOp | None = None  # built-ins: ONNX's operator for the cell
-    # built-ins: the step in the equations of user cells (language section 8), one
-    # statement per line, each with the condition that keeps it: None (always), an
-    # argument (`bias`: kept when its value is truthy) or `not` and an argument; `{name}`
-    # is replaced by the argument's value. What export writes when no operator fits.
-    step_lines: tuple[tuple[str | None, str], ...] = ()
 
     @property
     def rules(self) -> dict[str, ArgumentRule]:
@@ -223,43 +218,15 @@ BUILTIN_CELLS: dict[str, Cell] = {
     for cell in (
         _builtin("rnn", 1, (NONLINEARITY,), step_arguments=("nonlinearity",),
                  onnx=OnnxOp("RNN", (0,), activation="nonlinearity",
-                             activations=(("tanh", "Tanh"), ("relu", "Relu"))),
-                 step_lines=(
-                     ("bias", "h = {nonlinearity}(weight_ih @ x + bias_ih + weight_hh @ h"
-                              " + bias_hh)"),
-                     ("not bias", "h = {nonlinearity}(weight_ih @ x + weight_hh @ h)"),
-                 ),
-                 equations="h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)   (or relu)"),
+                             activations=(("tanh", "Tanh"), ("relu", "Relu")))),
         _builtin("lstm", 4, (PROJ_SIZE,),
                  states=(StateTemplate("h", Size.of("state_size")), StateTemplate("c", _H)),
                  parameters=_torch_parameters(4, Size.of("state_size"), projected=True),
                  derived=(("state_size", lambda v: v["proj_size"] or v["hidden_size"]),),
                  validate=_projection_smaller,
-                 onnx=OnnxOp("LSTM", (0, 3, 1, 2), unsupported=("proj_size",)),
-                 step_lines=(
-                     ("bias", "gi, gf, gg, go = chunk(weight_ih @ x + bias_ih + weight_hh @ h"
-                              " + bias_hh, 4)"),
-                     ("not bias", "gi, gf, gg, go = chunk(weight_ih @ x + weight_hh @ h, 4)"),
-                     (None, "c = sigmoid(gf) * c + sigmoid(gi) * tanh(gg)"),
-                     ("not proj_size", "h = sigmoid(go) * tanh(c)"),
-                     ("proj_size", "h = weight_hr @ (sigmoid(go) * tanh(c))"),
-                 ),
-                 equations="i, f, g, o = gates of (W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); "
-                           "c_t = f * c_{t-1} + i * g; h_t = o * tanh(c_t), then W_hr h_t"),
+                 onnx=OnnxOp("LSTM", (0, 3, 1, 2), unsupported=("proj_size",))),
         _builtin("gru", 3, (),
-                 onnx=OnnxOp("GRU", (1, 0, 2), attributes=(("linear_before_reset", 1),)),
-                 step_lines=(
-                     ("bias", "xr, xz, xn = chunk(weight_ih @ x + bias_ih, 3)"),
-                     ("bias", "hr, hz, hn = chunk(weight_hh @ h + bias_hh, 3)"),
-                     ("not bias", "xr, xz, xn = chunk(weight_ih @ x, 3)"),
-                     ("not bias", "hr, hz, hn = chunk(weight_hh @ h, 3)"),
-                     (None, "r = sigmoid(xr + hr)"),
-                     (None, "z = sigmoid(xz + hz)"),
-                     (None, "n = tanh(xn + r * hn)"),
-                     (None, "h = (1 - z) * n + z * h"),
-                 ),
-                 equations="r, z = gates; n = tanh(W_in x_t + b_in + r * (W_hn h + b_hn)); "
-                           "h_t = (1 - z) * n + z * h_{t-1}"),
+                 onnx=OnnxOp("GRU", (1, 0, 2), attributes=(("linear_before_reset", 1),))),
     )
 }
 
@@ -334,16 +301,3 @@ def gate_count(cell: Cell) -> int | None:
 CELLS_BY_GATES: dict[int, Cell] = {
     gate_count(cell): cell for cell in BUILTIN_CELLS.values() if gate_count(cell)}
 
-
-def step_statements(cell: Cell, values: dict) -> tuple[str, ...]:
-    """A built-in cell's step for a block's argument values: the lines of `step_lines`
-    whose condition holds, with `{argument}` replaced by its value."""
-    kept = []
-    for condition, line in cell.step_lines:
-        if condition is not None:
-            negated = condition.startswith("not ")
-            argument = condition.removeprefix("not ")
-            if bool(values.get(argument)) == negated:
-                continue
-        kept.append(line.format(**{k: v for k, v in values.items() if isinstance(v, str)}))
-    return tuple(kept)

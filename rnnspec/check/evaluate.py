@@ -47,30 +47,48 @@ def describe(value) -> str:
     return f"the number `{value!r}`"
 
 
+class _Operands(ast.Visitor):
+    """The operands of an expression node, for walks that keep their own stack."""
+
+    def visit_Negation(self, node):
+        return (node.operand,)
+
+    visit_Not = visit_Negation
+
+    def visit_Chain(self, node):
+        return (node.first, *(operand for _, _, operand in node.rest))
+
+    visit_Comparison = visit_Chain
+
+    def visit_Call(self, node):
+        return tuple(argument.value for argument in node.arguments)
+
+    def visit_Logic(self, node):
+        return node.operands
+
+    def visit_Conditional(self, node):
+        return (*(part for branch in node.branches for part in branch), node.otherwise)
+
+    def generic_visit(self, node):
+        return ()
+
+
+_OPERANDS = _Operands()
+
+
 def names_in(expr) -> list[ast.Name]:
     """Every name an expression mentions, without recursion (chains can be long)."""
     found, pending = [], [expr]
     while pending:
         node = pending.pop()
-        if isinstance(node, ast.Name):
+        if type(node) is ast.Name:
             found.append(node)
-        elif isinstance(node, ast.Negation | ast.Not):
-            pending.append(node.operand)
-        elif isinstance(node, ast.Chain | ast.Comparison):
-            pending.append(node.first)
-            pending.extend(operand for _, _, operand in node.rest)
-        elif isinstance(node, ast.Call):
-            pending.extend(argument.value for argument in node.arguments)
-        elif isinstance(node, ast.Logic):
-            pending.extend(node.operands)
-        elif isinstance(node, ast.Conditional):
-            for value, condition in node.branches:
-                pending += [value, condition]
-            pending.append(node.otherwise)
+        else:
+            pending.extend(_OPERANDS.visit(node))
     return found
 
 
-class Evaluator:
+class Evaluator(ast.Visitor):
     """Evaluates expressions against the file's constants, reporting into `problems`."""
 
     def __init__(self, lets: dict[str, ast.Let], problems: list[Diagnostic]):
@@ -148,34 +166,36 @@ class Evaluator:
                 value = None
         return value
 
+    # A leaf is visited with `leaf_<Type>` (its value); a node with operands with
+    # `operands_<Type>` (a generator of its operands); `generic_visit` answers "not a leaf".
+
     def _leaf(self, expr):
-        if isinstance(expr, ast.Integer | ast.Float | ast.Boolean):
-            return expr.value
-        if isinstance(expr, ast.Invalid):
-            return POISON
-        if isinstance(expr, ast.Name):
-            if expr.name in self.lets:
-                return self.values.get(expr.name, POISON)
-            return Word(expr.name)
-        if isinstance(expr, ast.Call):
-            self.problems.append(
-                error("E074", f"`{expr.name}(...)` is not a value here: functions belong to "
-                      "the equations of a `cell`", expr.span))
-            return POISON
-        return _NOT_A_LEAF
+        return self.dispatch(expr, "leaf_")
 
     def _node(self, expr):
-        if isinstance(expr, ast.Chain):
-            return self._chain(expr)
-        if isinstance(expr, ast.Negation):
-            return self._negation(expr)
-        if isinstance(expr, ast.Comparison):
-            return self._comparison(expr)
-        if isinstance(expr, ast.Logic):
-            return self._logic(expr)
-        if isinstance(expr, ast.Not):
-            return self._not(expr)
-        return self._conditional(expr)
+        return self.dispatch(expr, "operands_")
+
+    def generic_visit(self, node, *args):
+        return _NOT_A_LEAF
+
+    def leaf_Integer(self, expr):
+        return expr.value
+
+    leaf_Float = leaf_Boolean = leaf_Integer
+
+    def leaf_Invalid(self, expr):
+        return POISON
+
+    def leaf_Name(self, expr):
+        if expr.name in self.lets:
+            return self.values.get(expr.name, POISON)
+        return Word(expr.name)
+
+    def leaf_Call(self, expr):
+        self.problems.append(
+            error("E074", f"`{expr.name}(...)` is not a value here: functions belong to "
+                  "the equations of a `cell`", expr.span))
+        return POISON
 
     # Each of these is a generator: `value = yield operand` evaluates an operand.
 
@@ -285,6 +305,9 @@ class Evaluator:
             if chosen:
                 return (yield value)
         return (yield expr.otherwise)
+
+    operands_Negation, operands_Chain, operands_Comparison = _negation, _chain, _comparison
+    operands_Logic, operands_Not, operands_Conditional = _logic, _not, _conditional
 
     def _boolean(self, value, expr, what: str):
         """`value` if it is `true` or `false`; otherwise report and poison. Numbers are

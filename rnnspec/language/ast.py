@@ -214,3 +214,26 @@ class SpecFile(NamedTuple):
     stacks: tuple[Stack, ...]
     expects: tuple[Expect, ...]
     cells: tuple[Cell, ...] = ()
+
+
+# ----------------------------------------------------------------------------- visitors
+
+
+class Visitor:
+    """Dispatch on a node's type, in the manner of `ast.NodeVisitor`: `visit(node)` calls
+    `visit_<Type>(node)` (`visit_Chain`, `visit_Name`, ...), else `generic_visit(node)`.
+    `dispatch(node, prefix)` does the same for another family of methods, for a walker
+    with more than one question to ask of each node (the evaluator's leaves and operands).
+    """
+
+    def visit(self, node, *args):
+        return self.dispatch(node, "visit_", *args)
+
+    def dispatch(self, node, prefix: str, *args):
+        method = getattr(self, prefix + type(node).__name__, None)
+        if method is None:
+            return self.generic_visit(node, *args)
+        return method(node, *args)
+
+    def generic_visit(self, node, *args):
+        return None

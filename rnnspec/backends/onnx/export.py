@@ -8,8 +8,8 @@ one node group per block:
   and biases converted (B = concat(bias_ih, bias_hh)), unless the block sets an argument
   the operator cannot express (an LSTM's `proj_size`) or `zoneout`;
 - every other block becomes one `Scan` per layer and direction whose body is its cell's
-  step: a user cell's checked `equations.Step`, or a built-in cell's `step_lines` checked
-  the same way, lowered to statements (`Stmt`). Statements that read no state are
+  step: a user cell's checked `equations.Step`, or a built-in cell's equations (`cells.builtin`),
+  lowered to statements (`Stmt`). Statements that read no state are
   computed before the loop (those reading `x` for every time step at once).
 
 `merge` and `residual` follow each block. The graph is the evaluation-mode forward pass:
@@ -500,33 +500,12 @@ def lower_step(step) -> list[Stmt]:
     return statements
 
 
-_BUILTIN_STEPS: dict[str, object] = {}
-
-
 def builtin_step(block: model.Block):
-    """The step of a built-in cell (`registry.Cell.step_lines`) for `block`'s arguments,
-    checked as a user cell whose sizes are the block's numbers: an `equations.Step`."""
-    from rnnspec.cells.registry import step_statements
-    from rnnspec.check.checker import check_text
+    """The step of a built-in cell for `block`'s arguments: its equations (`cells.builtin`),
+    checked once per variant by the cell checker, an `equations.Step` as user cells have."""
+    from rnnspec.cells import builtin
 
-    cell = block.spec
-    # every size a number but the step input's, as a user cell's `x` is `input_size`
-    sizes = {name: value for name, value in block.arguments.items()
-             if isinstance(value, int) and not isinstance(value, bool) and name != "input_size"}
-    sizes.update((name, compute(block.arguments)) for name, compute in cell.derived)
-    states = ", ".join(f"{s.name}[{s.size.substitute(sizes)}]" for s in cell.states)
-    params = "\n".join(
-        f"    param {t.role}[{', '.join(str(d.substitute(sizes)) for d in t.dims)}]"
-        for t in cell.parameters if t.when is None or block.arguments.get(t.when))
-    lines = "\n".join(f"    {line}" for line in step_statements(cell, block.arguments))
-    text = f"cell Builtin {{\n    state {states}\n{params}\n{lines}\n}}\n"
-    if text not in _BUILTIN_STEPS:
-        result = check_text(text, f"<{cell.name} step>")
-        if not result.ok or not result.cells:
-            raise ValueError(f"the step of `{cell.name}` does not check: "
-                             + "; ".join(d.message for d in result.diagnostics))
-        _BUILTIN_STEPS[text] = result.cells[0].step
-    return _BUILTIN_STEPS[text]
+    return builtin.step(block.spec, block.arguments)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -645,7 +624,7 @@ def _reverse_sequences(ctx: _StackContext, value: str, hint: str) -> str:
 def _scan_block(ctx: _StackContext, block: model.Block, x: str,
                 given: dict[str, str | None]) -> tuple[str, dict[str, list[str]]]:
     """A block as one Scan per layer and direction, from its cell's step: a user cell's
-    checked `Step`, or a built-in cell's `step_lines` checked the same way."""
+    checked `Step`, or a built-in cell's equations (`cells.builtin`)."""
     g, D = ctx.g, block.num_directions
     keys = list(block.states)
     names = block.state_names
