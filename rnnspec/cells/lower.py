@@ -26,7 +26,7 @@ from rnnspec.language.names import Namespace
 
 HOISTED = "hoisted"  # value: the name of a value computed before the loop
 LINEAR = "linear"  # args: (matrix param, vector, *bias params)
-_LEAVES = ("x", "state", "local", "param", "number", HOISTED)
+LEAVES = ("x", "state", "local", "param", "number", HOISTED)
 
 
 class Statement(NamedTuple):
@@ -129,7 +129,7 @@ class _Lowerer:
         if node.op in ("add", "sub"):
             signed = terms(node)
             still = [t for _, t in signed if not t.varying]
-            worth = [t for t in still if t.op not in _LEAVES and t.size is not None]
+            worth = [t for t in still if t.op not in LEAVES and t.size is not None]
             if len(still) > 1 and worth:
                 self.hoist_group(node, signed)
                 return

@@ -1,11 +1,13 @@
 """The step of a declared cell written out as Python: a `_Recurrent` subclass.
 
-Everything that does not read a state is computed by `hoist`, for every time step at once,
-before the loop: whole statements that read only `x` and parameters, and inside the other
-statements each largest part that does not read a state (the terms of a sum that do not
-are gathered into one). `step` runs the rest, one statement per line with its shape.
-Names come from a namespace that keeps the spec's names where they are safe and never
-collides with `torch`, `F`, the weights `w` or the emitter's own temporaries.
+`cells.lower` decides what `hoist` computes before the time loop (for every time step at
+once) and how biases fold into `F.linear`; this module only prints its statements, each op
+through `CODE_FOR_OP`. `step` runs the rest, one statement per line with its shape. Every
+line is one a formatter keeps (`ruff format`, line length 100): a statement too long for one
+line is preceded by its longest parts as locals named from its target (`c_sum`), tuples too
+long for one line are one item a line with a trailing comma. Names come from a namespace
+that keeps the spec's names where they are safe and never collides with `torch`, `F`, the
+weights `w` or the emitter's own temporaries.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import textwrap
 
 from rnnspec.cells.equations import Node, Step
-from rnnspec.cells.lower import HOISTED, LINEAR, Statement, lower, terms
+from rnnspec.cells.lower import HOISTED, LEAVES, LINEAR, Statement, lower, terms
 from rnnspec.cells.shapes import Size
 from rnnspec.language.names import Namespace
 
@@ -23,6 +25,9 @@ _TORCH = {"sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "relu": "torch.relu"
           "gelu": "F.gelu", "silu": "F.silu", "softplus": "F.softplus",
           "logsigmoid": "F.logsigmoid"}
 _SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+# What a part split off a long statement is called after: `c_sum`, `h_product`, ...
+_PART = {"add": "sum", "sub": "sum", "mul": "product", "div": "quotient", "neg": "negated",
+         "matmul": "linear", LINEAR: "linear"}
 # Names the generated class uses itself: a spec's name equal to one of these is renamed.
 _RESERVED = frozenset({"self", "w", "inputs", "state", "input", "torch", "F", "Tensor", "nn",
                        "math", "NamedTuple", "Weights", "x"})
@@ -150,29 +155,58 @@ class CellEmitter:
             return "a number"
         return "[" + ", ".join([*axes, str(size)]) + "]"
 
-    def _statement(self, statement: Statement, axes: list[str]) -> str:
-        """`a = ...` (`(a,) = ...` for a one-piece chunk), with its shape comment."""
+    def _statement(self, statement: Statement, axes: list[str]) -> list[str]:
+        """`a = ...` (`(a,) = ...` for a one-piece chunk) with its shape comment, on one
+        line: a statement too long for one is preceded by its longest parts, each a local
+        named from the target (`c_sum`), so that every line fits and a formatter keeps it."""
         names = [self.name(t) for t in statement.targets]
         targets = _tuple(names, bare=True) if statement.unpack else names[0]
-        value = self.expression(statement.node)
-        if statement.expand is not None:
-            reference = self.name(statement.expand)
-            if len(names) > 1:
-                value = f"(piece.expand_as({reference}) for piece in {value})"
-            else:
-                value = f"({value}).expand_as({reference})"
+        value = self._value(statement)
         if statement.size is None:
             axes = []
         comment = ("each " if statement.unpack else "") + self._shape(statement.size, axes)
         if value == targets:
-            return f"        # {targets} keeps its value"
-        return _line(f"{targets} = {value}", comment, 8)
+            return [f"        # {targets} keeps its value"]
+        line = f"        {targets} = {value}  # {comment}"
+        if len(line) <= LINE_LENGTH:
+            return [line]
+        part = self._longest_part(statement.node)
+        if part is None:
+            return [_line(f"{targets} = {value}", comment, 8)]
+        name = self.names.identifier(f"{names[0]}_{_PART.get(part.op, part.op)}")
+        self.local[name] = name
+        local = Node("local", (), name, part.size, part.varying, part.batched, part.span)
+        lines = self._statement(Statement((name,), part, part.size, part.batched, False),
+                                axes if part.batched else [])
+        rest = statement._replace(node=_substitute(statement.node, part, local))
+        return lines + self._statement(rest, axes)
+
+    def _value(self, statement: Statement) -> str:
+        value = self.expression(statement.node)
+        if statement.expand is not None:
+            reference = self.name(statement.expand)
+            if len(statement.targets) > 1:
+                return f"(piece.expand_as({reference}) for piece in {value})"
+            return f"({value}).expand_as({reference})"
+        return value
+
+    def _longest_part(self, node: Node) -> Node | None:
+        """The longest operand of `node` that is not a name or a number."""
+        if node.op in ("add", "sub"):
+            parts = [t for _, t in terms(node)]
+        else:
+            parts = [a for a in node.args if isinstance(a, Node)]
+        parts = [p for p in parts if p.op not in LEAVES and p.size is not None]
+        if not parts:
+            return None
+        return max(parts, key=lambda p: len(self.expression(p)))
 
     def source(self) -> str:
         lowering = lower(self.step)
-        hoist_lines = [self._statement(s, ["T", "B"] if s.batched else [])
-                       for s in lowering.hoist]
-        step_lines = [self._statement(s, ["B"] if s.batched else []) for s in lowering.step]
+        hoist_lines = [line for s in lowering.hoist
+                       for line in self._statement(s, ["T", "B"] if s.batched else [])]
+        step_lines = [line for s in lowering.step
+                      for line in self._statement(s, ["B"] if s.batched else [])]
         passed = [(self.name(name), batched) for name, batched in lowering.passed]
         return self._class(hoist_lines, step_lines, passed, lowering.unread_inputs)
 
@@ -183,20 +217,18 @@ class CellEmitter:
         initial = [(p.role, p.init) for p in cell.parameters if p.init != ("uniform",)]
         initial_text = ""
         if initial:
-            entries = ", ".join(_tuple([f'"{role}"', f'"{init[0]}"',
-                                        *(_literal(v) for v in init[1:])])
-                                for role, init in initial)
-            initial_text = _line(f"initial = {_tuple([entries])}", None, 4) + "\n"
+            entries = [_tuple([f'"{role}"', f'"{init[0]}"', *(_literal(v) for v in init[1:])])
+                       for role, init in initial]
+            initial_text = _display("    initial = ", entries) + "\n"
         # always written: `_Recurrent`'s default (the built-ins' weight_hh) is not this cell's
-        names = _tuple([f'"{name}"' for name in self.step.recurrent_weights])
-        recurrent_text = _line(f"recurrent_weights = {names}", None, 4) + "\n"
+        names = [f'"{name}"' for name in self.step.recurrent_weights]
+        recurrent_text = _display("    recurrent_weights = ", names) + "\n"
         doc = [f'    """Cell `{cell.name}`, declared at line {cell.span.line}:', ""]
         for assign in self.step.statements:
             doc += textwrap.wrap(assign.text, LINE_LENGTH, initial_indent="    ",
                                  subsequent_indent="        ", break_on_hyphens=False)
         doc.append('    """')
-        unpack = _tuple([name for name, _ in passed], bare=True)
-        returned = _tuple(self.states, bare=True)
+        passed_names = [name for name, _ in passed]
         lines = [f"class {self.class_name}(_Recurrent):", *doc, "",
                  "    class Weights(NamedTuple):", weights.rstrip("\n"), ""]
         if initial_text or recurrent_text:
@@ -207,16 +239,37 @@ class CellEmitter:
             *hoist_lines,
             *(f"        {name} = {name}.expand(input.shape[0], *{name}.shape)"
               for name, batched in passed if not batched),
-            f"        return {unpack}",
+            _display("        return ", passed_names, bare=True),
             "",
             "    def step(self, inputs: tuple, state: tuple, w: Weights) -> tuple:",
             "        del inputs  # the step reads no input" if unread_inputs
-            else f"        {unpack} = inputs",
-            f"        {returned} = state",
+            else _display("        ", passed_names, " = inputs", bare=True),
+            _display("        ", self.states, " = state", bare=True),
             *step_lines,
-            f"        return {returned}",
+            _display("        return ", self.states, bare=True),
         ]
         return "\n".join(line.rstrip() for line in lines)
+
+
+def _substitute(node: Node, old: Node, new: Node) -> Node:
+    """`node` with the sub-node `old` (the same object) replaced by `new`."""
+    if node is old:
+        return new
+    if not node.args or not isinstance(node.args[0], Node):
+        return node
+    return node._replace(args=tuple(_substitute(a, old, new) if isinstance(a, Node) else a
+                                    for a in node.args))
+
+
+def _display(head: str, items: list[str], tail: str = "", bare: bool = False) -> str:
+    """`head` + a tuple of `items` + `tail` on one line when it fits, else one item a line
+    with a trailing comma (the layout a formatter keeps: its magic trailing comma)."""
+    line = head + _tuple(items, bare) + tail
+    if len(line) <= LINE_LENGTH:
+        return line
+    indent = " " * (len(head) - len(head.lstrip()) + 4)
+    body = "".join(f"{indent}{item},\n" for item in items)
+    return f"{head}(\n{body}{indent[4:]}){tail}"
 
 
 def _tuple(items: list[str], bare: bool = False) -> str:
