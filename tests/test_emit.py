@@ -167,3 +167,63 @@ def test_a_chunk_into_one_piece():
         h = torch.tanh(h @ u.T + x[t] @ w.T)
     _, h_n = model(x)
     torch.testing.assert_close(h_n[0], h, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _cell_classes(text: str, path: str = "emit.rnn") -> list[str]:
+    from rnnspec.backends.torch.emit import cell_source
+
+    result = check_source(text, path)
+    return [cell_source(c, "Cell") for c in result.cells if c.step is not None] \
+        if result.ok else []
+
+
+def test_cell_classes_are_formatter_stable(tmp_path):
+    """Every line of a generated cell class is one `ruff format` keeps: the example cells,
+    the cells here and random cells, under the project's configuration."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from cell_strategies import cells, render_cell
+    from conftest import ROOT
+    from hypothesis import HealthCheck, given, settings
+
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed")
+    sources = []
+    for path in sorted((ROOT / "examples").glob("*.rnn")):
+        sources += _cell_classes(path.read_text(encoding="utf-8"), str(path))
+    for text, _ in CELLS.values():
+        sources += _cell_classes(text)
+
+    @settings(max_examples=60, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(cells())
+    def draw(cell):
+        sources.extend(_cell_classes(render_cell(cell).text))
+
+    draw()
+    assert any("\n        ) = " in s or "(\n" in s for s in sources)  # some are laid out
+    for index, source in enumerate(sources):
+        (tmp_path / f"cell{index}.py").write_text(source + "\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "--diff",
+                          "--config", str(ROOT / "pyproject.toml"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_long_statements_are_split_into_named_parts():
+    text = """
+cell Long {
+    state h[hidden_size], c[hidden_size]
+    param weight_input_to_hidden[hidden_size, input_size]
+    param weight_hidden_to_hidden[hidden_size, hidden_size]
+    c = sigmoid(weight_hidden_to_hidden @ h) * tanh(weight_hidden_to_hidden @ c) + c * c * c
+    h = tanh(weight_input_to_hidden @ x) * sigmoid(weight_hidden_to_hidden @ h) + c
+}"""
+    (source,) = _cell_classes(text)
+    assert max(len(line) for line in source.splitlines()) <= 100
+    assert "c_product = " in source and "_v0" not in source
