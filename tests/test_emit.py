@@ -73,7 +73,7 @@ def test_reordered_sums_equal_a_plain_loop(name, backend):
 def test_a_state_given_a_batch_free_value_takes_the_batch():
     model = _run("Fixed", "explicit")
     output, (h_n, c_n) = model(torch.randn(5, 3, 3, dtype=torch.float64))
-    level = model.state_dict()["Fixed0.level_l0"]
+    level = model.state_dict()["fixed0.level_l0"]
     assert c_n.shape == (1, 3, 4)
     torch.testing.assert_close(c_n[0], (level * 2).expand(3, 4))
     assert output.shape == (5, 3, 4)
@@ -132,7 +132,7 @@ def _module(text: str, name: str, backend: str):
 @pytest.mark.parametrize("backend", ["fused", "explicit"])
 def test_numbers_in_state_reading_equations(backend):
     model = _module(SHAPES["Numbers"], "Numbers", backend)
-    w = model.state_dict()["Numbers0.w_l0"]
+    w = model.state_dict()["numbers0.w_l0"]
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     h = torch.zeros(2, 4, dtype=torch.float64)
     outputs = []
@@ -147,7 +147,7 @@ def test_numbers_in_state_reading_equations(backend):
 def test_chunks_into_states(backend):
     model = _module(SHAPES["Split"], "Split", backend)
     state = model.state_dict()
-    w, b = state["Split0.w_l0"], state["Split0.b_l0"]
+    w, b = state["split0.w_l0"], state["split0.b_l0"]
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     output, (h, c, d, e) = model(x)
     torch.testing.assert_close(output, (x @ w.T)[..., :4], rtol=0, atol=1e-12)
@@ -160,7 +160,7 @@ def test_a_chunk_into_one_piece():
     spec = SHAPES["One"]
     model = _module(spec, "One", "explicit")
     state = model.state_dict()
-    u, w = state["One0.u_l0"], state["One0.w_l0"]
+    u, w = state["one0.u_l0"], state["one0.w_l0"]
     x = torch.randn(4, 2, 3, dtype=torch.float64)
     h = torch.zeros(2, 4, dtype=torch.float64)
     for t in range(4):
