@@ -568,7 +568,7 @@ def test_a_user_cell_regularised_as_the_built_in_cell_it_restates(argument):
     }}"""
     module = load(text, "fused")
     mine, builtin = module.Mine(), module.Builtin()
-    mine.load_state_dict({k.replace("lstm0", "TorchLSTM0"): v
+    mine.load_state_dict({k.replace("lstm0", "torch_lstm0"): v
                           for k, v in builtin.state_dict().items()})
     x = torch.randn(5, 2, 3)
     lengths = [5, 3]
