@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import textwrap
 
+from rnnspec.backends.torch.layout import LINE_LENGTH
+from rnnspec.backends.torch.layout import statement as layout_statement
 from rnnspec.cells.equations import Node, Step
 from rnnspec.cells.lower import Statement, lower, terms
 from rnnspec.cells.shapes import Size
 from rnnspec.language.names import Namespace
 
-LINE_LENGTH = 100
 _TORCH = {"sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "relu": "torch.relu",
           "exp": "torch.exp", "log": "torch.log", "abs": "torch.abs", "sqrt": "torch.sqrt",
           "gelu": "F.gelu", "silu": "F.silu", "softplus": "F.softplus",
@@ -147,7 +148,8 @@ class CellEmitter:
         axes = ["T", "B"] if node.batched else []
         if statement.assign is None:
             name = statement.targets[0]
-            return _line(f"{name} = {self.expression(node)}", self._shape(node.size, axes), 8)
+            code = f"{name} = {self.expression(node)}"
+            return layout_statement(code, 8, self._shape(node.size, axes))
         return self._assignment(statement, self.expression(node), axes)
 
     def _stepped(self, statement: Statement) -> str:
@@ -176,7 +178,7 @@ class CellEmitter:
         comment = ("each " if several else "") + self._shape(assign.sizes[0], axes)
         if value == targets:
             return f"        # {targets} keeps its value"
-        return _line(f"{targets} = {value}", comment, 8)
+        return layout_statement(f"{targets} = {value}", 8, comment)
 
     def _class(self, step_lines: list[str]) -> str:
         cell = self.cell
@@ -185,13 +187,12 @@ class CellEmitter:
         initial = [(p.role, p.init) for p in cell.parameters if p.init != ("uniform",)]
         initial_text = ""
         if initial:
-            entries = ", ".join(_tuple([f'"{role}"', f'"{init[0]}"',
-                                        *(_literal(v) for v in init[1:])])
-                                for role, init in initial)
-            initial_text = _line(f"initial = {_tuple([entries])}", None, 4) + "\n"
+            entries = [_tuple([f'"{role}"', f'"{init[0]}"', *(_literal(v) for v in init[1:])])
+                       for role, init in initial]
+            initial_text = layout_statement(f"initial = {_tuple(entries)}", 4) + "\n"
         # always written: `_Recurrent`'s default (the built-ins' weight_hh) is not this cell's
         names = _tuple([f'"{name}"' for name in self.step.recurrent_weights])
-        recurrent_text = _line(f"recurrent_weights = {names}", None, 4) + "\n"
+        recurrent_text = layout_statement(f"recurrent_weights = {names}", 4) + "\n"
         doc = [f'    """Cell `{cell.name}`, declared at line {cell.span.line}:', ""]
         for assign in self.step.statements:
             doc += textwrap.wrap(assign.text, LINE_LENGTH, initial_indent="    ",
@@ -210,14 +211,14 @@ class CellEmitter:
             "        x = input  # [T, B, input_size]",
             *self.hoist_lines,
             *self._expanded(),
-            f"        return {unpack}",
+            layout_statement(f"return {unpack}", 8),
             "",
             "    def step(self, inputs: tuple, state: tuple, w: Weights) -> tuple:",
             "        del inputs  # the step reads no input" if lowered.unread_inputs
-            else f"        {unpack} = inputs",
-            f"        {state_unpack} = state",
+            else layout_statement(f"{unpack} = inputs", 8),
+            layout_statement(f"{state_unpack} = state", 8),
             *step_lines,
-            f"        return {returned}",
+            layout_statement(f"return {returned}", 8),
         ]
         return "\n".join(line.rstrip() for line in lines)
 
@@ -226,7 +227,8 @@ class CellEmitter:
         out = []
         for name, batched in self.lowered.passed:
             if not batched:
-                out.append(f"        {name} = {name}.expand(input.shape[0], *{name}.shape)")
+                code = f"{name} = {name}.expand(input.shape[0], *{name}.shape)"
+                out.append(layout_statement(code, 8))
         return out
 
 
@@ -236,43 +238,6 @@ def _tuple(items: list[str], bare: bool = False) -> str:
         return f"({items[0]},)"
     text = ", ".join(items)
     return text if bare else f"({text})"
-
-
-def _line(code: str, comment: str | None, indent: int) -> str:
-    """One statement with its shape comment; when it would pass the line length, its value
-    in parentheses, broken before top-level `+` and `-` and after commas."""
-    suffix = f"  # {comment}" if comment else ""
-    if indent + len(code) + len(suffix) <= LINE_LENGTH:
-        return " " * indent + code + suffix
-    target, _, value = code.partition(" = ")
-    pad = " " * (indent + 4)
-    lines = [" " * indent + f"{target} = ({suffix}"]
-    current = ""
-    for piece, glue in _pieces(value):
-        if current and indent + 4 + len(current) + len(glue) + len(piece) > LINE_LENGTH:
-            lines.append(pad + current.rstrip())
-            current = piece
-        else:
-            current = current + glue + piece if current else piece
-    lines.append(pad + current)
-    lines.append(" " * indent + ")")
-    return "\n".join(lines)
-
-
-def _pieces(text: str) -> list[tuple[str, str]]:
-    """`text` as (piece, glue) pairs, cut where a line may break inside parentheses: after
-    each comma, and before each `+` or `-` outside any call."""
-    pieces, start, depth, glue = [], 0, 0, ""
-    for index, ch in enumerate(text):
-        depth += (ch in "([") - (ch in ")]")
-        if ch == "," and text[index + 1:index + 2] == " ":
-            pieces.append((text[start:index + 1], glue))
-            start, glue = index + 2, " "
-        elif depth == 0 and text[index:index + 3] in (" + ", " - "):
-            pieces.append((text[start:index], glue))
-            start, glue = index + 1, " "
-    pieces.append((text[start:], glue))
-    return [(piece, glue) for piece, glue in pieces if piece]
 
 
 def cell_source(cell, class_name: str) -> str:
