@@ -95,6 +95,7 @@ class _Lowering:
         self.namespace = names
         self.names: dict[str, str] = {}
         self.states = tuple(self._name(s) for s in step.states)
+        names.update(step.params)  # a backend may name values after parameters (ONNX)
         for assign in step.statements:  # the spec's names first: hoisted ones avoid them
             for target in assign.targets:
                 self._name(target)

@@ -135,6 +135,16 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
     if not scan_inputs:  # a recurrence that never reads x still runs T steps
         read("x")
 
+    return _scan(g, body_graph, scope, states, new, state_inputs, scan_inputs, scan_outer,
+                 reverse)
+
+
+def _scan(g: _Graph, body_graph: _Graph, scope: str, states, new: dict, state_inputs,
+          scan_inputs, scan_outer, reverse: bool) -> tuple[str, list[str]]:
+    """The `Scan` node over `body_graph`, whose states end as `new`; returns (the outputs,
+    the final states)."""
+    from onnx import TensorProto, helper
+
     # Outputs: every state's new value, then the first state again as the scan output.
     # (ONNX needs distinct output names that are not inputs.)
     inputs = {vi.name for vi in state_inputs + scan_inputs}
@@ -166,11 +176,13 @@ def _produced(graph: _Graph) -> set[str]:
     return {name for node in graph.nodes for name in node.output}
 
 
-
 def lower_step(step) -> list[Stmt]:
-    """A checked step (`equations.Step`: statements as trees of `Node`s) as statements,
-    one per operation; intermediate values are named `_t<k>` (spec names never start
-    with `_`)."""
+    """A checked step (`equations.Step`) through the shared lowering pass (`cells.lower`:
+    hoisted parts, folded biases) as statements, one per operation; intermediate values
+    are named `_t<k>` (spec names never start with `_`)."""
+    from rnnspec.cells.lower import lower
+
+    lowered = lower(step, Namespace({"x"}))
     statements: list[Stmt] = []
     counter = iter(range(10**9))
 
@@ -180,7 +192,9 @@ def lower_step(step) -> list[Stmt]:
             return node.value
         if op == "x":
             return "x"
-        if op in ("state", "local", "param"):
+        if op in ("state", "local"):
+            return lowered.names.get(node.value, node.value)
+        if op == "param":
             return node.value
         return emit(node, f"_t{next(counter)}")
 
@@ -190,9 +204,9 @@ def lower_step(step) -> list[Stmt]:
             statements.append(Stmt("identity", (value(node),), out))
             return out
         attrs = None
-        if op == "matmul":
-            matrix, vector = node.args
-            inputs = (matrix.value, value(vector))
+        if op in ("matmul", "linear"):
+            vector, matrix, *biases = node.args if op == "linear" else node.args[::-1]
+            inputs = (matrix.value, value(vector), *(b.value for b in biases))
         elif op == "clamp":
             inputs = (value(node.args[0]),)
             attrs = {"low": float(node.value[0]), "high": float(node.value[1])}
@@ -206,15 +220,16 @@ def lower_step(step) -> list[Stmt]:
         statements.append(Stmt(op, inputs, out, attrs))
         return out
 
-    for assign in step.statements:
-        node = assign.node
+    numbers = [s for s in lowered.hoist if s.assign is not None and s.assign.sizes[0] is None]
+    stepped = [s for s in lowered.step if s not in numbers]  # numbers: in both lists
+    for statement in (*lowered.hoist, *stepped):
+        node, targets = statement.node, statement.targets
         if node.op == "chunk":
             inner = value(node.args[0])
-            targets = tuple(assign.targets)
             statements.append(Stmt("chunk", (inner,), targets if len(targets) > 1
                                    else targets[0], {"n": node.value[0]}))
         else:
-            emit(node, assign.targets[0])
+            emit(node, targets[0])
     return statements
 
 

@@ -160,9 +160,15 @@ def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int],
     if op == "clamp":
         return [g.node("Clip", [args[0], g.scalar(attrs["low"]), g.scalar(attrs["high"])],
                        hint=hint)]
-    if op == "matmul":
-        weight, vector = args
-        return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
+    if op in ("matmul", "linear"):  # linear: W @ v + biases (folded by the lowering pass)
+        weight, vector, *biases = args
+        if not biases:
+            return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
+        out = g.node("MatMul", [vector, g.transposed(weight)], hint=f"{hint}.matmul")
+        bias = biases[0]
+        for more in biases[1:]:
+            bias = g.node("Add", [bias, more], hint=f"{hint}.bias")
+        return [g.node("Add", [out, bias], hint=hint)]
     if op == "concat":
         flags = unbatched or [False] * len(args)
         if any(flags) and not all(flags):  # parameters meet batched values: broadcast them
@@ -221,7 +227,7 @@ def _stmt_features(stmt: Stmt, features: dict[str, int], params: dict[str, tuple
         return 1 if isinstance(arg, (int, float)) else features[arg]
 
     op = stmt.op
-    if op == "matmul":
+    if op in ("matmul", "linear"):
         return [params[stmt.inputs[0]][0]]
     if op == "concat":
         return [sum(size(a) for a in stmt.inputs)]
