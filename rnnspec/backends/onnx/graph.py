@@ -130,95 +130,145 @@ class _Graph:
         return root._transposed[weight]
 
 
+def _silu(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+          outputs: tuple, hint: str) -> list[str]:
+    """x * sigmoid(x)"""
+    return [g.node("Mul", [args[0], g.node("Sigmoid", args, hint=f"{hint}.gate")],
+                   hint=hint)]
+
+
+def _logsigmoid(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+                outputs: tuple, hint: str) -> list[str]:
+    """-softplus(-x)"""
+    inner = g.node("Softplus", [g.node("Neg", args, hint=f"{hint}.neg")],
+                   hint=f"{hint}.softplus")
+    return [g.node("Neg", [inner], hint=hint)]
+
+
+def _gelu(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+          outputs: tuple, hint: str) -> list[str]:
+    """x * (1 + erf(x / sqrt(2))) / 2"""
+    if g.opset >= 20:
+        return [g.node("Gelu", args, hint=hint)]
+    scaled = g.node("Mul", [args[0], g.scalar(0.7071067811865476)], hint=f"{hint}.scaled")
+    erf = g.node("Add", [g.node("Erf", [scaled], hint=f"{hint}.erf"), g.scalar(1.0)],
+                 hint=f"{hint}.erf1")
+    half = g.node("Mul", [args[0], g.scalar(0.5)], hint=f"{hint}.half")
+    return [g.node("Mul", [half, erf], hint=hint)]
+
+
+def _clamp(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+           outputs: tuple, hint: str) -> list[str]:
+    return [g.node("Clip", [args[0], g.scalar(attrs["low"]), g.scalar(attrs["high"])],
+                   hint=hint)]
+
+
+def _linear(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+            outputs: tuple, hint: str) -> list[str]:
+    """W @ v + biases (folded by the lowering pass)"""
+    weight, vector, *biases = args
+    if not biases:
+        return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
+    out = g.node("MatMul", [vector, g.transposed(weight)], hint=f"{hint}.matmul")
+    bias = biases[0]
+    for more in biases[1:]:
+        bias = g.node("Add", [bias, more], hint=f"{hint}.bias")
+    return [g.node("Add", [out, bias], hint=hint)]
+
+
+def _concat(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+            outputs: tuple, hint: str) -> list[str]:
+    flags = unbatched or [False] * len(args)
+    if any(flags) and not all(flags):  # parameters meet batched values: broadcast them
+        reference = args[flags.index(False)]
+        leading = g.node("Slice", [g.node("Shape", [reference], hint=f"{hint}.shape"),
+                                   g.ints([0]), g.ints([-1])], hint=f"{hint}.leading")
+        parts = []
+        for arg, name, flag in zip(args, stmt.inputs, flags):
+            if flag:
+                shape = g.node("Concat", [leading, g.ints([features[name]])],
+                               hint=f"{hint}.shape", axis=0)
+                arg = g.node("Expand", [arg, shape], hint=f"{name}.expanded")
+            parts.append(arg)
+        args = parts
+    return [g.node("Concat", args, hint=hint, axis=-1)]
+
+
+def _chunk(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+           outputs: tuple, hint: str) -> list[str]:
+    size = features[stmt.inputs[0]]
+    n = attrs.get("n", len(outputs))
+    if n != len(outputs) or size % n:
+        raise ValueError(f"cannot chunk {size} features into {len(outputs)} pieces")
+    if n == 1:
+        return [g.node("Identity", args, hint=hint)]
+    split = g.ints([size // n] * n)
+    names = [g.fresh(name) for name in outputs]
+    g.node("Split", [args[0], split], names, axis=-1)
+    return names
+
+
+def _layer_norm(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+                outputs: tuple, hint: str) -> list[str]:
+    eps = float(attrs.get("eps", 1e-5))
+    a, *affine = args
+    if g.opset >= 17 and affine:
+        scale = affine[0]
+        inputs = [a, scale] + ([affine[1]] if len(affine) > 1 else [])
+        return [g.node("LayerNormalization", inputs, hint=hint, axis=-1, epsilon=eps)]
+    axes = g.ints([-1])
+    mean_inputs = [a, axes] if g.opset >= 18 else [a]
+    mean_attrs = {} if g.opset >= 18 else {"axes": [-1]}
+    mean = g.node("ReduceMean", mean_inputs[:1] + mean_inputs[1:], hint=f"{hint}.mean",
+                  **mean_attrs)
+    centred = g.node("Sub", [a, mean], hint=f"{hint}.centred")
+    square = g.node("Mul", [centred, centred], hint=f"{hint}.square")
+    var_inputs = [square, axes] if g.opset >= 18 else [square]
+    variance = g.node("ReduceMean", var_inputs, hint=f"{hint}.var", **mean_attrs)
+    spread = g.node("Sqrt", [g.node("Add", [variance, g.scalar(eps)])], hint=f"{hint}.std")
+    out = g.node("Div", [centred, spread], hint=hint)
+    if affine:
+        out = g.node("Mul", [out, affine[0]], hint=hint)
+    if len(affine) > 1:
+        out = g.node("Add", [out, affine[1]], hint=hint)
+    return [out]
+
+
+def _plain(onnx_op: str):
+    """The builder of an op that is one ONNX operator over the same arguments."""
+    def build(g: _Graph, stmt: Stmt, args: list, *_, hint: str) -> list[str]:
+        return [g.node(onnx_op, args, hint=hint)]
+    return build
+
+
+# How each step op becomes ONNX nodes (the backend's printing table): a builder takes the
+# graph, the statement, its argument values, the feature sizes, which arguments have no
+# batch axes, the statement's attributes, its outputs and a name hint.
+NODES_FOR_OP = {
+    **{op: _plain(onnx_op) for op, onnx_op in {**_ELEMENTWISE, **_UNARY}.items()},
+    "silu": _silu,
+    "logsigmoid": _logsigmoid,
+    "gelu": _gelu,
+    "clamp": _clamp,
+    "matmul": _linear,
+    "linear": _linear,
+    "concat": _concat,
+    "chunk": _chunk,
+    "layer_norm": _layer_norm,
+}
+
+
 def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int],
                unbatched: list[bool] | None = None) -> list[str]:
     """ONNX nodes for one statement over tensors whose last axis is the feature axis.
     `unbatched[i]`: whether argument i has no batch axes (a parameter, or a value computed
     from parameters only), which `concat` must broadcast to the others' leading axes."""
-    op, attrs = stmt.op, stmt.attrs or {}
+    builder = NODES_FOR_OP.get(stmt.op)
+    if builder is None:
+        raise ValueError(f"unknown step operation {stmt.op!r}")
     outputs = _outputs(stmt)
-    hint = outputs[0]
-    if op in _ELEMENTWISE:
-        return [g.node(_ELEMENTWISE[op], args, hint=hint)]
-    if op in _UNARY:
-        return [g.node(_UNARY[op], args, hint=hint)]
-    if op == "silu":  # x * sigmoid(x)
-        return [g.node("Mul", [args[0], g.node("Sigmoid", args, hint=f"{hint}.gate")],
-                       hint=hint)]
-    if op == "logsigmoid":  # -softplus(-x)
-        inner = g.node("Softplus", [g.node("Neg", args, hint=f"{hint}.neg")],
-                       hint=f"{hint}.softplus")
-        return [g.node("Neg", [inner], hint=hint)]
-    if op == "gelu":  # PyTorch's exact gelu: x * (1 + erf(x / sqrt(2))) / 2
-        if g.opset >= 20:
-            return [g.node("Gelu", args, hint=hint)]
-        scaled = g.node("Mul", [args[0], g.scalar(0.7071067811865476)], hint=f"{hint}.scaled")
-        erf = g.node("Add", [g.node("Erf", [scaled], hint=f"{hint}.erf"), g.scalar(1.0)],
-                     hint=f"{hint}.erf1")
-        half = g.node("Mul", [args[0], g.scalar(0.5)], hint=f"{hint}.half")
-        return [g.node("Mul", [half, erf], hint=hint)]
-    if op == "clamp":
-        return [g.node("Clip", [args[0], g.scalar(attrs["low"]), g.scalar(attrs["high"])],
-                       hint=hint)]
-    if op in ("matmul", "linear"):  # linear: W @ v + biases (folded by the lowering pass)
-        weight, vector, *biases = args
-        if not biases:
-            return [g.node("MatMul", [vector, g.transposed(weight)], hint=hint)]
-        out = g.node("MatMul", [vector, g.transposed(weight)], hint=f"{hint}.matmul")
-        bias = biases[0]
-        for more in biases[1:]:
-            bias = g.node("Add", [bias, more], hint=f"{hint}.bias")
-        return [g.node("Add", [out, bias], hint=hint)]
-    if op == "concat":
-        flags = unbatched or [False] * len(args)
-        if any(flags) and not all(flags):  # parameters meet batched values: broadcast them
-            reference = args[flags.index(False)]
-            leading = g.node("Slice", [g.node("Shape", [reference], hint=f"{hint}.shape"),
-                                       g.ints([0]), g.ints([-1])], hint=f"{hint}.leading")
-            parts = []
-            for arg, name, flag in zip(args, stmt.inputs, flags):
-                if flag:
-                    shape = g.node("Concat", [leading, g.ints([features[name]])],
-                                   hint=f"{hint}.shape", axis=0)
-                    arg = g.node("Expand", [arg, shape], hint=f"{name}.expanded")
-                parts.append(arg)
-            args = parts
-        return [g.node("Concat", args, hint=hint, axis=-1)]
-    if op == "chunk":
-        size = features[stmt.inputs[0]]
-        n = attrs.get("n", len(outputs))
-        if n != len(outputs) or size % n:
-            raise ValueError(f"cannot chunk {size} features into {len(outputs)} pieces")
-        if n == 1:
-            return [g.node("Identity", args, hint=hint)]
-        split = g.ints([size // n] * n)
-        names = [g.fresh(name) for name in outputs]
-        g.node("Split", [args[0], split], names, axis=-1)
-        return names
-    if op == "layer_norm":
-        eps = float(attrs.get("eps", 1e-5))
-        a, *affine = args
-        if g.opset >= 17 and affine:
-            scale = affine[0]
-            inputs = [a, scale] + ([affine[1]] if len(affine) > 1 else [])
-            return [g.node("LayerNormalization", inputs, hint=hint, axis=-1, epsilon=eps)]
-        axes = g.ints([-1])
-        mean_inputs = [a, axes] if g.opset >= 18 else [a]
-        mean_attrs = {} if g.opset >= 18 else {"axes": [-1]}
-        mean = g.node("ReduceMean", mean_inputs[:1] + mean_inputs[1:], hint=f"{hint}.mean",
-                      **mean_attrs)
-        centred = g.node("Sub", [a, mean], hint=f"{hint}.centred")
-        square = g.node("Mul", [centred, centred], hint=f"{hint}.square")
-        var_inputs = [square, axes] if g.opset >= 18 else [square]
-        variance = g.node("ReduceMean", var_inputs, hint=f"{hint}.var", **mean_attrs)
-        spread = g.node("Sqrt", [g.node("Add", [variance, g.scalar(eps)])], hint=f"{hint}.std")
-        out = g.node("Div", [centred, spread], hint=hint)
-        if affine:
-            out = g.node("Mul", [out, affine[0]], hint=hint)
-        if len(affine) > 1:
-            out = g.node("Add", [out, affine[1]], hint=hint)
-        return [out]
-    raise ValueError(f"unknown step operation {op!r}")
+    return builder(g, stmt, args, features, unbatched, stmt.attrs or {}, outputs,
+                   hint=outputs[0])
 
 
 def _stmt_features(stmt: Stmt, features: dict[str, int], params: dict[str, tuple]) -> list[int]:
