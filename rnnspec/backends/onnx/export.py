@@ -9,8 +9,13 @@ one node group per block:
   the operator cannot express (an LSTM's `proj_size`) or `zoneout`;
 - every other block becomes one `Scan` per layer and direction whose body is its cell's
   step: a user cell's checked `equations.Step`, or a built-in cell's `step_lines` checked
-  the same way, lowered to statements (`Stmt`). Statements that read no state are
-  computed before the loop (those reading `x` for every time step at once).
+  the same way, lowered by the shared pass (`cells.lower`: hoisted parts, folded biases)
+  to statements (`Stmt`) printed from `graph.NODES_FOR_OP`. Statements that read no
+  state are computed before the loop (those reading `x` for every time step at once).
+
+The modules: `graph` (the builder and the op table), `cells` (a step as a Scan), `stack`
+(blocks, merge/residual, lengths, `build_model`), this one (the entry point, validation,
+weights).
 
 `merge` and `residual` follow each block. The graph is the evaluation-mode forward pass:
 dropout between layers is absent, zoneout keeps p of the previous state. Inputs: `input`
