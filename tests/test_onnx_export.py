@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from onnx_helpers import recurrence_model  # noqa: E402
 from strategies import render, stack_specs  # noqa: E402
 
 import rnnspec  # noqa: E402
@@ -416,7 +417,7 @@ def test_step_statements_equal_a_torch_loop(opset, reverse):
               "ln_weight": rng.standard_normal(2 * H).astype(np.float32),
               "ln_bias": rng.standard_normal(2 * H).astype(np.float32),
               "proj": rng.standard_normal((H, features)).astype(np.float32)}
-    model = onnx_export.recurrence_model(_layer_norm_cell(), x_size=features,
+    model = recurrence_model(_layer_norm_cell(), x_size=features,
                                          states=[("h", H), ("c", H)], params=params,
                                          opset=opset, reverse=reverse)
     onnx_export.validate(model)
