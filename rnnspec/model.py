@@ -1,7 +1,9 @@
 """The checked model: every stack with its entries, parameters, states and output.
 
 The report and the code generator read only this; shapes are derived once, in `check`.
-A dimension is an int, or the symbol "T" (time) or "B" (batch).
+A dimension is an int, the symbol "B" (batch), or the time axis: a `cells.shapes.Time`,
+an expression in the input's length that prints, compares and hashes as its formula (`T`
+today, for every entry).
 
 A stack's `entries` are `Block`s (recurrent: a cell run over time, with states) and
 `Layer`s (not recurrent: no states; the language has no layer kinds yet). Consumers read an

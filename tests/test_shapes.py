@@ -83,3 +83,40 @@ def test_printing_reads_back_through_the_parser(size):
     (cell,) = result.cells
     (parameter,) = cell.parameters
     assert parameter.dims == (size,)
+
+
+# ----------------------------------------------------------------------------- the time axis
+
+
+def test_the_time_axis_is_an_expression_that_reads_as_t():
+    import copy
+    import json
+    import pickle
+
+    from rnnspec.cells.shapes import TIME, Size, Time, bind_dims, format_shape, sequence_shape
+
+    assert isinstance(TIME, Time) and TIME == "T" and TIME.size == Size.of("T")
+    assert {"T": 7}[TIME] == 7 and format_shape(sequence_shape(20, False)) == "[T, B, 20]"
+    assert sequence_shape(20, True)[1] is TIME
+    assert json.dumps(list(sequence_shape(20, False))) == '["T", "B", 20]'
+    for copied in (copy.deepcopy(TIME), pickle.loads(pickle.dumps(TIME))):
+        assert isinstance(copied, Time) and copied == "T" and copied.size == TIME.size
+    # an axis that is not T itself is evaluated at the bound T (the next layers make these)
+    halved = Time(Size.of("T") * 2 + 1)
+    assert halved == "2 * T + 1" and halved.evaluate(10) == 21
+    assert bind_dims((halved, "B", 5), {"T": 10, "B": 3}) == [21, 3, 5]
+    assert bind_dims((halved, "B", 5), {"T": None, "B": 3}) == [None, 3, 5]
+
+
+def test_every_entry_of_a_checked_stack_carries_the_time_axis():
+    from rnnspec.cells.shapes import Time
+    from rnnspec.check.checker import check_text
+
+    text = ("stack S {\n    input_size = 8\n    batch_first = true\n"
+            "    a = lstm(hidden_size = 4, bidirectional = true)\n    b = gru(hidden_size = 3)\n}\n")
+    result = check_text(text, "s.rnn")
+    assert result.ok
+    stack = result.stacks[0]
+    assert isinstance(stack.input[1], Time) and isinstance(stack.output[1], Time)
+    for entry in stack.entries:
+        assert isinstance(entry.time, Time) and entry.time == "T"

@@ -3,7 +3,8 @@
 A size such as `4 * hidden_size` or `input_size + hidden_size` is a `Size`: a canonical
 sum of monomials, so `hidden_size * 2 * 2` and `4 * hidden_size` are the same value and
 compare equal. Sizes print back the way a person writes them. Shapes are tuples of
-dimensions, each an int, a `Size`, a symbol (`"T"`, `"B"`) or None (any).
+dimensions, each an int, a `Size`, the batch symbol `"B"`, the time axis (a `Time`: an
+expression in the input's length `T`) or None (any).
 
 Pure: no diagnostics here. Callers compare and report.
 """
@@ -173,6 +174,32 @@ def _quotient_value(name: str, values: Mapping[str, int]) -> int:
     return size.evaluate(values) // divisor
 
 
+class Time(str):
+    """The time axis of a shape: an expression in the stack input's length `T`.
+
+    Every entry of a stack keeps the time of its input today, so the axis is always `T`
+    itself (`TIME`); entries that change time will make it an expression such as
+    `(T - 1) // 2 + 1`. A `Time` is a `str` spelled as its formula, so it prints, compares
+    (`TIME == "T"`), hashes and serialises to JSON as that formula, and `evaluate` gives
+    its length for a bound `T`."""
+
+    def __new__(cls, size: Size):
+        self = super().__new__(cls, str(size))
+        self.size = size
+        return self
+
+    def __getnewargs__(self):  # copy and pickle rebuild it from its expression
+        return (self.size,)
+
+    def evaluate(self, length: int) -> int:
+        """The axis' length for an input of `length` steps."""
+        return self.size.evaluate({"T": length})
+
+
+# The time axis of the stack's input, and of every entry that keeps its input's time.
+TIME = Time(Size.of("T"))
+
+
 def format_dim(dim) -> str:
     if dim is None:
         return "_"
@@ -185,8 +212,16 @@ def format_shape(dims) -> str:
 
 
 def bind_dims(shape, bindings: Mapping[str, int | None]) -> list:
-    """A derived shape with its symbols (`T`, `B`) replaced by bound values (None: any)."""
-    return [bindings.get(d) if isinstance(d, str) else d for d in shape]
+    """A derived shape with its symbols (`T`, `B`) replaced by bound values (None: any); a
+    time axis is evaluated at the bound `T`."""
+    return [_bind(d, bindings) if isinstance(d, str) else d for d in shape]
+
+
+def _bind(dim: str, bindings: Mapping[str, int | None]) -> int | None:
+    if isinstance(dim, Time) and dim not in bindings:
+        length = bindings.get("T")
+        return None if length is None else dim.evaluate(length)
+    return bindings.get(dim)
 
 
 def without_batch(shape) -> tuple:
@@ -196,4 +231,4 @@ def without_batch(shape) -> tuple:
 
 def sequence_shape(features, batch_first: bool) -> tuple:
     """The shape of a sequence of `features`-wide steps: `[T, B, F]` or `[B, T, F]`."""
-    return ("B", "T", features) if batch_first else ("T", "B", features)
+    return ("B", TIME, features) if batch_first else (TIME, "B", features)
