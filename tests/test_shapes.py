@@ -113,7 +113,8 @@ def test_every_entry_of_a_checked_stack_carries_the_time_axis():
     from rnnspec.check.checker import check_text
 
     text = ("stack S {\n    input_size = 8\n    batch_first = true\n"
-            "    a = lstm(hidden_size = 4, bidirectional = true)\n    b = gru(hidden_size = 3)\n}\n")
+            "    a = lstm(hidden_size = 4, bidirectional = true)\n"
+            "    b = gru(hidden_size = 3)\n}\n")
     result = check_text(text, "s.rnn")
     assert result.ok
     stack = result.stacks[0]
