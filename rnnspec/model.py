@@ -51,6 +51,14 @@ SUMMARY = (
 )
 
 
+def numel(shape: tuple[int, ...]) -> int:
+    """The element count of a tensor of `shape`."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
 class Parameter(NamedTuple):
     name: str  # PyTorch's: weight_ih_l0_reverse
     role: str  # the cell's name for it: weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, ...
@@ -60,10 +68,7 @@ class Parameter(NamedTuple):
 
     @property
     def numel(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return numel(self.shape)
 
 
 class Buffer(NamedTuple):
@@ -74,10 +79,7 @@ class Buffer(NamedTuple):
 
     @property
     def numel(self) -> int:
-        count = 1
-        for dim in self.shape:
-            count *= dim
-        return count
+        return numel(self.shape)
 
 
 def final_key(initial: str) -> str:
