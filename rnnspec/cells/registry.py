@@ -2,7 +2,7 @@
 
 A `Cell` holds its block arguments with their rules, its parameters and states as shape
 templates over symbolic sizes, its own validation, and what the generator needs (the
-torch module that runs it fused, the template or IR of its explicit step). `rnn`, `lstm`
+torch module that runs it fused, the equations of its explicit step). `rnn`, `lstm`
 and `gru` are declared here as data, mirroring `torch.nn.RNNBase`; a cell declared in a
 spec is one more record, built by `equations` from its checked body.
 
@@ -68,8 +68,9 @@ class Cell(NamedTuple):
     states: tuple[StateTemplate, ...]  # the first is the step's output
     derived: tuple[tuple[str, Callable[[dict], int]], ...] = ()  # sizes computed from arguments
     validate: Callable[[dict, dict], list[Diagnostic]] | None = None
-    step_arguments: tuple[str, ...] = ()  # arguments the explicit step class takes
-    template: str | None = None  # built-ins: the template of the explicit step class
+    # built-ins: the weights `weight_dropout` masks (DropConnect on weight_hh only, as
+    # AWD-LSTM does, weight_hr too being a matrix that multiplies a state); None: the step's
+    dropconnect: tuple[str, ...] | None = None
     equations: str = ""  # user cells: the checked statements, written back
     span: Span | None = None  # where a user cell is declared
     declared: tuple[str, ...] = ()  # user cells: the size arguments of the header
@@ -210,13 +211,13 @@ def _builtin(name: str, gates: int, extra: tuple[ArgumentRule, ...],
     fields.setdefault("states", (StateTemplate("h", _H),))
     fields.setdefault("parameters", _torch_parameters(gates, fields["states"][0].size))
     return Cell(name=name, arguments=arguments, positional=True,
-                template=f"cells/{name}.py.jinja", **fields)
+                dropconnect=("weight_hh",), **fields)
 
 
 BUILTIN_CELLS: dict[str, Cell] = {
     cell.name: cell
     for cell in (
-        _builtin("rnn", 1, (NONLINEARITY,), step_arguments=("nonlinearity",),
+        _builtin("rnn", 1, (NONLINEARITY,),
                  onnx=OnnxOp("RNN", (0,), activation="nonlinearity",
                              activations=(("tanh", "Tanh"), ("relu", "Relu")))),
         _builtin("lstm", 4, (PROJ_SIZE,),

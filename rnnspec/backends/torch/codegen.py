@@ -148,13 +148,25 @@ def _runner(block: model.Block, backend: str) -> str:
     cell = block.spec
     if _is_fused(block, backend):
         return f"nn.{torch_module(cell).torch_class}"
-    return class_name(cell)
+    return class_name(cell, block.arguments)
 
 
-def class_name(cell) -> str:
-    """The generated class of a cell written out: `_LSTM` for built-ins, `_CellName` else."""
+# The words of a built-in variant's class name beyond the cell's: `_LSTMProjNoBias`.
+_VARIANT_WORDS = {"rnn": ("", "Relu"), "lstm": ("", "Proj")}
+
+
+def class_name(cell, arguments: dict | None = None) -> str:
+    """The generated class of a cell written out: one per built-in variant (`_LSTM`,
+    `_LSTMProj`, `_GRUNoBias`, `_RNNRelu`), `_CellName` for a declared cell. The prefixes
+    differ (`_Cell` is no built-in's), so no two cells or variants share a class."""
     module = torch_module(cell)
-    return f"_{module.torch_class}" if module else f"_Cell{_ident(cell.name)}"
+    if module is None:
+        return f"_Cell{_ident(cell.name)}"
+    from rnnspec.cells.builtin import variant
+
+    name, bias, *flags = variant(cell, arguments or {})
+    words = [_VARIANT_WORDS[name][flag not in (False, "tanh")] for flag in flags]
+    return f"_{module.torch_class}" + "".join(words) + ("" if bias else "NoBias")
 
 
 def _torch_arguments(block: model.Block) -> tuple[str, ...]:
@@ -277,12 +289,20 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
     helpers |= {"residual"} if any(b.arguments.get("residual") for b in blocks) else set()
     helpers |= {"packed"} if any(len(s.blocks) == 1 and _is_fused(s.blocks[0], backend)
                                  for s in result.stacks) else set()
-    cell_sources = {}
-    if any(cell.step is not None for cell in explicit_cells):
-        from rnnspec.backends.torch.emit import cell_source
+    cell_sources = {}  # class name -> source, in the order of first use
+    if explicit:
+        from rnnspec.backends.torch.emit import builtin_source, cell_source
 
-        cell_sources = {cell.name: cell_source(cell, class_name(cell))
-                        for cell in explicit_cells if cell.step is not None}
+        for block in blocks:
+            if _is_fused(block, backend):
+                continue
+            name = class_name(block.spec, block.arguments)
+            if name in cell_sources:
+                continue
+            if torch_module(block.spec) is not None:
+                cell_sources[name] = builtin_source(block.spec, block.arguments, name)
+            elif block.spec.step is not None:
+                cell_sources[name] = cell_source(block.spec, name)
     template = environment().get_template("module.py.jinja")
     return template.render(
         version=VERSION,
@@ -292,7 +312,7 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
         imports=imports,
         helpers=helpers,
         explicit_cells=explicit_cells,
-        cell_sources=cell_sources,
+        cell_sources=list(cell_sources.values()),
     )
 
 

@@ -123,10 +123,11 @@ CODE_FOR_OP = {
 
 
 class CellEmitter:
-    """Prints the lowered step (`cells.lower`) of a declared cell as a `_Recurrent`."""
+    """Prints the lowered step (`cells.lower`) of a cell as a `_Recurrent`."""
 
-    def __init__(self, step: Step, class_name: str, cell):
+    def __init__(self, step: Step, class_name: str, cell, variant: str = ""):
         self.step = step
+        self.variant = variant  # a built-in's: `bias, proj_size`
         self.class_name = class_name
         self.cell = cell
         self.lowered = lower(step, Namespace(_RESERVED))
@@ -191,9 +192,12 @@ class CellEmitter:
                        for role, init in initial]
             initial_text = layout_statement(f"initial = {_tuple(entries)}", 4) + "\n"
         # always written: `_Recurrent`'s default (the built-ins' weight_hh) is not this cell's
-        names = _tuple([f'"{name}"' for name in self.step.recurrent_weights])
+        recurrent = cell.dropconnect or self.step.recurrent_weights
+        names = _tuple([f'"{name}"' for name in recurrent if name in self.step.params])
         recurrent_text = layout_statement(f"recurrent_weights = {names}", 4) + "\n"
-        doc = [f'    """Cell `{cell.name}`, declared at line {cell.span.line}:', ""]
+        first = (f"Cell `{cell.name}`, declared at line {cell.span.line}:"
+                 if cell.span is not None else f"Built-in cell `{cell.name}` ({self.variant}):")
+        doc = [f'    """{first}', ""]
         for assign in self.step.statements:
             doc += textwrap.wrap(assign.text, LINE_LENGTH, initial_indent="    ",
                                  subsequent_indent="        ", break_on_hyphens=False)
@@ -244,3 +248,25 @@ def cell_source(cell, class_name: str) -> str:
     """The `_Recurrent` subclass of a declared cell, as Python source."""
     return CellEmitter(cell.step, class_name, cell).source()
 
+
+
+def builtin_source(cell, arguments: dict, class_name: str) -> str:
+    """The `_Recurrent` subclass of a built-in cell's variant for a block's arguments: its
+    equations (`cells.builtin`) printed as a declared cell's are."""
+    from rnnspec.cells import builtin
+
+    key = builtin.variant(cell, arguments)
+    return CellEmitter(builtin.step(cell, arguments), class_name, cell,
+                       _VARIANTS[key[0]](*key[1:])).source()
+
+
+def _biases(bias: bool) -> str:
+    return "with biases" if bias else "no biases"
+
+
+# A built-in variant (`builtin.variant`'s key without the name) in words, for its docstring.
+_VARIANTS = {
+    "rnn": lambda bias, nonlinearity: f"{_biases(bias)}, {nonlinearity}",
+    "lstm": lambda bias, projected: _biases(bias) + (", proj_size" if projected else ""),
+    "gru": lambda bias: f"{_biases(bias)}, r applied after the recurrent projection",
+}
