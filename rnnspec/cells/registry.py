@@ -49,17 +49,6 @@ class StateTemplate(NamedTuple):
     size: Size
 
 
-class OnnxOp(NamedTuple):
-    """How ONNX's own recurrent operator (`LSTM`, `GRU`, `RNN`) runs a block of a cell."""
-
-    op: str
-    gate_order: tuple[int, ...]  # ONNX's k-th gate block of rows is this cell's gate_order[k]
-    attributes: tuple[tuple[str, object], ...] = ()  # fixed attributes of the operator
-    activation: str | None = None  # the argument naming the activation (`nonlinearity`)
-    activations: tuple[tuple[str, str], ...] = ()  # that argument's values -> ONNX's names
-    unsupported: tuple[str, ...] = ()  # arguments the operator cannot express when set
-
-
 class Cell(NamedTuple):
     name: str
     arguments: tuple[ArgumentRule, ...]  # in the order positional arguments take them
@@ -75,7 +64,6 @@ class Cell(NamedTuple):
     span: Span | None = None  # where a user cell is declared
     declared: tuple[str, ...] = ()  # user cells: the size arguments of the header
     step: object = None  # user cells: the checked step (`equations.Step`)
-    onnx: OnnxOp | None = None  # built-ins: ONNX's operator for the cell
 
     @property
     def rules(self) -> dict[str, ArgumentRule]:
@@ -217,17 +205,13 @@ def _builtin(name: str, gates: int, extra: tuple[ArgumentRule, ...],
 BUILTIN_CELLS: dict[str, Cell] = {
     cell.name: cell
     for cell in (
-        _builtin("rnn", 1, (NONLINEARITY,),
-                 onnx=OnnxOp("RNN", (0,), activation="nonlinearity",
-                             activations=(("tanh", "Tanh"), ("relu", "Relu")))),
+        _builtin("rnn", 1, (NONLINEARITY,)),
         _builtin("lstm", 4, (PROJ_SIZE,),
                  states=(StateTemplate("h", Size.of("state_size")), StateTemplate("c", _H)),
                  parameters=_torch_parameters(4, Size.of("state_size"), projected=True),
                  derived=(("state_size", lambda v: v["proj_size"] or v["hidden_size"]),),
-                 validate=_projection_smaller,
-                 onnx=OnnxOp("LSTM", (0, 3, 1, 2), unsupported=("proj_size",))),
-        _builtin("gru", 3, (),
-                 onnx=OnnxOp("GRU", (1, 0, 2), attributes=(("linear_before_reset", 1),))),
+                 validate=_projection_smaller),
+        _builtin("gru", 3, ()),
     )
 }
 

@@ -3,8 +3,8 @@
 `rnnspec export FILE --stack NAME -o OUT.onnx` reads the checked `model.Stack` and writes
 one node group per block:
 
-- a block of a cell whose registry record names an ONNX operator (`registry.OnnxOp`: the
-  built-in `lstm`, `gru`, `rnn`) becomes that operator, one per layer, with the gate order
+- a block of a built-in cell with an ONNX operator (`backends.onnx.ONNX_OPS`:
+  `lstm`, `gru`, `rnn`) becomes that operator, one per layer, with the gate order
   and biases converted (B = concat(bias_ih, bias_hh)), unless the block sets an argument
   the operator cannot express (an LSTM's `proj_size`) or `zoneout`;
 - every other block becomes one `Scan` per layer and direction whose body is its cell's

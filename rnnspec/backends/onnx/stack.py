@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from rnnspec import model
+from rnnspec.backends.onnx import onnx_op
 from rnnspec.backends.onnx.cells import builtin_step, emit_recurrence, lower_step
 from rnnspec.backends.onnx.graph import (
     DEFAULT_OPSET,
@@ -83,11 +84,11 @@ def _sequence_lengths(ctx: _StackContext) -> str:
 
 def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
                             given: dict[str, str | None]) -> tuple[str, dict[str, list[str]]]:
-    """A block as ONNX's own operator for its cell (`registry.OnnxOp`), one per layer."""
+    """A block as ONNX's own operator for its cell (`backends.onnx.OnnxOp`), one per layer."""
     import numpy as np
 
     g, D, H = ctx.g, block.num_directions, block.hidden_size
-    spec = block.spec.onnx
+    spec = onnx_op(block.spec)
     keys = list(block.states)
     direction = "bidirectional" if block.bidirectional else "forward"
     finals: dict[str, list[str]] = {key: [] for key in keys}
@@ -179,7 +180,7 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
 def uses_scan(block: model.Block) -> bool:
     """Whether a block needs the Scan path: a cell without an ONNX operator (user cells),
     an argument the operator cannot express (an LSTM's `proj_size`), or zoneout."""
-    spec = block.spec.onnx
+    spec = onnx_op(block.spec)
     if spec is None:
         return True
     if block.arguments.get("zoneout"):
