@@ -77,6 +77,24 @@ def variant(cell: Cell, arguments: dict) -> tuple:
 _TEXTS = {"rnn": _rnn, "lstm": _lstm, "gru": _gru}
 
 
+def _biases(bias: bool) -> str:
+    return "with biases" if bias else "no biases"
+
+
+# A variant (`variant`'s key less the name) in words, for the docstring of its step class.
+_WORDS = {
+    "rnn": lambda bias, nonlinearity: f"{_biases(bias)}, {nonlinearity}",
+    "lstm": lambda bias, projected: _biases(bias) + (", proj_size" if projected else ""),
+    "gru": lambda bias: f"{_biases(bias)}, r applied after the recurrent projection",
+}
+
+
+def describe(key: tuple) -> str:
+    """A variant (a `variant` key) in words: `with biases, proj_size`."""
+    name, *flags = key
+    return _WORDS[name](*flags)
+
+
 def text(key: tuple) -> str:
     """The equations of one variant (a `variant` key), as a `cell` item."""
     name, *flags = key

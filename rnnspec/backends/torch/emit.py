@@ -257,16 +257,4 @@ def builtin_source(cell, arguments: dict, class_name: str) -> str:
 
     key = builtin.variant(cell, arguments)
     return CellEmitter(builtin.step(cell, arguments), class_name, cell,
-                       _VARIANTS[key[0]](*key[1:])).source()
-
-
-def _biases(bias: bool) -> str:
-    return "with biases" if bias else "no biases"
-
-
-# A built-in variant (`builtin.variant`'s key without the name) in words, for its docstring.
-_VARIANTS = {
-    "rnn": lambda bias, nonlinearity: f"{_biases(bias)}, {nonlinearity}",
-    "lstm": lambda bias, projected: _biases(bias) + (", proj_size" if projected else ""),
-    "gru": lambda bias: f"{_biases(bias)}, r applied after the recurrent projection",
-}
+                       builtin.describe(key)).source()
