@@ -143,3 +143,40 @@ def test_fused_and_explicit_agree(device, spec):
     assert_close(out1, out2, torch.float64)
     for a, b in zip(flatten(states1), flatten(states2), strict=True):
         assert_close(a, b, torch.float64)
+
+
+def test_builtin_variants_in_one_module_are_one_class_each():
+    """Each built-in variant is its own class, printed from its equations, named from the
+    cell and the variant; blocks of one variant share it; numbers stay torch.nn's."""
+    text = """stack Net {
+        input_size = 3
+        a = lstm(hidden_size = 6, proj_size = 2)
+        b = lstm(hidden_size = 4, bias = false)
+        c = gru(hidden_size = 5, bias = false)
+        d = rnn(hidden_size = 4, nonlinearity = relu)
+        e = gru(hidden_size = 3)
+        f = lstm(hidden_size = 4)
+        g = lstm(hidden_size = 4, proj_size = 3)
+    }"""
+    result = check_source(text, "variants.rnn")
+    assert result.ok, result.diagnostics
+    source = generate_source(result, backend="explicit")
+    assert source == generate_source(check_source(text, "variants.rnn"), backend="explicit")
+    classes = [line.split("(")[0][6:] for line in source.splitlines()
+               if line.startswith("class _") and "(_Recurrent)" in line]
+    assert classes == ["_LSTMProj", "_LSTMNoBias", "_GRUNoBias", "_RNNRelu", "_GRU", "_LSTM"]
+    assert "declared at line" not in source
+    assert source.count('"""Built-in cell `') == len(classes)
+    generated = load_source(source, "variants.rnn").Net()
+    torch.manual_seed(0)
+    nn = torch.nn
+    chain = [nn.LSTM(3, 6, proj_size=2), nn.LSTM(2, 4, bias=False), nn.GRU(4, 5, bias=False),
+             nn.RNN(5, 4, nonlinearity="relu"), nn.GRU(4, 3), nn.LSTM(3, 4),
+             nn.LSTM(4, 4, proj_size=3)]
+    generated.load_state_dict({f"{name}.{key}": value for name, m in zip("abcdefg", chain)
+                               for key, value in m.state_dict().items()}, strict=True)
+    x = torch.randn(7, 2, 3)
+    expected = x
+    for m in chain:
+        expected = m(expected)[0]
+    assert_close(generated(x)[0], expected, torch.float32)

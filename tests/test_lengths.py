@@ -603,3 +603,25 @@ def test_weight_dropout_on_a_user_cell_without_recurrent_matrices_changes_nothin
     trained, _ = model(x)
     model.eval()
     torch.testing.assert_close(trained, model(x)[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weight_dropout_of_a_projected_lstm_masks_weight_hh_only(backend):
+    """DropConnect as AWD-LSTM does it: weight_hh, never the projection weight_hr."""
+    text = """stack Net {
+        input_size = 3
+        lstm(hidden_size = 6, proj_size = 2, weight_dropout = 0.5)
+    }"""
+    generated = load(text, backend).Net()
+    assert generated.lstm0.recurrent_weights == ("weight_hh",)
+    reference = nn.LSTM(3, 6, proj_size=2)
+    generated.load_state_dict({f"lstm0.{k}": v for k, v in reference.state_dict().items()})
+    x = torch.randn(5, 2, 3)
+    generated.train()
+    torch.manual_seed(3)
+    output, _ = generated(x)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        reference.weight_hh_l0.copy_(
+            nn.functional.dropout(reference.weight_hh_l0, 0.5, training=True))
+    assert_close(output, reference(x)[0], torch.float32)
