@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -84,11 +83,11 @@ def test_slugs_follow_github():
 
 
 def test_a_broken_link_is_caught(tmp_path):
-    (tmp_path / "a.md").write_text("# Top\n\n## Second part\n<a id=\"e001\"></a>\n",
-                                   encoding="utf-8")
+    (tmp_path / "a.md").write_text('# Top\n\n## Second part\n<a id="e001"></a>\n', encoding="utf-8")
     page = tmp_path / "b.md"
-    page.write_text("[ok](a.md#second-part) [ok](a.md#e001) [ok](#here)\n# Here\n"
-                    "[bad](a.md#third) [bad](c.md)\n```\n[code](nowhere.md)\n```\n",
-                    encoding="utf-8")
-    assert broken_links(page) == ["a.md#third: no heading #third in a.md",
-                                  "c.md: no file c.md"]
+    page.write_text(
+        "[ok](a.md#second-part) [ok](a.md#e001) [ok](#here)\n# Here\n"
+        "[bad](a.md#third) [bad](c.md)\n```\n[code](nowhere.md)\n```\n",
+        encoding="utf-8",
+    )
+    assert broken_links(page) == ["a.md#third: no heading #third in a.md", "c.md: no file c.md"]
