@@ -71,7 +71,11 @@ def test_the_report_and_the_drawing_read_a_layer_through_the_protocol():
     assert "  layer norm: layer_norm, 50 -> 50" in text
     assert "running_mean  [50]" in text
     document = stack_json(stack)
-    assert [b["name"] for b in document["blocks"]] == ["encoder", "norm", "decoder"]
-    assert document["blocks"][1]["states"] == {}
-    assert document["blocks"][1]["buffers"] == {"running_mean": [50]}
+    # "blocks" keeps the recurrent blocks (v2's document); "entries" lists every entry
+    assert [b["name"] for b in document["blocks"]] == ["encoder", "decoder"]
+    assert [e["name"] for e in document["entries"]] == ["encoder", "norm", "decoder"]
+    norm = document["entries"][1]
+    assert norm["kind"] == "layer_norm" and norm["states"] == {}
+    assert norm["buffers"] == {"running_mean": [50]}
+    assert document["entries"][0] == document["blocks"][0]
     assert "norm · layer_norm" in draw_svg([stack])

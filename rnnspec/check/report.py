@@ -99,7 +99,7 @@ def entry_json(entry: model.Entry) -> dict:
         return block_json(entry)
     return {
         "name": entry.name,
-        "layer": entry.kind,
+        "kind": entry.kind,
         "input_size": entry.input_size,
         "output_size": entry.output_size,
         "arguments": dict(entry.arguments),
@@ -154,7 +154,7 @@ def cell_json(cell, path: str) -> dict:
 
 
 def stack_json(stack: model.Stack) -> dict:
-    return {
+    document = {
         "name": stack.name,
         "path": stack.path,
         "line": stack.span.line,
@@ -163,8 +163,13 @@ def stack_json(stack: model.Stack) -> dict:
         "input": list(stack.input),
         "output": list(stack.output),
         "parameter_count": stack.parameter_count,
-        "blocks": [entry_json(e) for e in stack.entries],  # every entry, layers too
+        # the recurrent blocks, as in v2; a stack with layers also lists every entry in
+        # order under "entries" (the language has no layer kinds yet)
+        "blocks": [block_json(b) for b in stack.blocks],
     }
+    if len(stack.entries) != len(stack.blocks):
+        document["entries"] = [entry_json(e) for e in stack.entries]
+    return document
 
 
 def json_document(results: list[model.CheckedFile]) -> dict:
