@@ -1,4 +1,4 @@
-"""The built-in cells' steps as equations of the cell language (language reference,
+"""The built-in cells' steps as equations of the cell language (docs/reference.md,
 section 8), with the variants PyTorch has: biases or none, an LSTM's `proj_size`
 (`weight_hr`), an RNN's `nonlinearity`, and GRU's `r * (W_hn h + b_hn)`.
 

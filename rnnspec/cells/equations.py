@@ -1,4 +1,4 @@
-"""Cells declared by their equations (language reference, section 8): scopes, symbolic
+"""Cells declared by their equations (docs/reference.md, section 8): scopes, symbolic
 shapes, and the typed step that the emitter writes out.
 
 Every size is a `Size` polynomial over the size names, so each shape rule is proved once

@@ -1,4 +1,4 @@
-"""The check report, as text for people and as the JSON document of the reference (section 6).
+"""The check report, as text for people and as the JSON document of docs/reference.md (section 6).
 Both read the checked model only."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The language server's view of user cells (language reference, section 8): hover on a
+"""The language server's view of user cells (docs/reference.md, section 8): hover on a
 cell's name, a declaration or a statement; definitions inside a cell body; the outline's
 cells. Plain data, like the analysis half of `lsp`: no pygls here.
 
