@@ -213,11 +213,14 @@ def _wrap(text: str) -> str:
                                     break_long_words=False))
 
 
-def _fit(code: str, indent: int) -> str:
-    """A call or a list that fits on its line as is, else with one item per line."""
+def _fit(code: str, indent: int, comment: str = "") -> str:
+    """A call or a list as `ruff format` writes it: on one line when it fits (with its
+    trailing `comment`); else a call's arguments on one line of their own between the
+    brackets where they fit there (one argument always); else, and for a list or tuple of
+    several items, one item per line with a (magic) trailing comma."""
     opening = min((code.find(b) for b in "([" if code.find(b) >= 0), default=-1)
-    if indent + len(code) <= LINE_LENGTH or opening < 0:
-        return code
+    if indent + len(code) + len(comment) <= LINE_LENGTH or opening < 0:
+        return code + comment
     head, rest = code[:opening + 1], code[opening + 1:]
     inner = rest[:-1]
     arguments, depth, current, quoted = [], 0, "", False
@@ -231,8 +234,14 @@ def _fit(code: str, indent: int) -> str:
             current += ch
     arguments.append(current.strip())
     pad = " " * (indent + 4)
-    body = "".join(f"{pad}{a},\n" for a in arguments)
-    return f"{head}\n{body}{' ' * indent}{code[-1]}"
+    flat = ", ".join(arguments)
+    before = code[opening - 1] if opening else " "
+    literal = not (before.isalnum() or before in "_)]")  # a list or tuple, not a call
+    if len(arguments) == 1 or (not literal and len(pad) + len(flat) <= LINE_LENGTH):
+        body = f"{pad}{flat}\n"
+    else:
+        body = "".join(f"{pad}{a},\n" for a in arguments)
+    return f"{head}\n{body}{' ' * indent}{code[-1]}{comment}"
 
 
 @functools.cache
