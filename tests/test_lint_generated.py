@@ -122,12 +122,12 @@ def test_every_golden_generated_source_is_formatter_stable(tmp_path):
 
 
 @needs_ruff
-def test_random_generated_sources_are_formatter_stable(tmp_path):
-    # Only the format check here: the lint checks still find dead values (F841, RUF059) and
-    # `--` (B002) in random cells' classes from backends/torch/emit.py: open work.
+def test_random_generated_sources_are_formatter_stable_and_lint_clean(tmp_path):
+    # random cells compute values nothing reads, chunk pieces nobody uses and double
+    # negations: the lowering drops dead values and the emitter writes `-(-a)`
     corpus = _random_corpus()
     assert len(corpus) >= 40, sorted(corpus)
-    _assert_clean(_write(tmp_path / "random", corpus), checks=(FORMAT,))
+    _assert_clean(_write(tmp_path / "random", corpus))
 
 
 @needs_ruff

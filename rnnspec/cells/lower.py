@@ -44,6 +44,19 @@ class Lowered(NamedTuple):
     names: dict[str, str]  # a name of the IR (state, local, x) -> its name in the backend
     unread_inputs: bool  # nothing is passed: the step reads no input
 
+    @property
+    def hoist_reads_x(self) -> bool:
+        """Whether the statements before the loop read the input (or pass it on)."""
+        if any(name == "x" for name, _ in self.passed):
+            return True
+        pending = [statement.node for statement in self.hoist]
+        while pending:
+            node = pending.pop()
+            if node.op == "x":
+                return True
+            pending.extend(a for a in node.args if isinstance(a, Node))
+        return False
+
 
 def terms(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
     """A sum as its signed terms: `a - (b + c)` is +a, -b, -c."""
@@ -160,6 +173,40 @@ class _Lowering:
             expand = self._name(assign.targets[assign.states.index(True)])
         return Statement(targets, node, assign, expand)
 
+    def _read(self, node: Node, names: set[str]) -> set[str]:
+        """The names `node` reads (states, locals, hoisted values), added to `names`."""
+        pending = [node]
+        while pending:
+            current = pending.pop()
+            if current.op in ("state", "local"):
+                names.add(self.names.get(current.value, current.value))
+            pending.extend(a for a in current.args if isinstance(a, Node))
+        return names
+
+    def _reads(self, statements) -> set[str]:
+        names: set[str] = set()
+        for statement in statements:
+            self._read(statement.node, names)
+        return names
+
+    def _live(self, statements: list[Statement], needed: set[str]) -> list[Statement]:
+        """The statements whose values something needs (a state's new value, a value the
+        step or a later live statement reads); dead ones are dropped, and a piece of a live
+        `chunk` that nothing reads is named `_piece`, as Python names an unused unpacked
+        value."""
+        kept: list[Statement] = []
+        for statement in reversed(statements):
+            if not any(target in needed for target in statement.targets):
+                continue
+            if len(statement.targets) > 1:
+                statement = statement._replace(targets=tuple(
+                    t if t in needed else self.namespace.identifier(f"_{t}")
+                    for t in statement.targets))
+            needed -= set(statement.targets)
+            self._read(statement.node, needed)
+            kept.append(statement)
+        return kept[::-1]
+
     def lower(self) -> Lowered:
         stepped: list[tuple[tuple[str, ...], Assign]] = []
         for assign in self.step.statements:  # whole statements first, then hoisted parts
@@ -172,11 +219,16 @@ class _Lowering:
             else:
                 stepped.append((targets, assign))
         step = [self._stepped(targets, assign) for targets, assign in stepped]
+        step = self._live(step, set(self.states))
+        read = self._reads(step)  # values the live step reads: only those are passed
+        self.passed = [(name, batched) for name, batched in self.passed if name in read]
+        hoist = self._live(self.hoist, {name for name, _ in self.passed})
         unread = not self.passed
         if unread:  # the loop needs one value per step, even if unread
             self.passed.append(("x", True))
-        return Lowered(tuple(self.hoist), tuple(step), tuple(self.passed), self.states,
+        return Lowered(tuple(hoist), tuple(step), tuple(self.passed), self.states,
                        self.names, unread)
+
 
 
 def lower(step: Step, names: Namespace) -> Lowered:

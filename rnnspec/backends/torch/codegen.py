@@ -205,12 +205,14 @@ def _shape_comment(block: model.Block) -> str:
     return "\n".join(lines)
 
 
-def _wrap(text: str) -> str:
-    """Prose (a docstring's first paragraph) wrapped within the line length."""
+def _wrap(text: str, indent: int = 0, hanging: int = 0) -> str:
+    """Prose (a docstring's paragraph) wrapped within the line length, its first line
+    indented by `indent` spaces and the others by `indent + hanging`."""
     import textwrap
 
     return "\n".join(textwrap.wrap(text, LINE_LENGTH, break_on_hyphens=False,
-                                    break_long_words=False))
+                                    break_long_words=False, initial_indent=" " * indent,
+                                    subsequent_indent=" " * (indent + hanging)))
 
 
 def _fit(code: str, indent: int, comment: str = "") -> str:

@@ -54,14 +54,19 @@ def _sum(e, node: Node, parent: int) -> str:
     text = ""
     for sign, term in terms(node):
         if not text:
-            text = e.expression(term, 1) if sign > 0 else f"-{e.expression(term, 3)}"
+            text = e.expression(term, 1) if sign > 0 else _negated(e.expression(term, 3))
         else:
             text += f" {'+' if sign > 0 else '-'} {e.expression(term, 1 if sign > 0 else 2)}"
     return f"({text})" if parent > 1 else text
 
 
+def _negated(operand: str) -> str:
+    """`-a`; `-(-a)` where the operand is itself negated (never `--a`)."""
+    return f"-({operand})" if operand.startswith("-") else f"-{operand}"
+
+
 def _neg(e, node: Node, parent: int) -> str:
-    text = "-" + e.expression(node.args[0], 3)
+    text = _negated(e.expression(node.args[0], 3))
     return f"({text})" if parent > 3 else text
 
 
@@ -212,7 +217,7 @@ class CellEmitter:
             lines += [(initial_text + recurrent_text).rstrip("\n"), ""]
         lines += [
             "    def hoist(self, input: Tensor, w: Weights) -> tuple:",
-            "        x = input  # [T, B, input_size]",
+            *(["        x = input  # [T, B, input_size]"] if lowered.hoist_reads_x else []),
             *self.hoist_lines,
             *self._expanded(),
             layout_statement(f"return {unpack}", 8),
