@@ -174,12 +174,14 @@ class _Lowering:
         return Statement(targets, node, assign, expand)
 
     def _read(self, node: Node, names: set[str]) -> set[str]:
-        """The names `node` reads (states, locals, hoisted values), added to `names`."""
+        """The names `node` reads (x, states, locals, hoisted values), added to `names`."""
         pending = [node]
         while pending:
             current = pending.pop()
             if current.op in ("state", "local"):
                 names.add(self.names.get(current.value, current.value))
+            elif current.op == "x":
+                names.add("x")
             pending.extend(a for a in current.args if isinstance(a, Node))
         return names
 
