@@ -10,7 +10,9 @@ user cell has. Parameters are declared in `torch.nn.RNNBase`'s order, so a step'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from typing import NamedTuple
 
 from rnnspec.cells.registry import Cell
 
@@ -62,43 +64,46 @@ def _gru(bias: bool) -> str:
         "}\n")
 
 
-def variant(cell: Cell, arguments: dict) -> tuple:
-    """The arguments of a block that choose its built-in cell's step, as a hashable key."""
-    bias = bool(arguments.get("bias", True))
-    if cell.name == "rnn":
-        return ("rnn", bias, arguments.get("nonlinearity", "tanh"))
-    if cell.name == "lstm":
-        return ("lstm", bias, bool(arguments.get("proj_size")))
-    if cell.name == "gru":
-        return ("gru", bias)
-    raise KeyError(f"`{cell.name}` is not a built-in cell")
-
-
-_TEXTS = {"rnn": _rnn, "lstm": _lstm, "gru": _gru}
-
-
 def _biases(bias: bool) -> str:
     return "with biases" if bias else "no biases"
 
 
-# A variant (`variant`'s key less the name) in words, for the docstring of its step class.
-_WORDS = {
-    "rnn": lambda bias, nonlinearity: f"{_biases(bias)}, {nonlinearity}",
-    "lstm": lambda bias, projected: _biases(bias) + (", proj_size" if projected else ""),
-    "gru": lambda bias: f"{_biases(bias)}, r applied after the recurrent projection",
+class _Builtin(NamedTuple):
+    """One built-in cell's equations: which block arguments choose its variant (the flags,
+    after `bias`), the text of a variant, and a variant in words for its step class."""
+
+    flags: Callable[[dict], tuple]
+    text: Callable[..., str]
+    words: Callable[..., str]
+
+
+_BUILTINS = {
+    "rnn": _Builtin(lambda a: (a.get("nonlinearity", "tanh"),), _rnn,
+                    lambda bias, nonlinearity: f"{_biases(bias)}, {nonlinearity}"),
+    "lstm": _Builtin(lambda a: (bool(a.get("proj_size")),), _lstm,
+                     lambda bias, projected: _biases(bias) + (", proj_size" if projected else "")),
+    "gru": _Builtin(lambda a: (), _gru,
+                    lambda bias: f"{_biases(bias)}, r applied after the recurrent projection"),
 }
+
+
+def variant(cell: Cell, arguments: dict) -> tuple:
+    """The arguments of a block that choose its built-in cell's step, as a hashable key."""
+    if cell.name not in _BUILTINS:
+        raise KeyError(f"`{cell.name}` is not a built-in cell")
+    return (cell.name, bool(arguments.get("bias", True)), *_BUILTINS[cell.name].flags(arguments))
 
 
 def describe(key: tuple) -> str:
     """A variant (a `variant` key) in words: `with biases, proj_size`."""
     name, *flags = key
-    return _WORDS[name](*flags)
+    return _BUILTINS[name].words(*flags)
 
 
 def text(key: tuple) -> str:
     """The equations of one variant (a `variant` key), as a `cell` item."""
     name, *flags = key
-    return _TEXTS[name](*flags)
+    return _BUILTINS[name].text(*flags)
 
 
 @cache
