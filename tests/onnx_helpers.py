@@ -7,6 +7,21 @@ from rnnspec.backends.onnx.cells import emit_recurrence
 from rnnspec.backends.onnx.graph import DEFAULT_OPSET, PRODUCER, Stmt, _Graph
 
 
+def placed(statements: list[Stmt], states, params) -> list[Stmt]:
+    """Hand-written statements given the place the IR's flags would give them: `body` when
+    an input is (or was computed from) a state, `timed` from the input, else `static`."""
+    kind = {"x": "timed", **{name: "body" for name, _ in states},
+            **{name: "static" for name in params}}
+    out = []
+    for stmt in statements:
+        kinds = {"static" if isinstance(a, (int, float)) else kind[a] for a in stmt.inputs}
+        where = stmt.where or next(k for k in ("body", "timed", "static") if k in kinds)
+        names = (stmt.outputs,) if isinstance(stmt.outputs, str) else stmt.outputs
+        kind.update((name, where) for name in names)
+        out.append(stmt._replace(where=where))
+    return out
+
+
 def recurrence_model(statements: list[Stmt], *, x_size: int, states: list[tuple[str, int]],
                      params: dict, opset: int = DEFAULT_OPSET, reverse: bool = False):
     """One recurrence alone as a model, to test step statements: inputs `x` `[T, B, x_size]`
@@ -21,6 +36,7 @@ def recurrence_model(statements: list[Stmt], *, x_size: int, states: list[tuple[
         g.used.update([f"{name}0", f"{name}_n"])
         inputs.append(helper.make_tensor_value_info(f"{name}0", TensorProto.FLOAT, ["B", size]))
     weights = {name: (g.initializer(name, array), array.shape) for name, array in params.items()}
+    statements = placed(statements, states, params)
     y, finals = emit_recurrence(g, "cell", statements, x="x", x_size=x_size,
                                 states=[(n, size, f"{n}0") for n, size in states],
                                 params=weights, reverse=reverse)

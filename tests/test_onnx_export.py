@@ -362,31 +362,32 @@ def test_check_path_does_not_import_onnx():
 # ----------------------------------------------------------------------------- step statements
 
 
-def _layer_norm_cell():
-    """A cell written with most of the statement vocabulary (what user cells will use)."""
+def _layer_norm_cell(features: int = 3, H: int = 4):
+    """A cell written with most of the statement vocabulary (what user cells will use); each
+    statement carries its outputs' sizes, as the lowering pass gives them."""
     S = onnx_export.Stmt
     return [
-        S("concat", ("x", "h"), "xh"),
-        S("matmul", ("weight", "xh"), "a"),
-        S("layer_norm", ("a", "ln_weight", "ln_bias"), "a", {"eps": 1e-5}),
-        S("chunk", ("a",), ("u", "v"), {"n": 2}),
-        S("sigmoid", ("u",), "gate"),
-        S("neg", ("v",), "nv"),
-        S("relu", ("nv",), "r"),
-        S("sub", (1.0, "gate"), "keep"),
-        S("mul", ("keep", "c"), "kc"),
-        S("mul", ("gate", "r"), "gr"),
-        S("add", ("kc", "gr"), "c"),
-        S("layer_norm", ("c",), "cn"),
-        S("tanh", ("cn",), "t"),
-        S("div", ("t", 2.0), "half"),
-        S("maximum", ("half", "h"), "m"),
-        S("abs", ("m",), "am"),
-        S("neg", ("am",), "nm"),
-        S("exp", ("nm",), "e"),
-        S("sub", ("e", 1.0), "h"),
-        S("matmul", ("proj", "x"), "px"),  # reads x only: computed before the loop
-        S("add", ("h", "px"), "h"),
+        S("concat", ("x", "h"), "xh", sizes=(features + H,)),
+        S("matmul", ("weight", "xh"), "a", sizes=(2 * H,)),
+        S("layer_norm", ("a", "ln_weight", "ln_bias"), "a", {"eps": 1e-5}, (2 * H,)),
+        S("chunk", ("a",), ("u", "v"), {"n": 2}, (H, H)),
+        S("sigmoid", ("u",), "gate", sizes=(H,)),
+        S("neg", ("v",), "nv", sizes=(H,)),
+        S("relu", ("nv",), "r", sizes=(H,)),
+        S("sub", (1.0, "gate"), "keep", sizes=(H,)),
+        S("mul", ("keep", "c"), "kc", sizes=(H,)),
+        S("mul", ("gate", "r"), "gr", sizes=(H,)),
+        S("add", ("kc", "gr"), "c", sizes=(H,)),
+        S("layer_norm", ("c",), "cn", sizes=(H,)),
+        S("tanh", ("cn",), "t", sizes=(H,)),
+        S("div", ("t", 2.0), "half", sizes=(H,)),
+        S("maximum", ("half", "h"), "m", sizes=(H,)),
+        S("abs", ("m",), "am", sizes=(H,)),
+        S("neg", ("am",), "nm", sizes=(H,)),
+        S("exp", ("nm",), "e", sizes=(H,)),
+        S("sub", ("e", 1.0), "h", sizes=(H,)),
+        S("matmul", ("proj", "x"), "px", sizes=(H,)),  # reads x only: computed before the loop
+        S("add", ("h", "px"), "h", sizes=(H,)),
     ]
 
 

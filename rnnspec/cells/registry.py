@@ -223,13 +223,21 @@ def state_keys(state: str) -> tuple[str, str]:
     return f"{state}0", f"{state}_n"
 
 
-def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Span,
-                input_size: int, batch_first: bool, spans: dict) -> model.Block:
-    """Every shape of one block of `cell`, for the block's bound argument values."""
+def size_values(cell: Cell, values: dict) -> dict[str, int]:
+    """The sizes a block of `cell` binds (its integer arguments and the cell's derived
+    sizes), which its shapes and its step's carried sizes are evaluated against; a layer's
+    `input_size` is added per layer."""
     sizes = {key: value for key, value in values.items()
              if isinstance(value, int) and not isinstance(value, bool)}
     for derived, compute in cell.derived:
         sizes[derived] = compute(values)
+    return sizes
+
+
+def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Span,
+                input_size: int, batch_first: bool, spans: dict) -> model.Block:
+    """Every shape of one block of `cell`, for the block's bound argument values."""
+    sizes = size_values(cell, values)
     directions = 2 if values["bidirectional"] else 1
     num_layers = values["num_layers"]
     first_state = cell.states[0].size

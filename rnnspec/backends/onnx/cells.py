@@ -3,8 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rnnspec import model
-from rnnspec.backends.onnx.graph import Stmt, _emit_stmt, _Graph, _outputs, _stmt_features
+from rnnspec.backends.onnx.graph import (
+    PLACES,
+    Stmt,
+    _emit_stmt,
+    _Graph,
+    _outputs,
+    _stmt_features,
+    place,
+)
 from rnnspec.language.names import Namespace
 
 
@@ -30,12 +40,14 @@ def _single_assignment(statements: list[Stmt], fixed: set[str]) -> tuple[list[St
 
 def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_size: int,
                     states: list[tuple[str, int, str]], params: dict[str, tuple[str, tuple]],
-                    reverse: bool = False, valid: str | None = None,
-                    zoneout: float = 0.0) -> tuple[str, list[str]]:
+                    sizes: Mapping[str, int] | None = None, reverse: bool = False,
+                    valid: str | None = None, zoneout: float = 0.0) -> tuple[str, list[str]]:
     """A recurrence over the time axis of `x` (`[T, B, x_size]`) as one ONNX `Scan`.
 
     `states`: (name, size, initial value `[B, size]` in `g`), in order; the first is the
-    step's output. `params`: IR name -> (graph value name, shape). Statements that read no
+    step's output. `params`: IR name -> (graph value name, shape). `sizes`: the block's size
+    values (`hidden_size`, `input_size`, ...), which the statements' carried sizes are
+    evaluated against. Statements that read no
     state are computed before the loop: those reading `x` for all steps at once (the body
     reads one step's slice), those reading parameters and numbers only once (the body reads
     them as they are, broadcast). `valid` (`[T, B, 1]` bool): a step updates a sequence's
@@ -49,12 +61,11 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
     statements, last = _single_assignment(statements, {"x", *state_names, *params})
     features: dict[str, int] = {"x": x_size}
     features.update({name: size for name, size, _ in states})
-    param_shapes = {name: shape for name, (_, shape) in params.items()}
     for name, (_, shape) in params.items():
         features[name] = shape[-1] if len(shape) == 1 else shape[0]
+    values = {"input_size": x_size, **(sizes or {})}
 
-    # Where each value is computed: "timed" (reads x: before the loop, per step),
-    # "static" (parameters and numbers only: before the loop, once), "body" (in the loop).
+    # Where each value is computed: as the statements say (`Stmt.where`, the IR's flags).
     kind: dict[str, str] = {"x": "timed", **{n: "body" for n in state_names},
                             **{n: "static" for n in params}}
 
@@ -62,11 +73,12 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
         return "static" if isinstance(arg, (int, float)) else kind[arg]
 
     for stmt in statements:
-        kinds = {kind_of(a) for a in stmt.inputs}
-        where = "body" if "body" in kinds else "timed" if "timed" in kinds else "static"
-        for out, size in zip(_outputs(stmt), _stmt_features(stmt, features, param_shapes)):
+        if stmt.where not in PLACES:
+            raise ValueError(f"statement {stmt.op} -> {_outputs(stmt)} has no place "
+                             f"(one of {', '.join(PLACES)})")
+        for out, size in zip(_outputs(stmt), _stmt_features(stmt, values)):
             features[out] = size
-            kind[out] = where
+            kind[out] = stmt.where
 
     def flags(stmt: Stmt) -> list[bool]:
         return [kind_of(a) == "static" for a in stmt.inputs]
@@ -200,8 +212,9 @@ def lower_step(step) -> list[Stmt]:
 
     def emit(node, out: str) -> str:
         op = node.op
+        sizes, where = (node.size,), place(node)
         if op in ("number", "x", "state", "local", "param"):
-            statements.append(Stmt("identity", (value(node),), out))
+            statements.append(Stmt("identity", (value(node),), out, sizes=sizes, where=where))
             return out
         attrs = None
         if op in ("matmul", "linear"):
@@ -217,7 +230,7 @@ def lower_step(step) -> list[Stmt]:
             raise ValueError("a chunk stands alone on the right of an assignment")
         else:
             inputs = tuple(value(a) for a in node.args)
-        statements.append(Stmt(op, inputs, out, attrs))
+        statements.append(Stmt(op, inputs, out, attrs, sizes, where))
         return out
 
     numbers = [s for s in lowered.hoist if s.assign is not None and s.assign.sizes[0] is None]
@@ -226,8 +239,10 @@ def lower_step(step) -> list[Stmt]:
         node, targets = statement.node, statement.targets
         if node.op == "chunk":
             inner = value(node.args[0])
+            pieces, piece = node.value
             statements.append(Stmt("chunk", (inner,), targets if len(targets) > 1
-                                   else targets[0], {"n": node.value[0]}))
+                                   else targets[0], {"n": pieces},
+                                   (piece,) * len(targets), place(node)))
         else:
             emit(node, targets[0])
     return statements

@@ -3,6 +3,7 @@ root graph, a body graph for each Scan) and how each step op becomes ONNX nodes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from rnnspec.language.names import Namespace
@@ -38,12 +39,30 @@ class Stmt(NamedTuple):
     sigmoid tanh relu gelu silu softplus logsigmoid exp log abs sqrt, clamp (attrs `low`,
     `high`), minimum maximum, concat, chunk (attrs `n`), layer_norm (inputs a [, weight
     [, bias]]; attrs `eps`), identity.
+
+    `sizes` are the feature sizes of the outputs, one per output, as the cell IR carries
+    them (`Node.size`, `Assign.sizes`): `cells.shapes.Size` expressions over the block's
+    sizes, or plain integers; None for a number. They are evaluated, never recomputed.
+    `where` is where the statement runs, from the IR's flags (`Node.varying`,
+    `Node.batched`): `body` (reads a state: inside the Scan), `timed` (reads the input:
+    before the loop for every step, a scan input of the body) or `static` (parameters and
+    numbers: before the loop, once).
     """
 
     op: str
     inputs: tuple
     outputs: str | tuple[str, ...]
     attrs: dict | None = None
+    sizes: tuple = ()
+    where: str = ""
+
+
+PLACES = ("body", "timed", "static")
+
+
+def place(node) -> str:
+    """Where a statement computing the IR node `node` runs (see `Stmt.where`)."""
+    return "body" if node.varying else "timed" if node.batched else "static"
 
 
 _ELEMENTWISE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "minimum": "Min",
@@ -271,19 +290,12 @@ def _emit_stmt(g: _Graph, stmt: Stmt, args: list[str], features: dict[str, int],
                    hint=outputs[0])
 
 
-def _stmt_features(stmt: Stmt, features: dict[str, int], params: dict[str, tuple]) -> list[int]:
-    """The feature sizes of a statement's outputs (for chunk sizes and Scan signatures)."""
-    def size(arg):
-        return 1 if isinstance(arg, (int, float)) else features[arg]
-
-    op = stmt.op
-    if op in ("matmul", "linear"):
-        return [params[stmt.inputs[0]][0]]
-    if op == "concat":
-        return [sum(size(a) for a in stmt.inputs)]
-    if op == "chunk":
-        n = len(_outputs(stmt))
-        return [size(stmt.inputs[0]) // n] * n
-    if op == "layer_norm":
-        return [size(stmt.inputs[0])]
-    return [max(size(a) for a in stmt.inputs)]
+def _stmt_features(stmt: Stmt, values: Mapping[str, int]) -> list[int]:
+    """The feature sizes of a statement's outputs (for chunk sizes and Scan signatures): the
+    sizes the statement carries, evaluated for one block's size values; a number is 1."""
+    outputs = _outputs(stmt)
+    if len(stmt.sizes) != len(outputs):
+        raise ValueError(f"statement {stmt.op} -> {outputs} carries {len(stmt.sizes)} sizes "
+                         f"for {len(outputs)} outputs")
+    return [1 if size is None else size if isinstance(size, int) else size.evaluate(values)
+            for size in stmt.sizes]

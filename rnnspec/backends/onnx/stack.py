@@ -16,6 +16,7 @@ from rnnspec.backends.onnx.graph import (
     ExportError,
     _Graph,
 )
+from rnnspec.cells.registry import size_values
 
 
 def _reorder(array, gate_order: tuple[int, ...]):
@@ -141,6 +142,7 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
     layer_input = block.input_size
     step = block.spec.step if block.spec.step is not None else builtin_step(block)
     statements = lower_step(step)
+    block_sizes = size_values(block.spec, block.arguments)
     for layer in range(block.num_layers):
         outputs = []
         for reverse in (False, True)[:D]:
@@ -161,8 +163,8 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
                 source = _reverse_sequences(ctx, x, f"{block.name}{suffix}.reversed")
             y, last = emit_recurrence(g, f"{block.name}{suffix}", statements, x=source,
                                       x_size=layer_input, states=states, params=params,
-                                      reverse=reverse and not by_length, valid=ctx.valid,
-                                      zoneout=zoneout)
+                                      sizes=block_sizes, reverse=reverse and not by_length,
+                                      valid=ctx.valid, zoneout=zoneout)
             if ctx.valid is not None:  # outputs at padded steps are zero
                 y = g.node("Where", [ctx.valid, y, g.scalar(0.0)], hint=f"{block.name}{suffix}.y")
             if by_length:
