@@ -125,9 +125,29 @@ class Entry(Protocol):
     def residual(self) -> bool: ...  # the entry's input is added to its output
 
 
+class Source(NamedTuple):
+    """What an entry reads when it says `from = ...`: one earlier entry or stack input
+    (`mode` "name"), or several joined (`concat`: features add; `sum`: equal features)."""
+
+    mode: str  # "name", "concat" or "sum"
+    parts: tuple[str, ...]  # earlier entries, `input`, or side inputs
+    span: Span
+
+
+class SideInput(NamedTuple):
+    """`NAME = input(size)`: a second input of the stack, `[T, B, size]` (or `[B, size]`,
+    one vector per sequence, with `over = sequence`), passed to forward by keyword."""
+
+    name: str
+    size: int
+    per_sequence: bool
+    span: Span
+    shape: Shape
+
+
 class Layer(NamedTuple):
-    """A stack entry that is not recurrent (linear, norms, convs, pools: the next issue
-    adds the kinds): parameters and buffers, no states."""
+    """A stack entry that is not recurrent (linear, norms, convolutions, pools, heads):
+    parameters and buffers, no states (language reference, section 10)."""
 
     name: str
     kind: str  # the layer as written: `linear`, `layer_norm`, ...
@@ -142,6 +162,10 @@ class Layer(NamedTuple):
     output: Shape
     parameter_count: int
     kind_span: Span | None = None  # where the kind's name is written
+    source: Source | None = None  # `from = ...`; None: the previous entry's output
+    grid_in: tuple[int, int] | None = None  # a 2-D run's (channels, bins) read, if any
+    grid: tuple[int, int] | None = None  # (channels, bins) produced inside a 2-D run
+    input_time: Dim | None = None  # the time axis read (None: after `pool`)
 
     recurrent = False
 
@@ -149,13 +173,25 @@ class Layer(NamedTuple):
     def states(self) -> dict[str, Shape]:
         return {}
 
+
     @property
-    def time(self) -> Dim:
-        return _time(self.output)
+    def time(self) -> Dim | None:
+        """The output's time axis (None after `pool`)."""
+        return None if len(self.output) == 2 else _time(self.output)
+
+    @property
+    def changes_time(self) -> bool:
+        return self.input_time != self.time
 
     @property
     def summary(self) -> str:
-        return f"{self.kind}, {self.input_size} -> {self.output_size}"
+        text = f"{self.kind}, {self.input_size} -> {self.output_size}"
+        if self.grid is not None:
+            channels, bins = self.grid
+            text += f" ({channels} channels * {bins} bins)"
+        if self.time is not None and self.changes_time:
+            text += f", time {self.time}"
+        return text
 
     merge = None  # one direction
 
@@ -185,8 +221,10 @@ class Block(NamedTuple):
     output: Shape
     parameter_count: int
     cell_span: Span | None = None  # where the cell's name is written (`lstm` in `x = lstm(...)`)
+    source: Source | None = None  # `from = ...`; None: the previous entry's output
 
     recurrent = True
+    grid = None  # blocks read and produce sequences of vectors
 
     @property
     def buffers(self) -> tuple[Buffer, ...]:
@@ -253,6 +291,9 @@ class Stack(NamedTuple):
     output: Shape
     parameter_count: int
     input_size_span: Span | None = None
+    side_inputs: tuple[SideInput, ...] = ()
+    min_input_time: int = 1  # the shortest input every entry accepts (`needs T >= 11`)
+    ids: bool = False  # the first entry is `embedding`: the input is integer ids `[T, B]`
 
     @property
     def blocks(self) -> tuple[Block, ...]:

@@ -145,6 +145,29 @@ EXPLANATIONS = {
     "W003": "A parameter of a cell that no equation reads: it would be trained for nothing.",
     "W004": "A local of a cell assigned but never read.",
     "W005": "A state of a cell that no statement assigns: it keeps its initial value forever.",
+    "E101": "A 2-D layer's window (its kernel, dilated, on the features axis) is wider than "
+            "the bins of the map it reads, padding included. A 2-D layer's pairs are "
+            "`[features, time]` (`[time, features]` with `layout = time_first`): a pair "
+            "written the other way round is the usual cause.",
+    "E102": "`groups` must divide both the channels a convolution reads and its "
+            "`out_channels`, as PyTorch requires.",
+    "E103": "`from` reads earlier entries and the stack's inputs only (`input` and the "
+            "side inputs); a later or unknown name is an error at that name.",
+    "E104": "The parts of `concat` must share their time formula (the layers that change "
+            "time must be the same in each); the parts of `sum` must also have equal "
+            "features.",
+    "E105": "`embedding` reads the stack's integer ids, so it is the first entry and the "
+            "stack has no `input_size`.",
+    "E106": "`pool` ends time: after it only per-step layers may follow. `pool(final)` "
+            "reads the final states of the recurrent block just before it.",
+    "E107": "With the `T` an `expect` binds, some entry's time formula gives less than one "
+            "step. The message gives the formula and its value; the help gives the shortest "
+            "input the stack accepts.",
+    "E108": "A side input is `NAME = input(size)` (or `input(size, over = sequence)`): "
+            "forward takes it as the keyword argument `NAME`.",
+    "W010": "`pool(last)` takes each sequence's last valid output; for a bidirectional block "
+            "its reverse direction has then seen one step. `pool(final)` takes both "
+            "directions' final states.",
 }
 
 

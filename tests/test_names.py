@@ -71,7 +71,7 @@ def _may_be_refused(name: str, role: str) -> bool:
     common = name.startswith("_") or keyword.iskeyword(name) or name in LANGUAGE
     if role == "stack":
         return common or hasattr(builtins, name) or name in MODULE_GLOBALS
-    return common or name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES
+    return common or name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES | {"input"}
 
 
 @pytest.mark.parametrize("role", ["stack", "block"])

@@ -138,6 +138,10 @@ class Size:
             magnitude = abs(coefficient)
             factors = [str(magnitude)] if magnitude != 1 or not monomial else []
             factors += monomial
+            if len(factors) > 1 or (index == 0 and coefficient < 0):
+                # a quotient among factors, or negated first, reads as written only in
+                # parentheses: `2 * (T // 2)`, `-(T // 2)`
+                factors = [f"({f})" if "//" in f else f for f in factors]
             term = " * ".join(factors)
             if index == 0:
                 text = ("-" if coefficient < 0 else "") + term

@@ -133,35 +133,44 @@ class Checker:
     # ------------------------------------------------------------------- stacks
 
     def check_stack(self, stack: ast.Stack) -> model.Stack | None:
+        from rnnspec.check import entries as flow
+
+        ids = bool(stack.blocks) and stack.blocks[0].cell == "embedding"
+        rules = tuple(STACK_PROPERTIES.values())
+        if ids:  # the stack reads integer ids: no `input_size`
+            rules = tuple(r._replace(required=False, default=None) if r.name == "input_size"
+                          else r for r in rules)
         bound = self.bind_values(
-            stack.properties, tuple(STACK_PROPERTIES.values()), positional=False,
+            stack.properties, rules, positional=False,
             kind="property", unknown=self._unknown_property, misplaced=None,
             missing=lambda rule: self.problems.append(
                 error("E031", f"stack `{stack.name}` does not set `{rule.name}`",
                       stack.name_span, help=f"add `{rule.name} = N`, {rule.meaning}")))
-        if not stack.blocks:
+        items = [b for b in stack.blocks if b.cell != flow.INPUT]
+        if not items:
             self.problems.append(
                 error("E032", f"stack `{stack.name}` has no blocks", stack.name_span,
                       help="add a block such as `lstm(hidden_size = 128)`")
             )
         settings, spans, _ = bound if bound else ({}, {}, True)
-        features = settings.get("input_size", POISON)
-        features_span = spans.get("input_size")
-        batch_first = settings.get("batch_first", POISON)
-        blocks: list[model.Block | None] = []
-        names: dict[str, Span] = {}
-        for index, block in enumerate(stack.blocks):
-            derived = self.check_block(block, index, features, features_span, batch_first,
-                                       spans.get("batch_first"), names)
-            blocks.append(derived)
-            features = derived.output_size if derived else POISON
-            features_span = block.span
-        if bound is None or not stack.blocks or any(b is None for b in blocks):
+        if ids and "input_size" in spans:
+            self.problems.append(error(
+                "E105", f"stack `{stack.name}` starts with `embedding`: it reads integer ids "
+                "and has no `input_size`", spans["input_size"],
+                help="remove `input_size`: `embedding(num_embeddings, embedding_dim)` says "
+                     "what it reads"))
             return None
-        count = sum(b.parameter_count for b in blocks)
-        if settings["input_size"] > MAX_DIMENSION:
-            self._oversized("`input_size`", settings["input_size"], spans["input_size"])
-        elif any(max(p.shape) > MAX_DIMENSION for b in blocks for p in b.parameters):
+        batch_first = settings.get("batch_first", POISON)
+        sides = flow.side_inputs(self, stack, batch_first)
+        walker = flow.EntryChecker(self, stack, settings, spans, sides or [])
+        entries = walker.run()
+        if bound is None or not items or entries is None or sides is None:
+            return None
+        count = sum(e.parameter_count for e in entries)
+        input_size = settings["input_size"]
+        if input_size is not None and input_size > MAX_DIMENSION:
+            self._oversized("`input_size`", input_size, spans["input_size"])
+        elif any(max(p.shape, default=0) > MAX_DIMENSION for e in entries for p in e.parameters):
             pass  # already reported where the size was written
         elif count * 4 > MEMORY_WARNING_BYTES:
             self.problems.append(
@@ -169,14 +178,22 @@ class Checker:
                         f"{model.format_bytes(count * 4)} in float32", stack.name_span,
                         help="check the sizes: no single device holds this much")
             )
-        from rnnspec.cells.shapes import sequence_shape
+        shortest = flow.shortest_input(entries)
+        if shortest is None:
+            self.problems.append(error(
+                "E107", f"stack `{stack.name}` accepts no input: some entry is shorter than "
+                "one step for every length", stack.name_span))
+            return None
+        from rnnspec.cells.shapes import TIME
 
+        shape = (("B", TIME) if batch_first else (TIME, "B")) if ids else \
+            flow.sequence(input_size, TIME, batch_first)
         return model.Stack(
             name=stack.name, path=self.spec.path, span=stack.name_span,
-            input_size=settings["input_size"], batch_first=batch_first, entries=tuple(blocks),
-            input=sequence_shape(settings["input_size"], batch_first),
-            output=blocks[-1].output, parameter_count=count,
-            input_size_span=spans.get("input_size"),
+            input_size=input_size, batch_first=batch_first, entries=tuple(entries),
+            input=shape, output=entries[-1].output, parameter_count=count,
+            input_size_span=spans.get("input_size"), side_inputs=tuple(sides),
+            min_input_time=shortest, ids=ids,
         )
 
     def _oversized(self, what: str, value: int, span: Span) -> None:
@@ -198,19 +215,15 @@ class Checker:
     # ------------------------------------------------------------------- blocks
 
     def check_block(self, block: ast.Block, index: int, incoming, incoming_span,
-                    batch_first, batch_first_span, names: dict[str, Span]) -> model.Block | None:
+                    batch_first, batch_first_span, names: dict[str, Span],
+                    incoming_note: tuple[str, Span] | None = None) -> model.Block | None:
+        """One recurrent block reading `incoming` features; the stack's entry walk
+        (`check.entries`) names it and checks its name; `incoming_note` says where the
+        features came from, for a block whose `input_size` disagrees."""
         with self.problems.watch() as step:
             cell = self._cell(block)
             name = block.name if block.name is not None else snake_case(f"{block.cell}{index}")
             name_span = block.name_span or block.cell_span
-            if block.name is not None:
-                problem = check_name(name, name_span, "block")
-                if problem:
-                    self.problems.append(problem)
-            if name in names:
-                self._duplicate("block", name, name_span, names[name])
-            else:
-                names[name] = name_span
         if cell is None:
             cell = self.broken.get(block.cell)
             if cell is not None:  # its arguments can still be wrong on their own
@@ -229,10 +242,11 @@ class Checker:
         given = values["input_size"]
         if given is not None and incoming is not POISON and given != incoming:
             where = "the stack's `input_size`" if index == 0 else "the previous block's output"
+            note = incoming_note or (f"{where} gives {incoming} features", incoming_span)
             self.problems.append(
                 error("E036", f"block `{name}` takes `input_size = {given}`, but receives "
                       f"{incoming} features", spans["input_size"],
-                      notes=[Note(f"{where} gives {incoming} features", incoming_span)],
+                      notes=[Note(*note)],
                       help=f"remove `input_size` (it is inferred) or make it {incoming}")
             )
             return None

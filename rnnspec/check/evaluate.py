@@ -34,7 +34,7 @@ class _Poison:
 POISON = _Poison()
 
 TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "`true` or `false`",
-              "word": "a word"}
+              "word": "a word", "pair": "a pair `[a, b]` or an integer"}
 
 
 def describe(value) -> str:
@@ -65,6 +65,9 @@ class _Operands(ast.Visitor):
 
     def visit_Logic(self, node):
         return node.operands
+
+    def visit_ListValue(self, node):
+        return node.items
 
     def visit_Conditional(self, node):
         return (*(part for branch in node.branches for part in branch), node.otherwise)
@@ -119,7 +122,7 @@ class Evaluator(ast.Visitor):
                     if name not in self.values:
                         self.values[name] = self.evaluate(self.lets[name].value)
                 elif state.get(child) == "active":
-                    self._report_cycle(path[path.index(child):] + [child])
+                    _report_cycle(self, path[path.index(child):] + [child])
                 elif child not in state:
                     state[child] = "active"
                     path.append(child)
@@ -127,17 +130,6 @@ class Evaluator(ast.Visitor):
 
     def _dependencies(self, name: str) -> list[str]:
         return [n.name for n in names_in(self.lets[name].value) if n.name in self.lets]
-
-    def _report_cycle(self, cycle: list[str]) -> None:
-        for name in cycle:
-            self.values[name] = POISON
-        first = self.lets[cycle[0]]
-        chain = " -> ".join(f"`{n}`" for n in cycle)
-        notes = [Note(f"`{n}` is defined here", self.lets[n].name_span) for n in cycle[1:-1]]
-        self.problems.append(
-            error("E013", f"constant `{cycle[0]}` depends on itself: {chain}", first.name_span,
-                  notes=notes, help="give one of these constants a value that does not refer back")
-        )
 
     # ------------------------------------------------------------------- expressions
 
@@ -190,6 +182,12 @@ class Evaluator(ast.Visitor):
         if expr.name in self.lets:
             return self.values.get(expr.name, POISON)
         return Word(expr.name)
+
+    def leaf_ListValue(self, expr):
+        self.problems.append(
+            error("E020", "a list `[a, b]` is not a value here: it is a pair of a 2-D "
+                  "layer's arguments (`kernel_size = [3, 3]`)", expr.span))
+        return POISON
 
     def leaf_Call(self, expr):
         self.problems.append(
@@ -369,6 +367,8 @@ class Evaluator(ast.Visitor):
 
         `what` names the thing being set, for messages: "`hidden_size`".
         """
+        if kind == "pair":
+            return pair(self, expr, what)
         value = self.evaluate(expr)
         if value is POISON:
             return POISON
@@ -420,6 +420,9 @@ class Evaluator(ast.Visitor):
     def in_range(self, value, span: Span, what: str, minimum=None, maximum=None) -> object:
         if value is POISON:
             return POISON
+        if isinstance(value, tuple):  # a pair: each value in range
+            checked = tuple(self.in_range(v, span, what, minimum, maximum) for v in value)
+            return POISON if POISON in checked else checked
         low = minimum is not None and value < minimum
         high = maximum is not None and value > maximum
         if low or high:
@@ -433,3 +436,31 @@ class Evaluator(ast.Visitor):
             self.problems.append(error("E021", f"{what} must be {bound}, found {shown}", span))
             return POISON
         return value
+
+
+def pair(evaluator: Evaluator, expr, what: str) -> object:
+    """A 2-D layer's pair: `[a, b]`, or one integer meaning both (PyTorch's
+    `kernel_size=3`); a tuple of two ints, or POISON."""
+    if not isinstance(expr, ast.ListValue):
+        value = evaluator.typed(expr, "int", what)
+        return POISON if value is POISON else (value, value)
+    if len(expr.items) != 2:
+        evaluator.problems.append(
+            error("E020", f"{what} must be a pair `[features, time]` or one integer, "
+                  f"found {len(expr.items)} values", expr.span))
+        return POISON
+    values = tuple(evaluator.typed(item, "int", what) for item in expr.items)
+    return POISON if POISON in values else values
+
+
+def _report_cycle(evaluator: Evaluator, cycle: list[str]) -> None:
+    """Constants that depend on themselves: each poisoned, the cycle reported once."""
+    for name in cycle:
+        evaluator.values[name] = POISON
+    lets = evaluator.lets
+    chain = " -> ".join(f"`{n}`" for n in cycle)
+    notes = [Note(f"`{n}` is defined here", lets[n].name_span) for n in cycle[1:-1]]
+    evaluator.problems.append(
+        error("E013", f"constant `{cycle[0]}` depends on itself: {chain}", lets[cycle[0]].name_span,
+              notes=notes, help="give one of these constants a value that does not refer back")
+    )

@@ -176,6 +176,18 @@ class ExpectationChecker:
 
     def _input(self, stack: model.Stack, entry: ast.ExpectEntry, dims: list):
         """Binds T and B from `input`; None when the input itself is wrong."""
+        if stack.ids:  # integer ids: `[T, B]` (`[B, T]`), or `[T]` unbatched
+            if len(dims) not in (1, 2):
+                written = "[B, T]" if stack.batch_first else "[T, B]"
+                self.problems.append(
+                    error("E043", f"`input` has {len(dims)} dimensions, expected 2 "
+                          f"({written}: the token ids `embedding` reads) or 1 when unbatched "
+                          "([T])", entry.dims_span))
+                return None
+            if len(dims) == 1:
+                return self._time_fits(stack, entry, {"T": dims[0], "batched": False})
+            time, batch = (dims[1], dims[0]) if stack.batch_first else (dims[0], dims[1])
+            return self._time_fits(stack, entry, {"T": time, "B": batch, "batched": True})
         if len(dims) not in (2, 3):
             written = "[B, T, " if stack.batch_first else "[T, B, "
             self.problems.append(
@@ -195,9 +207,25 @@ class ExpectationChecker:
             )
             return None
         if len(dims) == 2:
-            return {"T": dims[0], "batched": False}
+            return self._time_fits(stack, entry, {"T": dims[0], "batched": False})
         time, batch = (dims[1], dims[0]) if stack.batch_first else (dims[0], dims[1])
-        return {"T": time, "B": batch, "batched": True}
+        return self._time_fits(stack, entry, {"T": time, "B": batch, "batched": True})
+
+    def _time_fits(self, stack: model.Stack, entry: ast.ExpectEntry, bound: dict):
+        """`bound`, or None after an error at the first entry whose time the bound `T`
+        makes shorter than one step."""
+        length = bound["T"]
+        if length is ANY or stack.min_input_time <= length:
+            return bound
+        for item in stack.entries:
+            if item.time is not None and item.time.evaluate(length) < 1:
+                self.problems.append(
+                    error("E107", f"with T = {length}, `{item.name}` has time {item.time} = "
+                          f"{item.time.evaluate(length)}: shorter than one step", item.span,
+                          notes=[Note(f"`input` binds T = {length} here", entry.dims_span)],
+                          help=f"stack `{stack.name}` needs T >= {stack.min_input_time}"))
+                return None
+        return bound
 
     # ------------------------------------------------------------------- other keys
 

@@ -14,6 +14,11 @@ def stack_text(stack: model.Stack, style: Style) -> list[str]:
              + ("  (batch_first)" if stack.batch_first else "")]
     lines.append(f"  input   {format_shape(stack.input)}")
     lines.append(f"  output  {format_shape(stack.output)}")
+    for side in stack.side_inputs:
+        lines.append(f"  input {style.bold(side.name)}  {format_shape(side.shape)}"
+                     + ("  (one per sequence)" if side.per_sequence else ""))
+    if stack.min_input_time > 1:
+        lines.append(f"  time    needs T >= {stack.min_input_time}")
     for entry in stack.entries:
         lines += entry_text(entry, style)
     size = format_bytes(stack.parameter_count * 4)
@@ -102,13 +107,20 @@ def entry_json(entry: model.Entry) -> dict:
         "kind": entry.kind,
         "input_size": entry.input_size,
         "output_size": entry.output_size,
-        "arguments": dict(entry.arguments),
+        "arguments": {key: list(value) if isinstance(value, tuple) else value
+                      for key, value in entry.arguments.items()},
         "parameters": {p.name: list(p.shape) for p in entry.parameters},
         "buffers": {b.name: list(b.shape) for b in entry.buffers},
         "states": {},
         "output": list(entry.output),
+        "time": None if entry.time is None else str(entry.time),
+        "from": _source_json(entry.source),
         "parameter_count": entry.parameter_count,
     }
+
+
+def _source_json(source) -> dict | None:
+    return None if source is None else {"mode": source.mode, "parts": list(source.parts)}
 
 
 def block_json(block: model.Block) -> dict:
@@ -167,8 +179,20 @@ def stack_json(stack: model.Stack) -> dict:
         # order under "entries" (the language has no layer kinds yet)
         "blocks": [block_json(b) for b in stack.blocks],
     }
+    document["min_input_time"] = stack.min_input_time
+    if stack.side_inputs:
+        document["side_inputs"] = {
+            side.name: {"size": side.size, "over": "sequence" if side.per_sequence else "time",
+                        "shape": list(side.shape)} for side in stack.side_inputs}
     if len(stack.entries) != len(stack.blocks):
-        document["entries"] = [entry_json(e) for e in stack.entries]
+        entries = []
+        for entry in stack.entries:
+            document_entry = entry_json(entry)
+            if entry.recurrent:
+                document_entry = {"kind": entry.cell, **document_entry,
+                                  "time": str(entry.time), "from": _source_json(entry.source)}
+            entries.append(document_entry)
+        document["entries"] = entries
     return document
 
 

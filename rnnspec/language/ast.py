@@ -97,8 +97,15 @@ class Call(NamedTuple):
     span: Span
 
 
+class ListValue(NamedTuple):
+    """`[a, b]`: a pair of a 2-D layer's arguments (`kernel_size = [41, 11]`)."""
+
+    items: tuple
+    span: Span
+
+
 Expr = (Integer | Float | Boolean | Name | Negation | Chain | Comparison | Logic | Not
-        | Conditional | Invalid | Call)
+        | Conditional | Invalid | Call | ListValue)
 
 # ----------------------------------------------------------------------------- items
 

@@ -100,12 +100,21 @@ CODES: dict[str, str] = {
     # section 9: merged directions, residual blocks
     "E090": "`merge` on a block with one direction",
     "E091": "residual block whose input and output sizes differ",
+    "E101": "2-D window wider than its bins",
+    "E102": "groups that do not divide the channels",
+    "E103": "`from` naming a later or unknown entry",
+    "E104": "parts of `concat` or `sum` that do not fit together",
+    "E105": "`embedding` not first, or with `input_size`",
+    "E106": "an entry that cannot follow `pool`, or `pool(final)` not after a block",
+    "E107": "an entry shorter than one step",
+    "E108": "a side input without a name or size",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",
     "W003": "parameter of a cell never read",
     "W004": "local of a cell assigned but never read",
     "W005": "state of a cell never assigned",
+    "W010": "`pool(last)` after a bidirectional block",
 }
 
 

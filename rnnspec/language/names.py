@@ -32,8 +32,15 @@ set_submodule share_memory state_dict to to_empty train training type xpu zero_g
 # Class attributes every generated stack class defines (templates/stack.py.jinja);
 # tests/test_names.py checks both sets against generated modules, so neither drifts.
 GENERATED_CLASS_ATTRIBUTES = frozenset({
-    "input_size", "output_size", "batch_first", "block_names", "step",
+    "input_size", "output_size", "batch_first", "block_names", "step", "entry_names",
+    "min_input_time", "output_lengths",
 })
+
+# The locals of a generated network's `forward` (backends/torch/network.py): a side input,
+# which is a keyword argument of forward, must not take one of them.
+FORWARD_LOCALS = frozenset({"self", "input", "hx", "lengths", "x", "batch", "before",
+                            "x_input"})
+FORWARD_PREFIXES = ("out_", "state_", "lengths_")
 
 # Module-level names of the generated file (templates/module.py.jinja imports them; the
 # module's own helpers start with `_`): a stack class must not shadow them.
@@ -85,9 +92,15 @@ def check_name(name: str, span: Span, kind: str) -> Diagnostic | None:
     if name.startswith("_"):
         return error("E012", f"{kind} name `{name}` starts with `_`", span,
                      help="names starting with `_` are kept for generated code")
-    if kind == "block" and name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES:
+    if kind == "side input" and (name in FORWARD_LOCALS or name.startswith(FORWARD_PREFIXES)):
+        return error("E012", f"side input `{name}` would clash with a name of the generated "
+                     "forward", span, help=f"choose another name, such as `{name}_input`")
+    if kind in ("block", "layer") and name == "input":
+        return error("E012", f"{kind} name `input` is the stack's input (`from = input`)", span,
+                     help="choose another name, such as `input_layer`")
+    if kind in ("block", "layer") and name in NN_MODULE_ATTRIBUTES | GENERATED_CLASS_ATTRIBUTES:
         owner = "torch.nn.Module" if name in NN_MODULE_ATTRIBUTES else "the generated class"
-        return error("E012", f"block name `{name}` would replace `{name}` of {owner}", span,
+        return error("E012", f"{kind} name `{name}` would replace `{name}` of {owner}", span,
                      help="choose another name, such as `" + name + "_block`")
     if kind == "stack" and (name in GENERATED_MODULE_GLOBALS or hasattr(builtins, name)):
         what = "the builtin" if hasattr(builtins, name) else "the generated module's"

@@ -370,6 +370,10 @@ class _ExpressionRules:
     def parenthesized(self, children):
         return children[1]
 
+    def list_value(self, children):
+        items = tuple(c for c in children if c is not None and not isinstance(c, str))
+        return ast.ListValue(items, _cover_children(children))
+
     def _chain(self, children):
         rest = tuple(
             (str(op), _tok(op), operand)

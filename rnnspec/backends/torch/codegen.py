@@ -4,14 +4,26 @@ written to a file atomically or loaded in memory."""
 from __future__ import annotations
 
 import functools
-import keyword
-import math
 import os
 import re
 
 from rnnspec import model
 from rnnspec.backends.torch import BACKENDS as TORCH_BACKENDS
-from rnnspec.backends.torch import FUSED, torch_module
+from rnnspec.backends.torch import network, torch_module
+from rnnspec.backends.torch.printing import (
+    _fit,
+    _ident,
+    _is_fused,
+    _py,
+    _py_comment,
+    _py_tuple,
+    _regularisers,
+    _runner,
+    _runtime_shape,
+    _shape,
+    _state_sizes,
+    class_name,
+)
 from rnnspec.resources import VERSION
 from rnnspec.tools.files import (
     OutputError as OutputError,  # re-exported: the generator's callers catch it
@@ -25,59 +37,12 @@ LINE_LENGTH = 100  # the project's ruff line length, which generated code keeps 
 # ----------------------------------------------------------------------------- filters
 
 
-def _ident(name: str) -> str:
-    """A checked identifier; anything else is a bug upstream, never pasted into code."""
-    if not (isinstance(name, str) and name.isascii() and name.isidentifier()
-            and not keyword.iskeyword(name)):
-        raise ValueError(f"refusing to put {name!r} into generated code as a name")
-    return name
-
-
-def _py(value) -> str:
-    """A Python literal for a value of the model: bool, int, finite float, or a cell word."""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(float(value))
-    if isinstance(value, str) and value in _word_values():
-        return f'"{value}"'
-    raise ValueError(f"refusing to put {value!r} into generated code as a value")
-
-
-def _py_tuple(shape) -> str:
-    return "(" + ", ".join(_py(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _runtime_shape(shape) -> str:
-    """A state shape for `_check_state`: the batch axis as None, sizes as ints."""
-    return "(" + ", ".join("None" if d == "B" else _py(d) for d in shape) + ")"
-
-
-def _shape(shape) -> str:
-    return "[" + ", ".join(str(d) if d in ("T", "B") else _py(d) for d in shape) + "]"
-
-
 def _unbatched(shape) -> tuple:
     return tuple(d for d in shape if d != "B")
 
 
 def _without_time(shape) -> tuple:
     return tuple(d for d in shape if d != "T")
-
-
-def _py_comment(text: str) -> str:
-    """A file name made safe for a comment or a docstring."""
-    return re.sub(r"[^A-Za-z0-9._+/ -]", "?", text)
-
-
-def _word_values() -> frozenset[str]:
-    """The only strings that may reach generated code as values: the registry's words."""
-    from rnnspec.cells.registry import BUILTIN_CELLS
-
-    return frozenset(choice for cell in BUILTIN_CELLS.values() for rule in cell.arguments
-                     for choice in rule.choices)
 
 
 def _name_width(block: model.Block) -> int:
@@ -88,20 +53,6 @@ def _name_width(block: model.Block) -> int:
 def _final_key(key: str) -> str:
     """`h0` -> `h_n`: the final state's name for an initial state's."""
     return key[:-1] + "_n"
-
-
-def _is_fused(block: model.Block, backend: str) -> bool:
-    """Whether the block runs as its torch.nn module (cuDNN on CUDA): never with a recurrent
-    regulariser, which no torch.nn module has."""
-    return (backend == FUSED and torch_module(block.spec) is not None
-            and not _regularisers(block))
-
-
-def _regularisers(block: model.Block) -> tuple[str, ...]:
-    """The recurrent regularisers a block uses (section 9), as `_Recurrent` arguments."""
-    from rnnspec.cells.registry import REGULARISERS
-
-    return tuple(name for name in REGULARISERS if block.arguments.get(name))
 
 
 _MERGED = {"sum": "forward half + backward half", "mean": "(forward half + backward half) / 2",
@@ -143,39 +94,9 @@ def _lengths_doc(stack: model.Stack, backend: str) -> str:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _runner(block: model.Block, backend: str) -> str:
-    """The class that runs a block: `nn.LSTM`, or a cell written out (`_LSTM`, `_CellX`)."""
-    cell = block.spec
-    if _is_fused(block, backend):
-        return f"nn.{torch_module(cell).torch_class}"
-    return class_name(cell, block.arguments)
-
-
-# The words of a built-in variant's class name beyond the cell's: `_LSTMProjNoBias`.
-_VARIANT_WORDS = {"rnn": ("", "Relu"), "lstm": ("", "Proj")}
-
-
-def class_name(cell, arguments: dict | None = None) -> str:
-    """The generated class of a cell written out: one per built-in variant (`_LSTM`,
-    `_LSTMProj`, `_GRUNoBias`, `_RNNRelu`), `_CellName` for a declared cell. The prefixes
-    differ (`_Cell` is no built-in's), so no two cells or variants share a class."""
-    module = torch_module(cell)
-    if module is None:
-        return f"_Cell{_ident(cell.name)}"
-    from rnnspec.cells.builtin import variant
-
-    name, bias, *flags = variant(cell, arguments or {})
-    words = [_VARIANT_WORDS[name][flag not in (False, "tanh")] for flag in flags]
-    return f"_{module.torch_class}" + "".join(words) + ("" if bias else "NoBias")
-
-
 def _torch_arguments(block: model.Block) -> tuple[str, ...]:
     """The torch.nn constructor's keywords beyond the common ones (`proj_size`)."""
     return torch_module(block.spec).arguments
-
-
-def _state_sizes(block: model.Block) -> tuple:
-    return tuple(shape[-1] for shape in block.states.values())
 
 
 def _state_type(block: model.Block) -> str:
@@ -215,37 +136,6 @@ def _wrap(text: str, indent: int = 0, hanging: int = 0) -> str:
                                     subsequent_indent=" " * (indent + hanging)))
 
 
-def _fit(code: str, indent: int, comment: str = "") -> str:
-    """A call or a list as `ruff format` writes it: on one line when it fits (with its
-    trailing `comment`); else a call's arguments on one line of their own between the
-    brackets where they fit there (one argument always); else, and for a list or tuple of
-    several items, one item per line with a (magic) trailing comma."""
-    opening = min((code.find(b) for b in "([" if code.find(b) >= 0), default=-1)
-    if indent + len(code) + len(comment) <= LINE_LENGTH or opening < 0:
-        return code + comment
-    head, rest = code[:opening + 1], code[opening + 1:]
-    inner = rest[:-1]
-    arguments, depth, current, quoted = [], 0, "", False
-    for ch in inner:
-        quoted = not quoted if ch == '"' else quoted
-        depth += (ch in "([{") - (ch in ")]}") if not quoted else 0
-        if ch == "," and depth == 0 and not quoted:
-            arguments.append(current.strip())
-            current = ""
-        else:
-            current += ch
-    arguments.append(current.strip())
-    pad = " " * (indent + 4)
-    flat = ", ".join(arguments)
-    before = code[opening - 1] if opening else " "
-    literal = not (before.isalnum() or before in "_)]")  # a list or tuple, not a call
-    if len(arguments) == 1 or (not literal and len(pad) + len(flat) <= LINE_LENGTH):
-        body = f"{pad}{flat}\n"
-    else:
-        body = "".join(f"{pad}{a},\n" for a in arguments)
-    return f"{head}\n{body}{' ' * indent}{code[-1]}{comment}"
-
-
 @functools.cache
 def environment():
     import jinja2
@@ -277,6 +167,7 @@ def environment():
         wrap=_wrap, quoted=lambda name: f'"{name}"',
         block_notes=_block_notes, regularisers=_regularisers, lengths_doc=_lengths_doc,
         without_time=_without_time, torch_arguments=_torch_arguments,
+        is_network=network.is_network, network_source=network.network_source,
     )
     return env
 
@@ -294,10 +185,14 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
     explicit = [b.spec for b in blocks if not _is_fused(b, backend)]
     explicit_cells = list({cell.name: cell for cell in explicit}.values())  # first use first
     imports = {"math", "NamedTuple", "torch", "F"} if explicit_cells else {"torch"}
+    networks = [stack for stack in result.stacks if network.is_network(stack)]
+    if networks:
+        imports |= {"math"}
     helpers = {"fused"} if any(_is_fused(b, backend) for b in blocks) else set()
     helpers |= {"merge"} if any(b.arguments.get("merge", "concat") != "concat"
                                 for b in blocks) else set()
     helpers |= {"residual"} if any(b.arguments.get("residual") for b in blocks) else set()
+    helpers |= {"network"} if networks else set()
     helpers |= {"packed"} if any(len(s.blocks) == 1 and _is_fused(s.blocks[0], backend)
                                  for s in result.stacks) else set()
     cell_sources = {}  # class name -> source, in the order of first use

@@ -1,0 +1,360 @@
+"""Section 10: layers, time arithmetic and wiring — the checker's shapes, formulas and
+diagnostics, and generated modules against plain PyTorch models written here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnspec import check_source
+from rnnspec.check.report import json_document
+
+SPEECH = """
+let BINS = 161
+stack Speech {
+    input_size = BINS
+    conv1 = conv2d(32, [41, 11], stride = [2, 2], padding = [20, 5])
+    batch_norm()
+    hardtanh(0.0, 20.0)
+    conv2 = conv2d(32, [21, 11], stride = [2, 1], padding = [10, 5])
+    batch_norm()
+    hardtanh(0.0, 20.0)
+    rnn1 = lstm(hidden_size = 32, bidirectional = true)
+    batch_norm()
+    rnn2 = lstm(hidden_size = 32, bidirectional = true)
+    head = linear(29)
+    log_softmax()
+}
+expect Speech {
+    input = [200, 8, BINS]
+    output[rnn1] = [100, 8, 64]
+    output[conv2] = [100, 8, 32, 41]
+    output = [100, 8, 29]
+}
+"""
+
+
+def checked(text: str):
+    result = check_source(text, "layers.rnn")
+    return result
+
+
+def codes(text: str) -> list[tuple[str, int]]:
+    return [(d.code, d.span.line) for d in checked(text).diagnostics]
+
+
+# ----------------------------------------------------------------------------- the checker
+
+
+def test_speech_shapes_and_formulas():
+    result = checked(SPEECH)
+    assert result.ok, result.diagnostics
+    assert all(e.ok for e in result.expectations)
+    stack = result.stacks[0]
+    by_name = {e.name: e for e in stack.entries}
+    assert by_name["rnn1"].input_size == 32 * 41
+    assert str(by_name["conv1"].time) == "(T - 1) // 2 + 1"
+    assert [p.shape for p in by_name["conv1"].parameters] == [(32, 1, 41, 11), (32,)]
+    assert [b.name for b in by_name["batch_norm1"].buffers] == [
+        "running_mean", "running_var", "num_batches_tracked"]
+    document = json_document([result])["stacks"][0]
+    assert document["min_input_time"] == 1
+    conv2 = next(e for e in document["entries"] if e["name"] == "conv2")
+    assert conv2["kind"] == "conv2d"
+    assert conv2["output"] == ["(T - 1) // 2 + 1", "B", 32, 41]
+    assert conv2["arguments"]["kernel_size"] == [21, 11]
+    assert [b["name"] for b in document["blocks"]] == ["rnn1", "rnn2"]
+    json.dumps(document)
+
+
+def test_shortest_input_is_reported_and_enforced_by_expect():
+    text = """
+stack S {
+    input_size = 4
+    conv = conv1d(8, 11)
+    pool = max_pool1d(2)
+    gru(hidden_size = 3)
+}
+expect S {
+    input = [11, 2, 4]
+    output = [0, 2, 3]
+}
+"""
+    result = checked(text)
+    assert result.stacks[0].min_input_time == 12  # (T - 10) // 2 >= 1
+    found = [d for d in result.diagnostics if d.code == "E107"]
+    assert found and "`pool`" in found[0].message and "= 0" in found[0].message
+    assert "T >= 12" in found[0].help
+
+
+def test_explicit_input_size_disagreeing_with_a_convolution_names_the_layer():
+    text = SPEECH.replace("rnn1 = lstm(hidden_size = 32,", "rnn1 = lstm(input_size = 1024, "
+                          "hidden_size = 32,")
+    result = checked(text)
+    (problem,) = [d for d in result.diagnostics if d.code == "E036"]
+    assert problem.notes[0].message == "the features after `hardtanh5` are 32 * 41 = 1312"
+
+
+@pytest.mark.parametrize(("entries", "code"), [
+    ("conv2d(8, [200, 3])\n lstm(hidden_size = 4)", "E101"),  # window wider than 20 bins
+    ("conv1d(6, 3, groups = 4)", "E102"),
+    ("conv1d(6, 0)", "E021"),
+    ("subsample(0)", "E021"),
+    ("a = linear(3, from = b)\n b = linear(3)", "E103"),
+    ("a = linear(3, from = nothing)", "E103"),
+    ("a = subsample(2)\n b = linear(3, from = input)\n linear(2, from = concat(a, b))", "E104"),
+    ("a = linear(3)\n b = linear(4, from = input)\n linear(2, from = sum(a, b))", "E104"),
+    ("linear(3)\n embedding(10, 4)", "E105"),
+    ("gru(hidden_size = 3)\n pool(mean)\n gru(hidden_size = 3)", "E106"),
+    ("gru(hidden_size = 3)\n pool(mean)\n subsample(2)", "E106"),
+    ("linear(3)\n pool(final)", "E106"),
+    ("lstm(hidden_size = 3, bidirectional = true)\n pool(last)", "W010"),
+    ("pool(median)", "E021"),
+])
+def test_diagnostics(entries, code):
+    text = f"stack S {{\n input_size = 20\n {entries}\n}}\n"
+    assert code in [c for c, _ in codes(text)], checked(text).diagnostics
+
+
+def test_embedding_takes_ids_and_no_input_size():
+    text = "stack S {\n input_size = 3\n embedding(10, 4)\n gru(hidden_size = 2)\n}\n"
+    assert ("E105", 2) in codes(text)
+    result = checked("stack S {\n embedding(10, 4, padding_idx = 0)\n gru(hidden_size = 2)\n}\n"
+                     "expect S {\n input = [7, 3]\n output = [7, 3, 2]\n}\n")
+    assert result.ok and result.expectations[0].ok
+    assert result.stacks[0].input == ("T", "B")
+
+
+def test_pool_final_after_a_bidirectional_block():
+    result = checked("stack S {\n batch_first = true\n embedding(50, 6)\n"
+                     " lstm(hidden_size = 5, num_layers = 2, bidirectional = true)\n"
+                     " pool(final)\n dropout(0.5)\n linear(1)\n}\n"
+                     "expect S {\n input = [4, _]\n output = [4, 1]\n}\n")
+    assert result.ok, result.diagnostics
+    assert result.stacks[0].entries[2].output == ("B", 10)
+
+
+def test_side_inputs_concat():
+    result = checked("stack S {\n input_size = 6\n speaker = input(3, over = sequence)\n"
+                     " a = linear(4)\n b = gru(hidden_size = 5)\n"
+                     " linear(2, from = concat(a, b, speaker))\n}\n")
+    assert result.ok, result.diagnostics
+    assert result.stacks[0].entries[-1].input_size == 4 + 5 + 3
+
+
+# ----------------------------------------------------------------------------- generated
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from rnnspec.backends.torch.codegen import generate_source, load_source  # noqa: E402
+
+BACKENDS = ("fused", "explicit")
+
+
+def build(text: str, name: str, backend: str):
+    result = checked(text)
+    assert result.ok, result.diagnostics
+    module = load_source(generate_source(result, backend=backend), "layers.rnn")
+    return getattr(module, name)()
+
+
+def _randomise_norms(model):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+
+
+class SpeechReference(nn.Module):
+    """deepspeech.pytorch's shape of network, written out by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, (41, 11), (2, 2), (20, 5))
+        self.batch_norm1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 32, (21, 11), (2, 1), (10, 5))
+        self.batch_norm4 = nn.BatchNorm2d(32)
+        self.rnn1 = nn.LSTM(1312, 32, bidirectional=True)
+        self.batch_norm7 = nn.BatchNorm1d(64)
+        self.rnn2 = nn.LSTM(64, 32, bidirectional=True)
+        self.head = nn.Linear(64, 29)
+
+    def forward(self, x):  # [T, B, F]
+        x = x.permute(1, 2, 0).unsqueeze(1)
+        x = torch.clamp(self.batch_norm1(self.conv1(x)), 0, 20)
+        x = torch.clamp(self.batch_norm4(self.conv2(x)), 0, 20)
+        b, c, f, t = x.shape
+        x = x.reshape(b, c * f, t).permute(2, 0, 1)
+        x, _ = self.rnn1(x)
+        x = self.batch_norm7(x.reshape(t * b, -1)).reshape(t, b, -1)
+        x, _ = self.rnn2(x)
+        return torch.log_softmax(self.head(x), -1)
+
+    @staticmethod
+    def output_lengths(lengths):  # deepspeech.pytorch's get_seq_lens over the two convs
+        for kernel, stride, padding in ((11, 2, 5), (11, 1, 5)):
+            lengths = (lengths + 2 * padding - (kernel - 1) - 1) // stride + 1
+        return lengths
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_speech_equals_its_reference(backend):
+    torch.manual_seed(0)
+    model = build(SPEECH, "Speech", backend).eval()
+    reference = SpeechReference().eval()
+    _randomise_norms(reference)
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(40, 3, 161)
+    with torch.no_grad():
+        output, (state1, state2) = model(x)
+        torch.testing.assert_close(output, reference(x), atol=1e-5, rtol=1e-5)
+        assert state1[0].shape == (2, 3, 32)
+        lengths = torch.tensor([40, 23, 9])
+        padded, _ = model(x, lengths=lengths)
+        expected = SpeechReference.output_lengths(lengths)
+        assert model.output_lengths(lengths).tolist() == expected.tolist()
+        for b in range(3):
+            alone, _ = model(x[: lengths[b], b : b + 1])
+            torch.testing.assert_close(padded[: expected[b], b : b + 1], alone, atol=1e-5,
+                                       rtol=1e-5)
+            assert not padded[expected[b]:, b].any()
+        unbatched, _ = model(x[:, 1])
+        torch.testing.assert_close(unbatched, output[:, 1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="conv1"):
+        model.step(x[0])
+
+
+SENTIMENT = """
+stack Sentiment {
+    batch_first = true
+    embedding(100, 8, padding_idx = 1)
+    lstm(hidden_size = 6, num_layers = 2, bidirectional = true)
+    pool(final)
+    dropout(0.5)
+    linear(1)
+}
+"""
+
+
+class SentimentReference(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embedding0 = nn.Embedding(100, 8, padding_idx=1)
+        self.lstm1 = nn.LSTM(8, 6, num_layers=2, bidirectional=True, batch_first=True)
+        self.linear4 = nn.Linear(12, 1)
+
+    def forward(self, ids, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding0(ids), lengths,
+                                                   batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm1(packed)
+        return self.linear4(torch.cat((h[-2], h[-1]), -1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sentiment_pool_final_equals_its_reference(backend):
+    torch.manual_seed(1)
+    model = build(SENTIMENT, "Sentiment", backend).eval()
+    reference = SentimentReference().eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    ids = torch.randint(0, 100, (4, 9))
+    lengths = torch.tensor([9, 3, 7, 1])
+    with torch.no_grad():
+        output, (h, c) = model(ids, lengths=lengths)
+        torch.testing.assert_close(output, reference(ids, lengths), atol=1e-5, rtol=1e-5)
+    assert output.shape == (4, 1) and h.shape == (4, 4, 6)
+    with pytest.raises(TypeError, match="no time"):
+        model.output_lengths(lengths)
+
+
+UNMIX = """
+stack Unmix {
+    input_size = 10
+    speaker = input(3, over = sequence)
+    fc1 = linear(8, bias = false)
+    bn1 = batch_norm()
+    tanh()
+    blstm = lstm(hidden_size = 4, num_layers = 2, bidirectional = true)
+    fc2 = linear(6, bias = false, from = concat(bn1, blstm, speaker))
+    relu()
+}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_skip_and_side_input_equal_a_reference(backend):
+    torch.manual_seed(2)
+    model = build(UNMIX, "Unmix", backend).eval()
+    fc1, bn1 = nn.Linear(10, 8, bias=False), nn.BatchNorm1d(8)
+    blstm, fc2 = nn.LSTM(8, 4, num_layers=2, bidirectional=True), nn.Linear(19, 6, bias=False)
+    for m in (fc1, bn1, blstm, fc2):
+        m.eval()
+    _randomise_norms(bn1)
+    state = {f"{name}.{k}": v for name, m in (("fc1", fc1), ("bn1", bn1), ("blstm", blstm),
+                                              ("fc2", fc2)) for k, v in m.state_dict().items()}
+    model.load_state_dict(state, strict=True)
+    x, speaker = torch.randn(7, 2, 10), torch.randn(2, 3)
+    with torch.no_grad():
+        t, b = x.shape[:2]
+        skip = bn1(fc1(x).reshape(t * b, 8)).reshape(t, b, 8)
+        y, _ = blstm(torch.tanh(skip))
+        expected = torch.relu(fc2(torch.cat((skip, y, speaker.expand(t, -1, -1)), -1)))
+        output, _ = model(x, speaker=speaker)
+        torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="speaker"):
+            model(x)
+        with pytest.raises(ValueError, match="speaker"):
+            model(x, speaker=torch.randn(3, 3))
+
+
+# ----------------------------------------------------------------------------- random chains
+
+TIME_LAYERS = st.one_of(
+    st.builds(lambda k, s, p, d: (f"conv1d(5, {k}, stride = {s}, padding = {p}, "
+                                  f"dilation = {d})", ("conv", k, s, p, d)),
+              st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2)),
+    st.builds(lambda k, s, c, m: (f"{m}_pool1d({k}, stride = {s}, padding = {k // 2}, "
+                                  f"ceil_mode = {str(c).lower()})", (m, k, s, k // 2, c)),
+              st.integers(1, 4), st.integers(1, 3), st.booleans(), st.sampled_from(["max", "avg"])),
+    st.builds(lambda f: (f"subsample({f})", ("subsample", f)), st.integers(1, 3)),
+    st.builds(lambda f: (f"stack_frames({f})", ("stack_frames", f)), st.integers(1, 3)),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chain=st.lists(TIME_LAYERS, min_size=1, max_size=3), backend=st.sampled_from(BACKENDS),
+       data=st.data())
+def test_random_time_chains_match_torch(chain, backend, data):
+    entries = "\n".join(f"    {text}\n    relu()" for text, _ in chain)
+    text = f"stack S {{\n    input_size = 5\n{entries}\n    gru(hidden_size = 3)\n}}\n"
+    result = checked(text)
+    assert result.ok, result.diagnostics
+    stack = result.stacks[0]
+    model = load_source(generate_source(result, backend=backend), "r.rnn").S().eval()
+    shortest = stack.min_input_time
+    for steps in range(max(1, shortest - 2), shortest + 12):
+        x = torch.randn(steps, 2, 5)
+        if steps < shortest:
+            assert stack.output[0].evaluate(steps) < 1 or any(
+                e.time.evaluate(steps) < 1 for e in stack.entries)
+            continue
+        with torch.no_grad():
+            output, _ = model(x)
+        assert output.shape[0] == stack.output[0].evaluate(steps)
+        assert output.shape[1:] == (2, 3)
+    steps = shortest + data.draw(st.integers(0, 10))
+    x = torch.randn(steps, 3, 5)
+    lengths = torch.tensor([steps, max(shortest, steps - 3), shortest])
+    with torch.no_grad():
+        padded, _ = model(x, lengths=lengths)
+        out = model.output_lengths(lengths)
+        for b in range(3):
+            alone, _ = model(x[: lengths[b], b : b + 1])
+            assert alone.shape[0] == out[b]
+            torch.testing.assert_close(padded[: out[b], b : b + 1], alone, atol=1e-5,
+                                       rtol=1e-5)
