@@ -358,3 +358,47 @@ def test_random_time_chains_match_torch(chain, backend, data):
             assert alone.shape[0] == out[b]
             torch.testing.assert_close(padded[: out[b], b : b + 1], alone, atol=1e-5,
                                        rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- check --weights
+
+
+def _weights_run(tmp_path, text: str, state: dict):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "net.rnn"
+    spec.write_text(text)
+    checkpoint = tmp_path / "net.pt"
+    torch.save(state, checkpoint)
+    return subprocess.run([sys.executable, "-m", "rnnspec", "check", "--json", "--weights",
+                           str(checkpoint), str(spec)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_weights_cover_layers_parameters_and_buffers(tmp_path):
+    reference = SpeechReference()
+    run = _weights_run(tmp_path, SPEECH, reference.state_dict())
+    assert run.returncode == 0, run.stdout + run.stderr
+    weights = json.loads(run.stdout)["weights"]
+    assert "conv1.weight" in weights["matched"] and "batch_norm7.running_var" in weights["matched"]
+    assert weights["missing"] == [] and weights["mismatched"] == []
+    assert len(weights["matched"]) == len(reference.state_dict())
+
+
+def test_weights_mismatch_is_explained_at_the_argument(tmp_path):
+    text = SPEECH.replace("head = linear(29)", "head = linear(30)")
+    run = _weights_run(tmp_path, text, SpeechReference().state_dict())
+    assert run.returncode == 1
+    diagnostics = json.loads(run.stdout)["diagnostics"]
+    (found,) = [d for d in diagnostics if d["code"] == "E060"]
+    assert "out_features = 29" in found["message"]
+    line = text.split("\n").index("    head = linear(30)") + 1
+    assert found["line"] == line
+
+
+def test_weights_missing_layer(tmp_path):
+    state = {k: v for k, v in SpeechReference().state_dict().items() if not k.startswith("head.")}
+    run = _weights_run(tmp_path, SPEECH, state)
+    diagnostics = json.loads(run.stdout)["diagnostics"]
+    assert any(d["code"] == "E063" and "`head`" in d["message"] for d in diagnostics)

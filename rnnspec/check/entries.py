@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from rnnspec import model
-from rnnspec.cells.shapes import TIME, Time
+from rnnspec.cells.shapes import MAX_DIMENSION, TIME, Time
 from rnnspec.check.evaluate import POISON
 from rnnspec.check.layers import Flow, derive
 from rnnspec.language import ast
@@ -307,6 +307,12 @@ class EntryChecker:
             self.problems.extend(problems)
             return None
         out = result.flow
+        if out.features > MAX_DIMENSION or any(max(p.shape, default=0) > MAX_DIMENSION
+                                               for p in result.parameters):
+            self.checker._oversized(f"`{name}`'s output or weight", max(
+                [out.features, *(d for p in result.parameters for d in p.shape)]),
+                item.cell_span)
+            return None
         output = sequence(out.features, out.time, self.batch_first, out.grid)
         layer = model.Layer(
             name=name, kind=kind.name, position=index, span=item.name_span or item.cell_span,

@@ -214,7 +214,7 @@ def describe_expected(expected) -> str:
     words = []
     if _VALUE_START - {"NOT"} <= names:  # `not` cannot start a comparison's operand
         words.append("a value")
-        names -= _VALUE_START
+        names -= _VALUE_START | {"LSQB"}  # a pair `[a, b]` is a value too
     if _OPERATORS <= names:
         words.append("an operator")
         names -= _OPERATORS

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from rnnspec.cells.registry import ArgumentRule
+from rnnspec.cells.shapes import MAX_DIMENSION
 
 
 class LayerKind(NamedTuple):
@@ -30,12 +31,12 @@ class LayerKind(NamedTuple):
 
 def _int(name, default=None, *, minimum=None, meaning="", required=False):
     return ArgumentRule(name, "int", default, required=required or default is None,
-                        minimum=minimum, meaning=meaning)
+                        minimum=minimum, maximum=MAX_DIMENSION, meaning=meaning)
 
 
 def _pair(name, default=None, *, minimum=None, meaning=""):
     return ArgumentRule(name, "pair", default, required=default is None and name != "stride",
-                        minimum=minimum, meaning=meaning)
+                        minimum=minimum, maximum=MAX_DIMENSION, meaning=meaning)
 
 
 def _float(name, default, *, minimum=None, maximum=None, meaning=""):
@@ -53,9 +54,11 @@ _LAYOUT = ArgumentRule("layout", "word", "features_first",
                        meaning="whether the map is `[B, C, F, T]` or `[B, C, T, F]`")
 
 # `stride` defaults to `kernel_size` for pools: its default None stands for that.
-_POOL_1D = (_int("kernel_size", minimum=1), ArgumentRule("stride", "int", None, minimum=1),
+_POOL_1D = (_int("kernel_size", minimum=1),
+            ArgumentRule("stride", "int", None, minimum=1, maximum=MAX_DIMENSION),
             _int("padding", 0, minimum=0), _bool("ceil_mode", False))
-_POOL_2D = (_pair("kernel_size", minimum=1), ArgumentRule("stride", "pair", None, minimum=1),
+_POOL_2D = (_pair("kernel_size", minimum=1),
+            ArgumentRule("stride", "pair", None, minimum=1, maximum=MAX_DIMENSION),
             _pair("padding", (0, 0), minimum=0), _bool("ceil_mode", False), _LAYOUT)
 _CONV_1D = (_int("out_channels", minimum=1), _int("kernel_size", minimum=1),
             _int("stride", 1, minimum=1), _int("padding", 0, minimum=0),
@@ -82,7 +85,8 @@ _KINDS = (
     LayerKind("log_softmax", "step", ()),
     LayerKind("embedding", "embedding",
               (_int("num_embeddings", minimum=1), _int("embedding_dim", minimum=1),
-               ArgumentRule("padding_idx", "int", None))),
+               ArgumentRule("padding_idx", "int", None, minimum=-MAX_DIMENSION,
+                            maximum=MAX_DIMENSION))),
     LayerKind("conv1d", "time", _CONV_1D),
     LayerKind("max_pool1d", "time", _POOL_1D),
     LayerKind("avg_pool1d", "time", _POOL_1D),

@@ -192,6 +192,14 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     stack = find_stack(result, stack_name)
+    layers = [entry for entry in stack.entries if not entry.recurrent]
+    if layers or stack.side_inputs:
+        first = layers[0].name if layers else stack.side_inputs[0].name
+        raise ExportError(
+            f"stack `{stack.name}` has layers or side inputs (`{first}`), which `rnnspec "
+            "export` does not write yet",
+            help="export its generated module with torch.onnx.export, or a stack of blocks "
+                 "only")
     try:
         import onnx  # noqa: F401
     except ImportError:

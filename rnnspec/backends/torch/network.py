@@ -225,7 +225,7 @@ class _Writer:
                 self.line(f"self.{entry.name} = {runner}(")
                 self.line("{", 12)
                 for p in entry.parameters:
-                    self.line(f'"{p.name}": {_py_tuple(p.shape)},', 16)
+                    self.lines.append(f'{" " * 16}"{p.name}": {_py_tuple(p.shape)},')
                 self.line("},", 12)
                 keywords = [f"state_sizes={_py_tuple(_state_sizes(entry))}",
                             f"hidden_size={entry.hidden_size}",

@@ -58,10 +58,12 @@ def verify_stack(stack: model.Stack, generated=None) -> list[Diagnostic]:
                     f"but rnnspec derived {derived}", block.span,
             help="this is a bug in rnnspec: please report it with the spec"))
 
+    from rnnspec.backends.torch.network import is_network
+
+    if is_network(stack):
+        return _verify_network(torch, stack, generated, disagree)
     x = torch.empty(_sized(stack.input), device="meta")
     for block in stack.entries:
-        if not block.recurrent:  # no layer kinds yet: the next issue builds them here
-            raise NotImplementedError(f"verify: layer `{block.name}` ({block.kind})")
         try:
             module = _torch_block(torch, block, stack, generated)
             incoming = x
@@ -85,6 +87,36 @@ def verify_stack(stack: model.Stack, generated=None) -> list[Diagnostic]:
                 disagree(block, f"`{final}`", list(block.states[first]), list(tensor.shape))
         if _sized(block.output) != tuple(x.shape):
             disagree(block, "the output", list(block.output), list(x.shape))
+    return problems
+
+
+def _verify_network(torch, stack: model.Stack, generated, disagree) -> list[Diagnostic]:
+    """A stack with layers: its generated class on `meta`, each layer PyTorch's own module;
+    every entry's parameters and buffers as torch builds them, the output as it computes."""
+    problems: list[Diagnostic] = []
+    try:
+        network = generated().eval()
+        steps = max(T, stack.min_input_time)
+        shape = bind_dims(stack.input, {"T": steps, "B": B})
+        dtype = torch.int64 if stack.ids else torch.float32
+        x = torch.zeros(shape, device="meta", dtype=dtype)
+        sides = {side.name: torch.empty(bind_dims(side.shape, {"T": steps, "B": B}),
+                                        device="meta") for side in stack.side_inputs}
+        output, _ = network(x, **sides)
+    except Exception as exc:  # noqa: BLE001 - whatever torch raises is a disagreement
+        return [error("E050", f"torch cannot build stack `{stack.name}`: {exc}", stack.span)]
+    for entry in stack.entries:
+        module = getattr(network, entry.name, None)
+        built = [] if module is None else [
+            (name, tuple(t.shape)) for name, t in (*module.named_parameters(),
+                                                   *module.named_buffers())]
+        derived = [(p.name, p.shape) for p in entry.parameters]
+        derived += [(b.name, b.shape) for b in entry.buffers]
+        if sorted(built) != sorted(derived):
+            disagree(entry, "the parameters", derived, built)
+    expected = tuple(bind_dims(stack.output, {"T": steps, "B": B}))
+    if expected != tuple(output.shape):
+        disagree(stack.entries[-1], "the output", list(stack.output), list(output.shape))
     return problems
 
 

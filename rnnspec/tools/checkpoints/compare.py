@@ -487,6 +487,11 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
             explain.changed(block, argument, value, actual, changes, previous)
         explain.unexplained(block, shapes, actual, key_prefix)
         previous, previous_change = block, changes
+    if len(stack.entries) != len(stack.blocks):
+        from rnnspec.tools.checkpoints.layers import compare_layers
+
+        compared += compare_layers(stack, tensors, prefix, (matched, missing, mismatched),
+                                   explain.problems)
     return Comparison(checkpoint, stack.name, prefix, detected, matched, missing, unexpected,
                       mismatched, len(tensors) - compared, also, explain.problems)
 
