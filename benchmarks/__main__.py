@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cells, editor, lengths, models, onnx_rows, processes, scaling
+from . import cells, editor, layers, lengths, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -165,6 +165,20 @@ def run(quick: bool) -> str:
             f"built-in cells (whole processes): {checked['times']['declared'] * 1e3:.1f} ms / "
             f"{checked['times']['builtin'] * 1e3:.1f} ms = "
             + _verdict(checked["ratio"], 1.5), ""]
+    print("11. layers ...", flush=True)
+    built = layers.check_and_generate(rounds)
+    out += ["## 11. Layers (section 10)", "",
+            "check + generate of a 20-entry network (16 layers, 4 GRUs) / a 20-block stack "
+            f"(one process): {built['times']['network'] * 1e3:.1f} ms / "
+            f"{built['times']['blocks'] * 1e3:.1f} ms = " + _verdict(built["ratio"], 1.2)
+            + f" (A/A noise {built['noise']:.3f})", ""]
+    speech = layers.deepspeech(model_rounds, steps=8 if quick else 100,
+                               min_seconds=0.0 if quick else 20.0)
+    out += [f"DeepSpeech2 example (fused, eval, T = {speech['steps']}, B = {speech['batch']}) / "
+            "the plain-PyTorch model: "
+            f"{speech['times']['rnnspec'] * 1e3:.1f} ms / "
+            f"{speech['times']['reference'] * 1e3:.1f} ms = " + _verdict(speech["ratio"], 1.02)
+            + f" (A/A noise {speech['noise']:.3f})", ""]
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

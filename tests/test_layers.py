@@ -402,3 +402,75 @@ def test_weights_missing_layer(tmp_path):
     run = _weights_run(tmp_path, SPEECH, state)
     diagnostics = json.loads(run.stdout)["diagnostics"]
     assert any(d["code"] == "E063" and "`head`" in d["message"] for d in diagnostics)
+
+
+# ----------------------------------------------------------------------------- runtime rules
+
+TAGGER = """
+stack Tagger {
+    batch_first = true
+    input_size = 6
+    proj = linear(5)
+    norm = layer_norm()
+    gelu()
+    rnn = gru(hidden_size = 4, num_layers = 2)
+    head = linear(3, from = concat(rnn, norm))
+    log_softmax()
+}
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_equals_forward_when_no_entry_changes_time(backend):
+    torch.manual_seed(3)
+    model = build(TAGGER, "Tagger", backend).eval()
+    x = torch.randn(2, 5, 6)
+    with torch.no_grad():
+        output, h = model(x)
+        state, steps = None, []
+        for t in range(5):
+            y, state = model.step(x[:, t], state)
+            steps.append(y)
+        torch.testing.assert_close(torch.stack(steps, 1), output, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(state, h, atol=1e-5, rtol=1e-5)
+        assert h.shape == (2, 2, 4)
+        # each layer is PyTorch's own module under the entry's name
+        assert isinstance(model.norm, nn.LayerNorm) and isinstance(model.head, nn.Linear)
+        assert model.output_lengths([5, 2]).tolist() == [5, 2]
+
+
+def test_a_length_that_falls_below_one_step_names_the_layer():
+    text = "stack S {\n input_size = 3\n conv = conv1d(4, 5)\n gru(hidden_size = 2)\n}\n"
+    model = build(text, "S", "fused")
+    with pytest.raises(ValueError, match="`conv`"):
+        model(torch.randn(9, 2, 3), lengths=[9, 3])
+    with pytest.raises(ValueError, match="`conv`"):
+        model.output_lengths([9, 3])
+    assert model.output_lengths([9, 0, 5]).tolist() == [5, 0, 1]
+    assert model.min_input_time == 5
+
+
+def test_side_input_over_time_batch_first():
+    text = ("stack S {\n batch_first = true\n input_size = 3\n pitch = input(2)\n"
+            " gru(hidden_size = 4, from = concat(input, pitch))\n}\n")
+    model = build(text, "S", "explicit").eval()
+    x, pitch = torch.randn(2, 7, 3), torch.randn(2, 7, 2)
+    with torch.no_grad():
+        output, _ = model(x, pitch=pitch)
+        joined = torch.cat((x, pitch), -1)
+        reference = nn.GRU(5, 4, batch_first=True)
+        reference.load_state_dict({k.split(".", 1)[1]: v for k, v in model.state_dict().items()})
+        torch.testing.assert_close(output, reference(joined)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="pitch"):
+        model(x, pitch=torch.randn(7, 2, 2))
+
+
+def test_locked_dropout_keeps_one_mask_per_sequence():
+    text = "stack S {\n input_size = 50\n locked_dropout(0.5)\n}\n"
+    result = checked(text)
+    model = load_source(generate_source(result), "l.rnn").S().train()
+    output, states = model(torch.ones(6, 3, 50))
+    assert states == ()
+    zero = output == 0
+    assert zero.any() and (~zero).any()
+    assert (zero == zero[0:1]).all()  # the same features dropped at every step
