@@ -474,3 +474,76 @@ def test_locked_dropout_keeps_one_mask_per_sequence():
     zero = output == 0
     assert zero.any() and (~zero).any()
     assert (zero == zero[0:1]).all()  # the same features dropped at every step
+
+
+GRID_LAYERS = st.one_of(
+    st.builds(lambda kf, kt, sf, st_, pf, pt: (
+        f"conv2d(3, [{kf}, {kt}], stride = [{sf}, {st_}], padding = [{pf}, {pt}])"),
+        st.integers(1, 3), st.integers(1, 3), st.integers(1, 2), st.integers(1, 2),
+        st.integers(0, 1), st.integers(0, 1)),
+    st.builds(lambda kind, k, s, c: (
+        f"{kind}_pool2d([{k}, {k}], stride = [{s}, {s}], padding = [{k // 2}, {k // 2}], "
+        f"ceil_mode = {str(c).lower()})"),
+        st.sampled_from(["max", "avg"]), st.integers(1, 3), st.integers(1, 2), st.booleans()),
+    st.just("batch_norm()"),
+    st.just("relu()"),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chain=st.lists(GRID_LAYERS, min_size=1, max_size=3), layout=st.booleans(),
+       backend=st.sampled_from(BACKENDS))
+def test_random_2d_runs_match_torch(chain, layout, backend):
+    if not any(text.startswith(("conv2d", "max", "avg")) for text in chain):
+        chain = ["conv2d(2, [2, 2])", *chain]
+    if layout:  # `layout = time_first` on every 2-D layer of the run
+        chain = [text[:-1] + ", layout = time_first)" if text.startswith(("conv2d", "max",
+                                                                           "avg")) else text
+                 for text in chain]
+    entries = "\n".join(f"    {text}" for text in chain)
+    text = f"stack S {{\n    input_size = 9\n{entries}\n    gru(hidden_size = 3)\n}}\n"
+    result = checked(text)
+    if not result.ok:  # a window wider than the bins: an error at the argument, say so
+        assert {d.code for d in result.diagnostics} <= {"E101", "E021"}, result.diagnostics
+        return
+    stack = result.stacks[0]
+    model = load_source(generate_source(result, backend=backend), "g.rnn").S().eval()
+    _randomise_norms(model)
+    shortest = stack.min_input_time
+    for steps in range(shortest, shortest + 6):
+        with torch.no_grad():
+            output, _ = model(torch.randn(steps, 2, 9))
+        assert tuple(output.shape) == (stack.output[0].evaluate(steps), 2, 3)
+    steps = shortest + 4
+    x = torch.randn(steps, 3, 9)
+    lengths = torch.tensor([steps, shortest + 1, shortest])
+    with torch.no_grad():
+        padded, _ = model(x, lengths=lengths)
+        out = model.output_lengths(lengths)
+        for b in range(3):
+            alone, _ = model(x[: lengths[b], b : b + 1])
+            assert alone.shape[0] == out[b]
+            torch.testing.assert_close(padded[: out[b], b : b + 1], alone, atol=1e-5,
+                                       rtol=1e-5)
+
+
+def test_time_first_layout_is_espnet_conv2d_subsampling():
+    """ESPnet's Conv2dSubsampling: Conv2d on [B, 1, T, F], pairs read [time, features]."""
+    text = ("stack S {\n input_size = 20\n"
+            " conv = conv2d(4, [3, 5], stride = [2, 2], layout = time_first)\n relu()\n"
+            " out = linear(6)\n}\n")
+    result = checked(text)
+    assert result.ok, result.diagnostics
+    layer = result.stacks[0].entries[0]
+    assert layer.parameters[0].shape == (4, 1, 3, 5)  # [out, C, kt, kf]
+    assert str(layer.time) == "(T - 3) // 2 + 1"
+    model = load_source(generate_source(result), "t.rnn").S().eval()
+    conv, out = nn.Conv2d(1, 4, (3, 5), stride=(2, 2)), nn.Linear(4 * 8, 6)
+    model.load_state_dict({**{f"conv.{k}": v for k, v in conv.state_dict().items()},
+                           **{f"out.{k}": v for k, v in out.state_dict().items()}})
+    x = torch.randn(11, 2, 20)
+    with torch.no_grad():
+        y = torch.relu(conv(x.permute(1, 0, 2).unsqueeze(1)))  # [B, C, T', F']
+        b, c, t, f = y.shape
+        expected = out(y.transpose(1, 2).reshape(b, t, c * f)).transpose(0, 1)
+        torch.testing.assert_close(model(x)[0], expected, atol=1e-5, rtol=1e-5)
