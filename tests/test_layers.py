@@ -547,3 +547,25 @@ def test_time_first_layout_is_espnet_conv2d_subsampling():
         b, c, t, f = y.shape
         expected = out(y.transpose(1, 2).reshape(b, t, c * f)).transpose(0, 1)
         torch.testing.assert_close(model(x)[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_inputs_to_a_network_are_value_errors_that_say_what_is_wrong():
+    model = build(SPEECH, "Speech", "fused")
+    for bad, words in [(torch.randn(10, 2, 160), "161"), ([1, 2], "tensor"),
+                       (torch.randn(10), "[T, B, 161]")]:
+        with pytest.raises(ValueError, match=words):
+            model(bad)
+    x = torch.randn(40, 2, 161)
+    with pytest.raises(ValueError, match="1..40"):
+        model(x, lengths=[41, 3])
+    with pytest.raises(ValueError, match="hx must hold 2"):
+        model(x, hx=(None,))
+    with pytest.raises(ValueError, match=r"h0\[rnn1\]"):
+        model(x, hx=((torch.zeros(1, 2, 32), torch.zeros(2, 2, 32)), None))
+    ids = build(SENTIMENT, "Sentiment", "fused")
+    with pytest.raises(ValueError, match="integer ids"):
+        ids(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="lengths must be integers"):
+        model.output_lengths([1.5])
+    with pytest.raises(TypeError, match="pool2"):
+        ids.output_lengths([3])
