@@ -569,3 +569,19 @@ def test_bad_inputs_to_a_network_are_value_errors_that_say_what_is_wrong():
         model.output_lengths([1.5])
     with pytest.raises(TypeError, match="pool2"):
         ids.output_lengths([3])
+
+
+def test_step_takes_side_inputs_as_keywords():
+    text = ("stack S {\n batch_first = true\n input_size = 3\n pitch = input(2)\n"
+            " who = input(4, over = sequence)\n"
+            " gru(hidden_size = 5, from = concat(input, pitch, who))\n linear(2)\n}\n")
+    model = build(text, "S", "fused").eval()
+    x, pitch, who = torch.randn(2, 6, 3), torch.randn(2, 6, 2), torch.randn(2, 4)
+    with torch.no_grad():
+        output, h = model(x, pitch=pitch, who=who)
+        state, steps = None, []
+        for t in range(6):
+            y, state = model.step(x[:, t], state, pitch=pitch[:, t], who=who)
+            steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), output, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state, h, atol=1e-5, rtol=1e-5)

@@ -75,8 +75,39 @@ def _random_corpus() -> dict[str, str]:
                      f"    rec = {cell.name}(hidden_size = 4, num_layers = {layers}, "
                      f"bidirectional = {'true' if bidirectional else 'false'})\n}}\n")
 
+    pieces = st.sampled_from([
+        "linear(7)", "layer_norm()", "batch_norm()", "relu()", "gelu()", "dropout(0.2)",
+        "locked_dropout(0.3)", "hardtanh(0.0, 20.0)", "leaky_relu(0.1)", "conv1d(6, 3)",
+        "max_pool1d(2)", "avg_pool1d(3, stride = 2, padding = 1, ceil_mode = true)",
+        "subsample(2)", "stack_frames(2)", "gru(hidden_size = 5)",
+        "lstm(hidden_size = 4, bidirectional = true)", "conv2d(3, [3, 3], padding = [1, 1])",
+        "max_pool2d([2, 1])", "conv2d(2, [3, 2], stride = [1, 2], layout = time_first)"])
+
+    @quiet
+    @given(entries=st.lists(st.tuples(pieces, st.booleans()), min_size=1, max_size=7),
+           head=st.sampled_from(["", "pool(mean)", "pool(last)", "pool(max)"]),
+           side=st.booleans(), batch_first=st.booleans())
+    def networks(entries, head, side, batch_first):
+        lines = [f"    batch_first = {'true' if batch_first else 'false'}",
+                 "    input_size = 9"]
+        if side:
+            lines.append("    a_speaker_embedding_with_a_long_name = input(4, over = sequence)")
+        names = []
+        for index, (piece, named) in enumerate(entries):
+            name = f"entry_with_a_rather_long_name_{index}" if named else None
+            lines.append(f"    {name} = {piece}" if name else f"    {piece}")
+            names.append(name)
+        if side:
+            last = names[-1] or "input"
+            lines.append(f"    joined = linear(3, from = concat({last}, "
+                         "a_speaker_embedding_with_a_long_name))")
+        if head:
+            lines.append(f"    {head}")
+        specs.append("stack Net {\n" + "\n".join(lines) + "\n}\n")
+
     stacks()
     user_cells()
+    networks()
     corpus = {}
     for index, text in enumerate(dict.fromkeys(specs)):  # each distinct spec once
         result = check_source(text, f"random_{index}.rnn")

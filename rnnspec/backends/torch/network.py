@@ -148,6 +148,20 @@ class _Writer:
 
         self.lines.append(" " * indent + _fit(text, indent) if text else "")
 
+    def signature(self, name: str, arguments: str, returns: str = "") -> None:
+        """`def name(arguments):` as ruff format writes it: on one line when it fits, else
+        the arguments on a line of their own (or one per line) between the brackets."""
+        line = f"    def {name}({arguments}){returns}:"
+        if len(line) <= LINE:
+            self.lines.append(line)
+            return
+        self.lines.append(f"    def {name}(")
+        if len(arguments) + 8 <= LINE:
+            self.lines.append(" " * 8 + arguments)
+        else:
+            self.lines.extend(" " * 8 + part.strip() + "," for part in arguments.split(", "))
+        self.lines.append(f"    ){returns}:")
+
     def doc(self, text: str, indent: int = 8) -> None:
         """A one-paragraph docstring, wrapped within the line length."""
         import textwrap
@@ -279,7 +293,7 @@ class _Forward(_Writer):
     def forward(self) -> None:
         s = self.stack
         name = s.name
-        self.line(f"def forward({self._signature()}):", 4)
+        self.signature("forward", self._signature())
         count = len(self.blocks)
         doc = ("`hx` and the returned states: " + (
             "the one block's, as its torch.nn module takes them" if count == 1 else
@@ -373,9 +387,8 @@ class _Forward(_Writer):
                      None)
         parts = [f"_over_time({r}, {timed})" if self._per_sequence(p) and timed else r
                  for r, p in zip(reads, source.parts)]
-        if source.mode == "sum":
-            return " + ".join(parts)
-        return f"torch.cat(({', '.join(parts)}), -1)"
+        self.line(f"parts = [{', '.join(parts)}]")
+        return "sum(parts[1:], parts[0])" if source.mode == "sum" else "torch.cat(parts, -1)"
 
     def _block(self, block: model.Block, index: int, lengths: str) -> str:
         from rnnspec.backends.torch.printing import _is_fused
@@ -451,7 +464,7 @@ class _Forward(_Writer):
 
     def output_lengths(self) -> None:
         s = self.stack
-        self.line("def output_lengths(self, lengths) -> Tensor:", 4)
+        self.signature("output_lengths", "self, lengths", " -> Tensor")
         self.doc("The lengths of the output's sequences for input lengths `lengths`, by the "
                  "time formulas the checker derived; a length of 0 stays 0.")
         if s.entries[-1].time is None:
@@ -462,33 +475,44 @@ class _Forward(_Writer):
             return
         self.line(f'lengths = _as_lengths("{s.name}", lengths)')
         plan = self._len_plan()
+        read = {source for source, _ in plan.values()} | {plan[s.entries[-1].name][1]}
         for entry in s.entries:
             source_len, out_len = plan[entry.name]
             formula = None if entry.recurrent else length_formula(entry)
             if formula is not None:
                 text = formula.replace("lengths", source_len)
-                self.line(f'{out_len} = _shorter("{s.name}", "{entry.name}", {source_len}, '
+                # a branch nothing reads from is still checked, as forward checks it
+                target = f"{out_len} = " if out_len in read else ""
+                self.line(f'{target}_shorter("{s.name}", "{entry.name}", {source_len}, '
                           f"{text})")
         self.line(f"return {plan[s.entries[-1].name][1]}")
         self.lines.append("")
 
     def step(self) -> None:
         s = self.stack
-        self.line("def step(self, input: Tensor, hx=None):", 4)
-        self.doc("One time step, equal to `forward` on a sequence of length 1.")
+        sides = "".join(f", {side.name}: Tensor | None = None" for side in s.side_inputs)
+        self.signature("step", f"self, input: Tensor, hx=None{', *' + sides if sides else ''}")
+        self.doc("One time step, equal to `forward` on a sequence of length 1"
+                 + (" (a side input over time is given for this step: `[B, size]`)."
+                    if any(not side.per_sequence for side in s.side_inputs) else "."))
         stopper = next((e for e in s.entries if (not e.recurrent and (
             e.changes_time or e.kind == "pool")) or (e.recurrent and e.bidirectional)), None)
-        if stopper is not None or s.side_inputs:
-            why = ("it has side inputs" if stopper is None else
-                   f"`{stopper.name}` " + ("is bidirectional" if stopper.recurrent else
-                                           "changes time" if stopper.kind != "pool"
-                                           else "pools time"))
+        if stopper is not None:
+            why = f"`{stopper.name}` " + ("is bidirectional" if stopper.recurrent else
+                                          "changes time" if stopper.kind != "pool"
+                                          else "pools time")
             self.line(f'raise TypeError("{s.name}: no step, because {why}; call forward")')
-        else:
-            features = "None" if s.ids else str(s.input_size)
-            self.line(f"sequence, time = _network_step(input, {features}, {_py(s.batch_first)})")
-            self.line("output, states = self.forward(sequence, hx)")
-            self.line("return output.squeeze(time), states")
+            self.lines.append("")
+            return
+        features = "None" if s.ids else str(s.input_size)
+        self.line(f"sequence, time = _network_step(input, {features}, {_py(s.batch_first)})")
+        passed = []
+        for side in s.side_inputs:
+            value = side.name if side.per_sequence else f"_step_input({side.name}, time)"
+            passed.append(f"{side.name}={value}")
+        extra = "".join(f", {p}" for p in passed)
+        self.line(f"output, states = self.forward(sequence, hx{extra})")
+        self.line("return output.squeeze(time), states")
         self.lines.append("")
 
 
