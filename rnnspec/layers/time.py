@@ -78,3 +78,30 @@ def shortest(times) -> int | None:
         else:
             low = middle
     return high
+
+
+# The kinds whose output steps read several input steps (or that change time).
+TIME_KINDS = ("conv1d", "max_pool1d", "avg_pool1d", "subsample", "stack_frames", "conv2d",
+              "max_pool2d", "avg_pool2d")
+
+
+def own(kind: str, arguments: dict, time: Time) -> Time | None:
+    """A layer's time formula over the length of what it reads (`time`); None for a
+    layer that keeps each step where it is. A 2-D layer's time axis is the second of its
+    pairs, or the first with `layout = time_first`."""
+    a = arguments
+    if kind == "conv1d":
+        return conv(time, a["kernel_size"], a["stride"], a["padding"], a["dilation"])
+    if kind in ("max_pool1d", "avg_pool1d"):
+        return pool(time, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"])
+    if kind == "subsample":
+        return subsample(time, a["factor"])
+    if kind == "stack_frames":
+        return stack_frames(time, a["factor"])
+    if kind not in TIME_KINDS:
+        return None
+    t = 0 if a.get("layout") == "time_first" else 1
+    if kind == "conv2d":
+        return conv(time, a["kernel_size"][t], a["stride"][t], a["padding"][t],
+                    a["dilation"][t])
+    return pool(time, a["kernel_size"][t], a["stride"][t], a["padding"][t], a["ceil_mode"])

@@ -103,7 +103,8 @@ def match_weights(stack: model.Stack, state: dict, source: str) -> dict:
     """{"<block>.<param>": float32 numpy array} for every parameter, checked by shape."""
     import numpy as np
 
-    expected = {f"{b.name}.{p.name}": p.shape for b in stack.blocks for p in b.parameters}
+    expected = {f"{e.name}.{t.name}": t.shape for e in stack.entries
+                for t in (*e.parameters, *e.buffers)}
     problems = []
     for key, shape in expected.items():
         if key not in state:
@@ -192,14 +193,6 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     stack = find_stack(result, stack_name)
-    layers = [entry for entry in stack.entries if not entry.recurrent]
-    if layers or stack.side_inputs:
-        first = layers[0].name if layers else stack.side_inputs[0].name
-        raise ExportError(
-            f"stack `{stack.name}` has layers or side inputs (`{first}`), which `rnnspec "
-            "export` does not write yet",
-            help="export its generated module with torch.onnx.export, or a stack of blocks "
-                 "only")
     try:
         import onnx  # noqa: F401
     except ImportError:

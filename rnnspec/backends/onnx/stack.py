@@ -242,6 +242,9 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
+    if len(stack.entries) != len(stack.blocks) or stack.side_inputs:
+        return build_network(stack, weights, opset=opset, initial_states=initial_states,
+                             scan_everything=scan_everything, lengths=lengths, doc=doc)
     g = _Graph(opset)
     for name in ("input", "output", "lengths"):
         g.used.add(name)
@@ -300,3 +303,158 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
                                    producer_version=__version__,
                                    ir_version=helper.find_min_ir_version_for(opsets))
     return onnx_model
+
+
+def _block_graph(ctx: _StackContext, block: model.Block, x: str, graph_inputs: list,
+                 graph_outputs: list, scan_everything: bool) -> tuple[str, list[str]]:
+    """One block of a network: its output and its first state's final value `[L * D, B,
+    H]` (for `pool(final)`); its final states become graph outputs."""
+    from onnx import TensorProto, helper
+
+    from rnnspec.cells.registry import state_keys
+
+    g = ctx.g
+    given: dict[str, str | None] = {}
+    for key, shape in block.states.items():
+        given[key] = None
+        if ctx.initial_states:
+            name = f"{key}.{block.name}"
+            g.used.add(name)
+            graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                              list(shape)))
+            given[key] = name
+    if scan_everything or uses_scan(block):
+        y, finals = _scan_block(ctx, block, x, given)
+    else:
+        y, finals = _builtin_operator_block(ctx, block, x, given)
+    y = _residual(ctx, block, _merge(g, block, y), x)
+    first = None
+    for state, (key, values) in zip(block.state_names, finals.items()):
+        name = f"{state_keys(state)[1]}.{block.name}"
+        first = first or name
+        g.used.add(name)
+        g.node("Concat" if len(values) > 1 else "Identity", values, [name],
+               **({"axis": 0} if len(values) > 1 else {}))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                           list(block.states[key])))
+    return y, first
+
+
+def _network_inputs(g: _Graph, stack: model.Stack, graph_inputs: list) -> tuple[str, dict]:
+    """The input and side inputs as graph inputs, time-first: (input, side values)."""
+    from onnx import TensorProto, helper
+
+    if stack.ids:
+        shape = ["B", "T"] if stack.batch_first else ["T", "B"]
+        graph_inputs.append(helper.make_tensor_value_info("input", TensorProto.INT64, shape))
+        x = g.node("Transpose", ["input"], hint="input.t", perm=[1, 0]) \
+            if stack.batch_first else "input"
+    else:
+        shape = ["B", "T", stack.input_size] if stack.batch_first else ["T", "B",
+                                                                         stack.input_size]
+        graph_inputs.append(helper.make_tensor_value_info("input", TensorProto.FLOAT, shape))
+        x = g.node("Transpose", ["input"], hint="input.t", perm=[1, 0, 2]) \
+            if stack.batch_first else "input"
+    sides = {}
+    for side in stack.side_inputs:
+        g.used.add(side.name)
+        dims = ["B", side.size] if side.per_sequence else (
+            ["B", "T", side.size] if stack.batch_first else ["T", "B", side.size])
+        graph_inputs.append(helper.make_tensor_value_info(side.name, TensorProto.FLOAT, dims))
+        value = side.name
+        if stack.batch_first and not side.per_sequence:
+            value = g.node("Transpose", [value], hint=f"{side.name}.t", perm=[1, 0, 2])
+        sides[side.name] = value
+    return x, sides
+
+
+def build_network(stack: model.Stack, weights: dict, *, opset: int, initial_states: bool,
+                  scan_everything: bool, lengths: bool, doc: str):
+    """The ONNX model of a stack with layers (`backends.onnx.layers`)."""
+    from onnx import TensorProto, helper
+
+    from rnnspec.backends.onnx import layers
+
+    layers.check_exportable(stack, opset, lengths)
+    g = _Graph(opset)
+    for name in ("input", "output", "lengths", "output_lengths"):
+        g.used.add(name)
+    graph_inputs: list = []
+    graph_outputs: list = []
+    x, sides = _network_inputs(g, stack, graph_inputs)
+    batch = g.node("Gather", [g.node("Shape", [x], hint="input.shape"), g.ints([1])],
+                   hint="batch", axis=0)
+    flow = layers._Flow(x, None, None)
+    if lengths:
+        graph_inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"]))
+        flow = layers._Flow(x, "lengths", _valid_steps(g, x, "lengths"))
+    produced = {"input": flow, **{n: layers._Flow(v, flow.lengths, flow.valid)
+                                  for n, v in sides.items()}}
+    per_sequence = {s.name: s.size for s in stack.side_inputs if s.per_sequence}
+    finals: dict = {}
+    for entry in stack.entries:
+        if entry.source is not None:
+            flow = _network_source(g, entry.source, produced, per_sequence)
+        if entry.recurrent:
+            ctx = _StackContext(g, weights, batch, initial_states, flow.lengths, flow.valid)
+            y, h = _block_graph(ctx, entry, flow.value, graph_inputs, graph_outputs,
+                                scan_everything)
+            finals["last"] = (entry, h)
+            flow = layers._Flow(y, flow.lengths, flow.valid)
+        else:
+            flow = layers.emit_layer(g, entry, flow, weights,
+                                     lambda value, n: _valid_steps(g, value, n), finals)
+        produced[entry.name] = flow
+    y = flow.value
+    if flow.valid is not None:
+        y = g.node("Where", [flow.valid, y, g.scalar(0.0)], hint="output.masked")
+    if stack.batch_first and flow.timed:
+        g.node("Transpose", [y], ["output"], perm=[1, 0, 2])
+    else:
+        g.node("Identity", [y], ["output"])
+    graph_outputs.insert(0, helper.make_tensor_value_info("output", TensorProto.FLOAT,
+                                                          list(stack.output)))
+    if flow.lengths is not None and flow.timed:
+        g.node("Identity", [flow.lengths], ["output_lengths"])
+        graph_outputs.insert(1, helper.make_tensor_value_info("output_lengths",
+                                                              TensorProto.INT64, ["B"]))
+    graph = helper.make_graph(g.nodes, stack.name, graph_inputs, graph_outputs,
+                              initializer=g.initializers, doc_string=doc)
+    opsets = [helper.make_opsetid("", opset)]
+    from rnnspec import __version__
+
+    return helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER,
+                             producer_version=__version__,
+                             ir_version=helper.find_min_ir_version_for(opsets))
+
+
+def _network_source(g: _Graph, source: model.Source, produced: dict, per_sequence: dict):
+    """What an entry reads through `from`: a part, or the parts joined (a per-sequence
+    side input repeated over the time of the others)."""
+    from rnnspec.backends.onnx import layers
+
+    parts = [produced[name] for name in source.parts]
+    if source.mode == "name":
+        return parts[0]
+    timed = next((p for name, p in zip(source.parts, parts) if name not in per_sequence),
+                 None)
+    values = []
+    for name, part in zip(source.parts, parts):
+        value = part.value
+        if name in per_sequence and timed is not None and timed.timed:
+            leading = g.node("Slice", [g.node("Shape", [timed.value], hint=f"{name}.shape"),
+                                       g.ints([0]), g.ints([2])], hint=f"{name}.leading")
+            width = g.ints([per_sequence[name]])
+            shape = g.node("Concat", [leading, width], hint=f"{name}.over_time", axis=0)
+            value = g.node("Expand", [g.node("Unsqueeze", [value, g.ints([0])], hint=name),
+                                      shape], hint=f"{name}.over_time")
+        values.append(value)
+    if source.mode == "sum":
+        total = values[0]
+        for value in values[1:]:
+            total = g.node("Add", [total, value], hint="sum")
+        y = total
+    else:
+        y = g.node("Concat", values, hint="concat", axis=-1)
+    base = timed or parts[0]
+    return layers._Flow(y, base.lengths, base.valid, base.timed)

@@ -31,10 +31,6 @@ _MODULES = {
     "leaky_relu": ("nn.LeakyReLU", ("negative_slope",), ()),
     "log_softmax": ("nn.LogSoftmax", (), ()),
 }
-# The layers that read several steps for one output step (or change time): with lengths
-# they read zeros at padded steps and map the lengths by their formula.
-TIME_KINDS = ("conv1d", "max_pool1d", "avg_pool1d", "subsample", "stack_frames", "conv2d",
-              "max_pool2d", "avg_pool2d")
 _TAKES_DEVICE = ("linear", "layer_norm", "batch_norm", "embedding", "conv1d", "conv2d")
 
 
@@ -105,28 +101,8 @@ def constructor(layer: model.Layer) -> str:
 def length_formula(layer: model.Layer) -> str | None:
     """The layer's time formula over its input's lengths (`(lengths - 1) // 2 + 1`), as
     Python over a tensor; None when the layer keeps time."""
-    if layer.kind not in TIME_KINDS:
-        return None
-    lengths = Time(Size.of("lengths"))
-    a = layer.arguments
-    kind = layer.kind
-    if kind == "conv1d":
-        out = timing.conv(lengths, a["kernel_size"], a["stride"], a["padding"], a["dilation"])
-    elif kind in ("max_pool1d", "avg_pool1d"):
-        out = timing.pool(lengths, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"])
-    elif kind == "subsample":
-        out = timing.subsample(lengths, a["factor"])
-    elif kind == "stack_frames":
-        out = timing.stack_frames(lengths, a["factor"])
-    else:  # 2-D: the time axis of the pairs
-        t = 0 if a.get("layout") == "time_first" else 1
-        if kind == "conv2d":
-            out = timing.conv(lengths, a["kernel_size"][t], a["stride"][t], a["padding"][t],
-                              a["dilation"][t])
-        else:
-            out = timing.pool(lengths, a["kernel_size"][t], a["stride"][t], a["padding"][t],
-                              a["ceil_mode"])
-    return str(out)
+    formula = timing.own(layer.kind, layer.arguments, Time(Size.of("lengths")))
+    return None if formula is None else str(formula)
 
 
 # ----------------------------------------------------------------------------- the class

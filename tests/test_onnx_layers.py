@@ -1,0 +1,92 @@
+"""Section 10 through `rnnspec export`: stacks with layers as ONNX, run by onnxruntime,
+equal to the generated PyTorch module (evaluation mode, float32), with padded lengths."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from rnnspec import check_source  # noqa: E402
+from rnnspec.backends.onnx import export as onnx_export  # noqa: E402
+from rnnspec.backends.torch.codegen import generate_source, load_source  # noqa: E402
+
+NETWORKS = {
+    "chain": ("stack Net {\n input_size = 6\n proj = linear(8)\n norm = layer_norm()\n gelu()\n"
+              " conv = conv1d(5, 3, padding = 1, stride = 2)\n bn = batch_norm()\n silu()\n"
+              " pool = max_pool1d(2, ceil_mode = true)\n rnn = lstm(hidden_size = 4, "
+              "bidirectional = true)\n subsample(2)\n stack_frames(2)\n hardtanh(-0.5, 0.5)\n"
+              " head = linear(3)\n log_softmax()\n}\n", "Net"),
+    "ids": ("stack Ids {\n batch_first = true\n embedding(30, 6, padding_idx = 0)\n"
+            " gru(hidden_size = 5, num_layers = 2, bidirectional = true)\n pool(final)\n"
+            " leaky_relu(0.2)\n linear(2)\n}\n", "Ids"),
+    "wiring": ("stack Wired {\n input_size = 4\n who = input(3, over = sequence)\n"
+               " pitch = input(2)\n a = linear(6)\n b = rnn(hidden_size = 6, from = input)\n"
+               " s = linear(5, from = sum(a, b))\n lstm(hidden_size = 3, from = concat(s, who, "
+               "pitch))\n pool(mean)\n}\n", "Wired"),
+    "heads": ("stack Heads {\n input_size = 4\n conv1d(4, 2)\n gru(hidden_size = 3)\n"
+              " pool(last)\n relu()\n}\n", "Heads"),
+}
+
+
+def _session(text: str, name: str, lengths: bool):
+    result = check_source(text, "net.rnn")
+    assert result.ok, result.diagnostics
+    stack = result.stacks[0]
+    torch.manual_seed(0)
+    module = getattr(load_source(generate_source(result), "net.rnn"), name)().eval()
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    weights = onnx_export.match_weights(stack, module.state_dict(), "the module")
+    model = onnx_export.build_model(stack, weights, lengths=lengths)
+    onnx_export.validate(model)
+    return module, stack, ort.InferenceSession(model.SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+
+
+def _inputs(stack, steps: int, batch: int):
+    if stack.ids:
+        x = torch.randint(1, 30, (batch, steps) if stack.batch_first else (steps, batch))
+    else:
+        x = torch.randn(steps, batch, stack.input_size)
+    sides = {}
+    for side in stack.side_inputs:
+        sides[side.name] = torch.randn(batch, side.size) if side.per_sequence else \
+            torch.randn(steps, batch, side.size)
+    return x, sides
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("case", sorted(NETWORKS))
+def test_exported_network_equals_the_generated_module(case, lengths):
+    text, name = NETWORKS[case]
+    module, stack, session = _session(text, name, lengths)
+    steps = max(12, stack.min_input_time + 6)
+    x, sides = _inputs(stack, steps, 3)
+    feeds = {"input": x.numpy(), **{k: v.numpy() for k, v in sides.items()}}
+    given = None
+    if lengths:
+        given = torch.tensor([steps, steps - 3, stack.min_input_time + 1])
+        feeds["lengths"] = given.numpy()
+    outputs = session.run(None, feeds)
+    names = [o.name for o in session.get_outputs()]
+    with torch.no_grad():
+        expected, _ = module(x, lengths=given, **sides)
+    torch.testing.assert_close(torch.from_numpy(outputs[0]), expected, atol=1e-5, rtol=1e-5)
+    if lengths and stack.entries[-1].time is not None:
+        produced = outputs[names.index("output_lengths")]
+        assert produced.tolist() == module.output_lengths(given).tolist()
+
+
+def test_2d_runs_are_refused_clearly():
+    from rnnspec.backends.onnx.graph import ExportError
+
+    text = "stack S {\n input_size = 8\n conv2d(2, [3, 3])\n gru(hidden_size = 2)\n}\n"
+    result = check_source(text, "s.rnn")
+    stack = result.stacks[0]
+    with pytest.raises(ExportError, match="2-D"):
+        onnx_export.build_model(stack, {})
