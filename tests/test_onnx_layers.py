@@ -26,6 +26,13 @@ NETWORKS = {
                " pitch = input(2)\n a = linear(6)\n b = rnn(hidden_size = 6, from = input)\n"
                " s = linear(5, from = sum(a, b))\n lstm(hidden_size = 3, from = concat(s, who, "
                "pitch))\n pool(mean)\n}\n", "Wired"),
+    "speech": ("stack Speech {\n input_size = 21\n conv1 = conv2d(3, [5, 3], stride = [2, 2], "
+               "padding = [2, 1])\n batch_norm()\n hardtanh(0.0, 20.0)\n"
+               " pool = max_pool2d([2, 3], stride = [1, 2], padding = [1, 1], ceil_mode = true)\n"
+               " gru(hidden_size = 4, bidirectional = true)\n linear(3)\n}\n", "Speech"),
+    "time_first": ("stack Sub {\n batch_first = true\n input_size = 12\n"
+                   " conv2d(2, [3, 3], stride = [2, 2], layout = time_first)\n relu()\n"
+                   " conv2d(2, [3, 3], stride = [2, 2], layout = time_first)\n}\n", "Sub"),
     "heads": ("stack Heads {\n input_size = 4\n conv1d(4, 2)\n gru(hidden_size = 3)\n"
               " pool(last)\n relu()\n}\n", "Heads"),
 }
@@ -38,7 +45,7 @@ def _session(text: str, name: str, lengths: bool):
     torch.manual_seed(0)
     module = getattr(load_source(generate_source(result), "net.rnn"), name)().eval()
     for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm1d):
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
     weights = onnx_export.match_weights(stack, module.state_dict(), "the module")
@@ -50,13 +57,15 @@ def _session(text: str, name: str, lengths: bool):
 
 def _inputs(stack, steps: int, batch: int):
     if stack.ids:
-        x = torch.randint(1, 30, (batch, steps) if stack.batch_first else (steps, batch))
+        x = torch.randint(2, 30, (batch, steps) if stack.batch_first else (steps, batch))
     else:
-        x = torch.randn(steps, batch, stack.input_size)
+        x = torch.randn(*((batch, steps) if stack.batch_first else (steps, batch)),
+                        stack.input_size)
     sides = {}
     for side in stack.side_inputs:
+        lead = (batch, steps) if stack.batch_first else (steps, batch)
         sides[side.name] = torch.randn(batch, side.size) if side.per_sequence else \
-            torch.randn(steps, batch, side.size)
+            torch.randn(*lead, side.size)
     return x, sides
 
 
@@ -82,11 +91,39 @@ def test_exported_network_equals_the_generated_module(case, lengths):
         assert produced.tolist() == module.output_lengths(given).tolist()
 
 
-def test_2d_runs_are_refused_clearly():
+def test_refusals_say_why():
     from rnnspec.backends.onnx.graph import ExportError
 
-    text = "stack S {\n input_size = 8\n conv2d(2, [3, 3])\n gru(hidden_size = 2)\n}\n"
-    result = check_source(text, "s.rnn")
-    stack = result.stacks[0]
-    with pytest.raises(ExportError, match="2-D"):
-        onnx_export.build_model(stack, {})
+    text = ("stack S {\n input_size = 8\n avg_pool2d(2, ceil_mode = true)\n"
+            " gru(hidden_size = 2)\n}\n")
+    stack = check_source(text, "s.rnn").stacks[0]
+    with pytest.raises(ExportError, match="ceil_mode"):
+        onnx_export.build_model(stack, {}, lengths=True)
+    text = "stack S {\n input_size = 8\n layer_norm()\n}\n"
+    stack = check_source(text, "s.rnn").stacks[0]
+    with pytest.raises(ExportError, match="opset 17"):
+        onnx_export.build_model(stack, {}, opset=16)
+
+
+EXAMPLES = {"crnn": "CRNN", "deepspeech2": "DeepSpeech2", "tacotron2_encoder": "Tacotron2Encoder",
+            "unmix": "Unmix", "sentiment": "Sentiment"}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES))
+def test_examples_export_with_lengths(example):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{example}.rnn"
+    module, stack, session = _session(path.read_text(), EXAMPLES[example], True)
+    steps = 40 if example != "crnn" else 100
+    x, sides = _inputs(stack, steps, 2)
+    if example == "crnn":
+        x = torch.randn(steps, 2, stack.input_size)
+    axis = 1 if stack.batch_first else 0
+    given = torch.tensor([x.shape[axis], x.shape[axis] - 7])
+    feeds = {"input": x.numpy(), "lengths": given.numpy(),
+             **{k: v.numpy() for k, v in sides.items()}}
+    output = session.run(None, feeds)[0]
+    with torch.no_grad():
+        expected, _ = module(x, lengths=given, **sides)
+    torch.testing.assert_close(torch.from_numpy(output), expected, atol=1e-5, rtol=1e-5)

@@ -24,24 +24,48 @@ def unsupported(stack: model.Stack, opset: int, lengths: bool) -> str | None:
     for entry in stack.entries:
         if entry.recurrent:
             continue
-        if entry.grid is not None or entry.grid_in is not None:
-            return f"`{entry.name}` is a 2-D layer: 2-D runs are not exported yet"
         if entry.kind == "layer_norm" and opset < 17:
             return f"`{entry.name}` needs LayerNormalization: export with --opset 17 or above"
         if entry.kind == "batch_norm" and not entry.arguments["track_running_stats"]:
             return (f"`{entry.name}` has no running statistics: in evaluation it normalises "
                     "with each batch's own, which an exported graph does not do")
-        if lengths and entry.kind == "avg_pool1d" and entry.arguments["ceil_mode"]:
+        if lengths and entry.kind.startswith("avg_pool") and entry.arguments["ceil_mode"]:
             return (f"`{entry.name}` is an average pool with ceil_mode: with --lengths its "
                     "last windows are not exported yet")
     return None
 
 
 class _Flow:
-    """A value and the lengths and valid steps that go with it."""
+    """A value and the lengths and valid steps that go with it; `layout` is set inside a
+    2-D run (`features_first`: the map is `[B, C, F, T]`, `time_first`: `[B, C, T, F]`)."""
 
-    def __init__(self, value: str, lengths: str | None, valid: str | None, timed: bool = True):
+    def __init__(self, value: str, lengths: str | None, valid: str | None, timed: bool = True,
+                 layout: str | None = None):
         self.value, self.lengths, self.valid, self.timed = value, lengths, valid, timed
+        self.layout = layout
+
+
+def enter_map(g: _Graph, flow: _Flow, layout: str, hint: str) -> _Flow:
+    """`[T, B, F]` as a one-channel map."""
+    perm = [1, 0, 2] if layout == "time_first" else [1, 2, 0]
+    value = g.node("Unsqueeze", [g.node("Transpose", [flow.value], hint=hint, perm=perm),
+                                 g.ints([1])], hint=hint)
+    return _Flow(value, flow.lengths, flow.valid, True, layout)
+
+
+def leave_map(g: _Graph, flow: _Flow, hint: str) -> _Flow:
+    """A map as a sequence `[T, B, C * F]`, channel-major."""
+    perm = [2, 0, 1, 3] if flow.layout == "time_first" else [3, 0, 1, 2]
+    value = g.node("Reshape", [g.node("Transpose", [flow.value], hint=hint, perm=perm),
+                               g.ints([0, 0, -1])], hint=hint)
+    return _Flow(value, flow.lengths, flow.valid)
+
+
+def _map_valid(g: _Graph, valid: str, layout: str, hint: str) -> str:
+    """`[T, B, 1]` valid steps as a map's mask: `[B, 1, 1, T]` (`[B, 1, T, 1]`)."""
+    perm = [1, 0, 2] if layout == "time_first" else [1, 2, 0]
+    return g.node("Unsqueeze", [g.node("Transpose", [valid], hint=hint, perm=perm),
+                                g.ints([1])], hint=hint)
 
 
 def _reduce(g: _Graph, op: str, x: str, axis: int, hint: str) -> str:
@@ -94,7 +118,7 @@ def emit_layer(g: _Graph, layer: model.Layer, flow: _Flow, weights: dict, valid_
         return g.initializer(f"{name}.{key}", np.asarray(array, dtype=np.float32))
 
     def same(value: str) -> _Flow:
-        return _Flow(value, flow.lengths, flow.valid, flow.timed)
+        return _Flow(value, flow.lengths, flow.valid, flow.timed, flow.layout)
 
     kind = layer.kind
     if kind == "linear":
@@ -111,8 +135,11 @@ def emit_layer(g: _Graph, layer: model.Layer, flow: _Flow, weights: dict, valid_
         gain = weights[f"{name}.weight"] if a["affine"] else np.ones_like(mean)
         shift = weights[f"{name}.bias"] if a["affine"] else np.zeros_like(mean)
         scale = gain / np.sqrt(var + a["eps"])
+        offset = shift - mean * scale
+        if flow.layout is not None:  # BatchNorm2d: per channel of the map
+            scale, offset = scale.reshape(-1, 1, 1), offset.reshape(-1, 1, 1)
         y = g.node("Mul", [x, weight("scale", scale)], hint=name)
-        return same(g.node("Add", [y, weight("shift", shift - mean * scale)], hint=name))
+        return same(g.node("Add", [y, weight("shift", offset)], hint=name))
     if kind in ("dropout", "locked_dropout"):
         return flow  # evaluation mode
     if kind in ("relu", "tanh", "sigmoid"):
@@ -137,7 +164,40 @@ def emit_layer(g: _Graph, layer: model.Layer, flow: _Flow, weights: dict, valid_
         return same(g.node("Gather", [weight("weight"), x], hint=name, axis=0))
     if kind == "pool":
         return _pool(g, layer, flow, finals)
+    if flow.layout is not None:
+        return _map_layer(g, layer, flow, weight, valid_steps)
     return _time_layer(g, layer, flow, weight, valid_steps)
+
+
+def _map_layer(g: _Graph, layer: model.Layer, flow: _Flow, weight, valid_steps) -> _Flow:
+    """A 2-D layer on the map; its pairs are the map's axes as written."""
+    name, a, kind, x = layer.name, layer.arguments, layer.kind, flow.value
+    if flow.valid is not None:
+        fill = g.scalar(float("-inf") if kind.startswith("max") else 0.0)
+        mask = _map_valid(g, flow.valid, flow.layout, f"{name}.valid")
+        x = g.node("Where", [mask, x, fill], hint=f"{name}.masked")
+    pads = [a["padding"][0], a["padding"][1], a["padding"][0], a["padding"][1]]
+    if kind == "conv2d":
+        inputs = [x, weight("weight")] + ([weight("bias")] if a["bias"] else [])
+        y = g.node("Conv", inputs, hint=name, kernel_shape=list(a["kernel_size"]),
+                   strides=list(a["stride"]), pads=pads, dilations=list(a["dilation"]),
+                   group=a["groups"])
+    else:
+        op = "MaxPool" if kind == "max_pool2d" else "AveragePool"
+        extra = {} if op == "MaxPool" else {"count_include_pad": 1}
+        y = g.node(op, [x], hint=name, kernel_shape=list(a["kernel_size"]),
+                   strides=list(a["stride"]), pads=pads, ceil_mode=int(a["ceil_mode"]), **extra)
+    if flow.lengths is None:
+        return _Flow(y, None, None, True, flow.layout)
+    formula = timing.own(kind, a, Time(Size.of("T")))
+    lengths = floor_lengths(g, formula, flow.lengths, f"{name}.lengths")
+    axis = 2 if flow.layout == "time_first" else 3
+    steps = g.node("Transpose", [y], hint=f"{name}.steps",
+                   perm=[axis, 0, 1, 5 - axis])  # any [T, ...] view for the mask's length
+    valid = valid_steps(steps, lengths)
+    y = g.node("Where", [_map_valid(g, valid, flow.layout, f"{name}.valid"), y,
+                         g.scalar(0.0)], hint=f"{name}.y")
+    return _Flow(y, lengths, valid, True, flow.layout)
 
 
 def _time_layer(g: _Graph, layer: model.Layer, flow: _Flow, weight, valid_steps) -> _Flow:

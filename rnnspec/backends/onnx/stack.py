@@ -395,6 +395,11 @@ def build_network(stack: model.Stack, weights: dict, *, opset: int, initial_stat
     for entry in stack.entries:
         if entry.source is not None:
             flow = _network_source(g, entry.source, produced, per_sequence)
+        if flow.layout is not None and entry.grid is None:
+            flow = layers.leave_map(g, flow, f"{entry.name}.input")
+        if flow.layout is None and entry.grid is not None:
+            flow = layers.enter_map(g, flow, entry.arguments.get("layout", "features_first"),
+                                    f"{entry.name}.map")
         if entry.recurrent:
             ctx = _StackContext(g, weights, batch, initial_states, flow.lengths, flow.valid)
             y, h = _block_graph(ctx, entry, flow.value, graph_inputs, graph_outputs,
@@ -404,12 +409,20 @@ def build_network(stack: model.Stack, weights: dict, *, opset: int, initial_stat
         else:
             flow = layers.emit_layer(g, entry, flow, weights,
                                      lambda value, n: _valid_steps(g, value, n), finals)
-        produced[entry.name] = flow
+        produced[entry.name] = layers.leave_map(g, flow, f"{entry.name}.flat") \
+            if flow.layout is not None and any(entry.name in (e.source.parts if e.source else ())
+                                               for e in stack.entries) else flow
+    if flow.layout is not None:  # the output inside a run: [T', B, C, F']
+        perm = [2, 0, 1, 3] if flow.layout == "time_first" else [3, 0, 1, 2]
+        flow = layers._Flow(g.node("Transpose", [flow.value], hint="output.map", perm=perm),
+                            flow.lengths, flow.valid)
+        if flow.valid is not None:  # [T, B, 1] -> [T, B, 1, 1]
+            flow.valid = g.node("Unsqueeze", [flow.valid, g.ints([3])], hint="output.valid")
     y = flow.value
     if flow.valid is not None:
         y = g.node("Where", [flow.valid, y, g.scalar(0.0)], hint="output.masked")
     if stack.batch_first and flow.timed:
-        g.node("Transpose", [y], ["output"], perm=[1, 0, 2])
+        g.node("Transpose", [y], ["output"], perm=[1, 0, *range(2, len(stack.output))])
     else:
         g.node("Identity", [y], ["output"])
     graph_outputs.insert(0, helper.make_tensor_value_info("output", TensorProto.FLOAT,
