@@ -95,7 +95,9 @@ def test_explicit_input_size_disagreeing_with_a_convolution_names_the_layer():
                           "hidden_size = 32,")
     result = checked(text)
     (problem,) = [d for d in result.diagnostics if d.code == "E036"]
-    assert problem.notes[0].message == "the features after `hardtanh5` are 32 * 41 = 1312"
+    assert problem.notes[0].message == "the features after `conv2` are 32 * 41 = 1312"
+    assert problem.notes[0].span.line == text.split("\n").index(
+        "    conv2 = conv2d(32, [21, 11], stride = [2, 1], padding = [10, 5])") + 1
 
 
 @pytest.mark.parametrize(("entries", "code"), [

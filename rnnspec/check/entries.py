@@ -252,8 +252,9 @@ class EntryChecker:
         if flow.grid and not (kind is not None and (kind.group == "grid" or kind.elementwise
                                                     or kind.name == "batch_norm")):
             channels, bins = flow.grid
-            described = (f"the features after `{incoming.entry.name}` are {channels} * "
-                         f"{bins} = {flow.features}", incoming.span)
+            setter = _grid_setter(entries) or incoming.entry
+            described = (f"the features after `{setter.name}` are {channels} * "
+                         f"{bins} = {flow.features}", setter.span)
             flow = Flow(flow.features, flow.time)
         if kind is None:
             return self._block(item, index, name, flow, incoming, described, source)
@@ -368,6 +369,16 @@ class EntryChecker:
             parameter_count=sum(p.numel for p in result.parameters), kind_span=item.cell_span,
             input_time=TIME)
         return layer, out, None
+
+
+def _grid_setter(entries: list):
+    """The entry of the 2-D run ending the list that last changed channels or bins."""
+    for entry in reversed(entries):
+        if entry.grid is None:
+            return None
+        if entry.grid_in != entry.grid:
+            return entry
+    return None
 
 
 def _time_text(time) -> str:
