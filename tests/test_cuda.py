@@ -80,3 +80,31 @@ def test_half_precision_forward(backend, dtype):
     expected, _ = reference(x)
     tolerance = 2e-2 if dtype == torch.bfloat16 else 5e-3
     torch.testing.assert_close(out.float(), expected, rtol=tolerance, atol=tolerance)
+
+
+NETWORKS = {"deepspeech2": ("DeepSpeech2", (60, 2, 161)), "crnn": ("CRNN", (100, 2, 32)),
+            "unmix": ("Unmix", (20, 2, 2974)), "tacotron2_encoder": ("Tacotron2Encoder", None),
+            "sentiment": ("Sentiment", None)}
+
+
+@pytest.mark.parametrize("backend", ["fused", "explicit"])
+@pytest.mark.parametrize("example", sorted(NETWORKS))
+def test_networks_with_lengths_match_cpu_on_cuda(example, backend):
+    """Stacks with layers (section 10) on the GPU: padded batches, every layer's masking."""
+    name, shape = NETWORKS[example]
+    model = getattr(rnnspec.load(EXAMPLES / f"{example}.rnn", backend=backend), name)().eval()
+    stack = rnnspec.check_file(EXAMPLES / f"{example}.rnn").stacks[0]
+    if shape is None:  # integer ids
+        x = torch.randint(2, 100, (2, 30) if stack.batch_first else (30, 2))
+    else:
+        x = torch.randn(*shape)
+    steps = x.shape[1 if stack.batch_first else 0]
+    lengths = torch.tensor([steps, steps - 9])
+    with torch.no_grad():
+        expected, _ = model(x, lengths=lengths)
+        model.to("cuda")
+        out, _ = model(x.cuda(), lengths=lengths.cuda())
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
+    if stack.entries[-1].time is not None:
+        assert model.output_lengths(lengths.cuda()).cpu().tolist() == \
+            model.output_lengths(lengths).tolist()
