@@ -158,7 +158,11 @@ def _add_tools(commands) -> None:
     _force(infer, "OUT.rnn", "`rnnspec infer`")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only_check: bool = False) -> argparse.ArgumentParser:
+    """The command line. `only_check` builds the `check` subcommand alone, for a command
+    line that is plainly a check (`rnnspec check ...` without `-h`): its parsing, errors and
+    usage lines are those of the whole parser, and it skips building the other six
+    subcommands (a tenth of the check's start-up)."""
     parser = argparse.ArgumentParser(
         prog="rnnspec",
         description="Check .rnn specs of recurrent PyTorch stacks and generate their modules.",
@@ -166,10 +170,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rnnspec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_check(commands)
-    _add_generate(commands)
-    _add_export(commands)
-    _add_tools(commands)
+    if not only_check:
+        _add_generate(commands)
+        _add_export(commands)
+        _add_tools(commands)
     return parser
+
+
+def _plainly_check(argv: list[str]) -> bool:
+    return bool(argv) and argv[0] == "check" and not any(
+        a in ("-h", "--help") or a.startswith("--h") for a in argv)
 
 
 # ----------------------------------------------------------------------------- running
@@ -327,7 +337,8 @@ def run_infer(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(only_check=_plainly_check(argv)).parse_args(argv)
     try:
         return args.run(args)
     except BrokenPipeError:
