@@ -587,3 +587,16 @@ def test_step_takes_side_inputs_as_keywords():
             steps.append(y)
     torch.testing.assert_close(torch.stack(steps, 1), output, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(state, h, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_very_long_entry_names_generate_valid_code(backend):
+    name = "block_" + "9" * 300
+    text = (f"stack S {{\n input_size = 3\n linear(4)\n {name} = lstm(hidden_size = 2)\n"
+            f" {name}_head = linear(2, from = {name})\n}}\n")
+    result = checked(text)
+    assert result.ok, result.diagnostics
+    source = generate_source(result, backend=backend)
+    compile(source, "long.rnn", "exec")
+    model = load_source(source, "long.rnn").S()
+    assert model(torch.randn(5, 2, 3))[0].shape == (5, 2, 2)

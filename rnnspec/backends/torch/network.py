@@ -122,6 +122,9 @@ class _Writer:
     def line(self, text: str = "", indent: int = 8) -> None:
         from rnnspec.backends.torch.printing import _fit
 
+        if text.endswith(("(", "[", "{")):  # the opening line of a bracket written out
+            self.lines.append(" " * indent + text)
+            return
         self.lines.append(" " * indent + _fit(text, indent) if text else "")
 
     def signature(self, name: str, arguments: str, returns: str = "") -> None:
