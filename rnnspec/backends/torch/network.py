@@ -174,17 +174,24 @@ class _Writer:
         self.lines.append('    """')
         self.lines.append("")
 
+    def names(self, attribute: str, names: list[str]) -> None:
+        """`attribute = ("a", "b")`, one name per line when it does not fit."""
+        items = ", ".join(f'"{n}"' for n in names) + ("," if len(names) == 1 else "")
+        line = f"    {attribute} = ({items})"
+        if len(line) <= LINE:
+            self.lines.append(line)
+            return
+        self.lines.append(f"    {attribute} = (")
+        self.lines.extend(f'        "{n}",' for n in names)
+        self.lines.append("    )")
+
     def attributes(self) -> None:
         s = self.stack
-        names = ", ".join(f'"{b.name}"' for b in self.blocks) + ("," if len(self.blocks) == 1
-                                                                 else "")
-        entries = ", ".join(f'"{e.name}"' for e in s.entries) + ("," if len(s.entries) == 1
-                                                                 else "")
         self.line(f"input_size = {_py(s.input_size)}", 4)
         self.line(f"output_size = {_py(s.output_size)}", 4)
         self.line(f"batch_first = {_py(s.batch_first)}", 4)
-        self.line(f"block_names = ({names})", 4)
-        self.line(f"entry_names = ({entries})", 4)
+        self.names("block_names", [b.name for b in self.blocks])
+        self.names("entry_names", [e.name for e in s.entries])
         self.line(f"min_input_time = {s.min_input_time}", 4)
         self.lines.append("")
 
