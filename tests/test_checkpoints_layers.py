@@ -9,7 +9,9 @@ import reference_models as ref
 
 import rnnspec
 from rnnspec.check.checker import check_text
+from rnnspec.tools.checkpoints.compare import compare
 from rnnspec.tools.checkpoints.infer import Module, infer_stacks, render_spec
+from rnnspec.tools.checkpoints.read import read_checkpoint
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -58,3 +60,16 @@ def test_conv2d_runs_list_every_key_and_say_what_to_fill_in():
     assert "# input_size = ?  fill in" in text and "fill them in" in text
     assert "rnn1 = lstm(hidden_size = 1024, bidirectional = true, merge = sum)" in text
     assert "fc = linear(29, bias = false)" in text
+
+
+def test_check_weights_detects_the_prefix_of_an_inferred_stack_with_layers(tmp_path):
+    state = {"encoder." + k: v for k, v in ref.Sentiment().state_dict().items()}
+    text = inferred(state)
+    assert "stack Encoder {" in text
+    result = check_text(text, "inferred.rnn")
+    path = tmp_path / "c.pt"
+    torch.save(state, path)
+    tensors = read_checkpoint(str(path))
+    comparison = compare(result, result.stacks[0], tensors, str(path))
+    assert comparison.diagnostics == [] and comparison.prefix == "encoder."
+    assert len(comparison.matched) == len(state)
