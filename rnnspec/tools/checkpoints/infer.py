@@ -439,7 +439,7 @@ def infer_stacks(tensors: dict, cells: list[CellShape] = ()):
 _FILL_CONV = "not recorded in the weights (1, 0, 1 assumed): fill them in"
 
 
-def _layer_line(entry, first: bool) -> tuple[str, str]:
+def _layer_line(entry) -> tuple[str, str]:
     """(`kind(arguments)`, a comment or "") of a layer entry."""
     shapes = entry.module.shapes
     weight = shapes.get("weight")
@@ -490,9 +490,9 @@ def render_entries(parent: str, entries: list, cells, taken: set[str]) -> list[s
     if first is not None:
         lines.append(f"    {first}")
     lines.append("    # batch_first: not recorded in the weights")
-    for index, entry in enumerate(entries):
+    for entry in entries:
         if entry.kind != "recurrent":
-            text, comment = _layer_line(entry, index == 0)
+            text, comment = _layer_line(entry)
             lines.append(f"    {entry.module.name} = {text}" + (f"  # {comment}" if comment
                                                                  else ""))
             continue
