@@ -101,7 +101,8 @@ def recurrent_modules(tensors: dict, roles=()) -> dict[str, Shapes]:
 
 
 def _block_prefixes(stack: model.Stack, prefix: str, modules) -> dict[str, str]:
-    if len(stack.blocks) == 1:
+    # a stack with layers names its block as its layers, beside them under the prefix
+    if len(stack.blocks) == 1 and all(e.recurrent for e in stack.entries):
         (block,) = stack.blocks
         named = prefix + block.name + "."
         # a one-block stack also matches a bare module: `weight_ih_l0` right after the prefix
@@ -125,7 +126,10 @@ def _fit(prefixes: dict[str, str], stack: model.Stack, modules) -> tuple[int, in
 
 
 def _candidates(stack: model.Stack, modules) -> set[str]:
-    if len(stack.blocks) == 1:
+    # a one-block stack may match a bare module (its prefix is the module's); with layers
+    # its block is named beside them
+    layered = not all(e.recurrent for e in stack.entries)
+    if len(stack.blocks) == 1 and not layered:
         return set(modules)
     found = set()
     for module in modules:

@@ -332,9 +332,41 @@ def _value(value) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ()) -> str:
+def _unknowns(module: Module, cells: list[CellShape]) -> list[str]:
+    """What a block's weights do not record, as the written comment lists it."""
+    unknown = ["dropout"] if module.arguments.get("num_layers", 1) > 1 else []
+    rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
+    unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
+                   if r.choices and not r.keyword_only]  # torch's words weights do not tell
+    declared = next((c.arguments for c in cells if c.name == module.cell), ())
+    unknown[:0] = [f"`{a}` (a size of `{module.cell}` no tensor shows: set it)"
+                   for a in declared if a not in module.arguments]
+    return unknown
+
+
+def _module_stack(module: Module, cells, taken: set[str]) -> list[str]:
+    shown = f"`{module.prefix}*`" if module.prefix else "keys without a prefix"
+    lines = [f"# {shown}: {module.tensors} tensors, {module.dtype}",
+             f"stack {stack_name(module.prefix, taken)} {{",
+             f"    input_size = {module.input_size}",
+             "    # batch_first: not recorded in the weights"]
+    arguments = ", ".join(f"{k} = {_value(v)}" for k, v in module.arguments.items())
+    lines.append(f"    {module.cell}({arguments})")
+    unknown = _unknowns(module, cells)
+    if unknown:
+        lines.append(f"    # not recorded in the weights: {', '.join(unknown)}")
+    return lines + ["}", ""]
+
+
+def render_spec(modules: list[Module], source: str, cells: list[CellShape] = (),
+                stacks: list | None = None) -> str:
+    """The spec: one stack per module of `modules`, or, given `stacks` (`infer_stacks`),
+    one per entry of it: a `Module` alone or the entries of one parent module."""
+    if stacks is None:
+        stacks = list(modules)
+    layered = any(not isinstance(s, Module) for s in stacks)
     lines = [f"{HEADER_MARK} from `{os.path.basename(source)}`: one stack per recurrent "
-             "module.",
+             "module" + (", with the layers beside it." if layered else "."),
              "# Weights do not record `dropout`, `batch_first` or an rnn's `nonlinearity`:",
              "# the defaults (0, false, tanh) are assumed; set them as the model was trained.",
              ""]
@@ -343,25 +375,134 @@ def render_spec(modules: list[Module], source: str, cells: list[CellShape] = ())
         if cell.name in used and cell.source:
             lines += [cell.source.rstrip("\n"), ""]
     taken: set[str] = set()
-    for module in modules:
-        shown = f"`{module.prefix}*`" if module.prefix else "keys without a prefix"
-        lines.append(f"# {shown}: {module.tensors} tensors, {module.dtype}")
-        lines.append(f"stack {stack_name(module.prefix, taken)} {{")
-        lines.append(f"    input_size = {module.input_size}")
-        lines.append("    # batch_first: not recorded in the weights")
-        arguments = ", ".join(f"{k} = {_value(v)}" for k, v in module.arguments.items())
-        lines.append(f"    {module.cell}({arguments})")
-        unknown = ["dropout"] if module.arguments.get("num_layers", 1) > 1 else []
-        rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
-        unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
-                       if r.choices and not r.keyword_only]  # torch's words weights do not tell
-        declared = next((c.arguments for c in cells if c.name == module.cell), ())
-        unknown[:0] = [f"`{a}` (a size of `{module.cell}` no tensor shows: set it)"
-                       for a in declared if a not in module.arguments]
-        if unknown:
-            lines.append(f"    # not recorded in the weights: {', '.join(unknown)}")
-        lines += ["}", ""]
+    for stack in stacks:
+        if isinstance(stack, Module):
+            lines += _module_stack(stack, cells, taken)
+        else:
+            lines += render_entries(*stack, cells, taken)
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def _parent(prefix: str) -> tuple[str, str] | None:
+    """`encoder.rnn.` -> (`encoder.`, `rnn`); None for a bare module."""
+    if not prefix:
+        return None
+    parent, _, name = prefix[:-1].rpartition(".")
+    if check_name(name, _NOWHERE, "block") is not None:
+        return None
+    return (parent + "." if parent else ""), name
+
+
+def infer_stacks(tensors: dict, cells: list[CellShape] = ()):
+    """(stacks, skipped, notes): each stack a `Module` alone or (parent, [Entry]): the
+    recurrent modules of one parent with the layers beside them, in the order of sizes."""
+    from rnnspec.tools.checkpoints.infer_layers import layer_modules, order_entries
+
+    modules, skipped = infer_modules(tensors, cells)
+    positions: dict[str, int] = {}
+    for position, key in enumerate(tensors):
+        found = LAYER_KEY.fullmatch(key)
+        if found:
+            positions.setdefault(found["module"], position)
+    layers = layer_modules(tensors, {m.prefix for m in modules})
+    by_parent: dict[str, list] = {}
+    for module in modules:
+        parent = _parent(module.prefix)
+        if parent is not None:
+            by_parent.setdefault(parent[0], []).append(module)
+    placed: dict[str, tuple] = {}  # prefix of a module's first recurrent module -> stack
+    inside: set[str] = set()
+    notes = []
+    for parent, recurrent in by_parent.items():
+        beside = [m for m in layers if m.parent == parent]
+        if not beside:
+            continue
+        entries = order_entries([(positions[m.prefix], m) for m in recurrent], beside)
+        if entries is None:
+            notes.append(f"the layers beside `{parent or '(no prefix)'}`'s recurrent "
+                         "modules fit no order of their sizes: written without them")
+            continue
+        placed[recurrent[0].prefix] = (parent, entries)
+        inside.update(m.prefix for m in recurrent)
+    stacks = []
+    for module in modules:
+        if module.prefix in placed:
+            stacks.append(placed[module.prefix])
+        elif module.prefix not in inside:
+            stacks.append(module)
+    return stacks, skipped, notes
+
+
+_FILL_CONV = "not recorded in the weights (1, 0, 1 assumed): fill them in"
+
+
+def _layer_line(entry) -> tuple[str, str]:
+    """(`kind(arguments)`, a comment or "") of a layer entry."""
+    shapes = entry.module.shapes
+    weight = shapes.get("weight")
+    no_bias = ", bias = false" if "bias" not in shapes else ""
+    if entry.kind == "linear":
+        return f"linear({weight[0]}{no_bias})", ""
+    if entry.kind == "embedding":
+        return (f"embedding({weight[0]}, {weight[1]})",
+                "padding_idx: not recorded in the weights")
+    if entry.kind == "batch_norm":
+        return ("batch_norm()" if weight is not None else "batch_norm(affine = false)"), ""
+    if entry.kind == "layer_norm":
+        return f"layer_norm({'bias = false' if no_bias else ''})", ""
+    groups = f", groups = {entry.groups}" if entry.groups != 1 else ""
+    if entry.kind == "conv1d":
+        return (f"conv1d({weight[0]}, {weight[2]}{groups}{no_bias})",
+                f"stride, padding, dilation: {_FILL_CONV}")
+    kernel = str(weight[2]) if weight[2] == weight[3] else f"[{weight[2]}, {weight[3]}]"
+    return (f"conv2d({weight[0]}, {kernel}{groups}{no_bias})",
+            "stride, padding, dilation (pairs [features, time], or `layout = time_first`): "
+            + _FILL_CONV)
+
+
+def _first_input(entry) -> str | None:
+    """The stack's `input_size` line from its first entry (None: it has none to give)."""
+    if entry.kind == "recurrent":
+        return f"input_size = {entry.module.input_size}"
+    shapes = entry.module.shapes
+    if entry.kind == "embedding":
+        return None
+    if entry.kind == "conv2d":
+        return ("# input_size = ?  fill in: the bins of each step (the weights give only "
+                "the kernels)")
+    if entry.kind in ("linear", "conv1d"):
+        return f"input_size = {shapes['weight'][1]}"
+    return f"input_size = {(shapes.get('running_mean') or shapes['weight'])[0]}"
+
+
+def render_entries(parent: str, entries: list, cells, taken: set[str]) -> list[str]:
+    tensors = sum(e.module.tensors if e.kind == "recurrent" else len(e.module.shapes)
+                  for e in entries)
+    dtype = entries[0].module.dtype
+    shown = f"`{parent}*`" if parent else "keys without a prefix"
+    lines = [f"# {shown}: {tensors} tensors, {dtype}; activations, dropout and pooling hold "
+             "no tensors: add them where the model has them",
+             f"stack {stack_name(parent, taken)} {{"]
+    first = _first_input(entries[0])
+    if first is not None:
+        lines.append(f"    {first}")
+    lines.append("    # batch_first: not recorded in the weights")
+    for entry in entries:
+        if entry.kind != "recurrent":
+            text, comment = _layer_line(entry)
+            lines.append(f"    {entry.module.name} = {text}" + (f"  # {comment}" if comment
+                                                                 else ""))
+            continue
+        module = entry.module
+        arguments = dict(module.arguments, **({"merge": "sum"} if entry.merge_sum else {}))
+        written = ", ".join(f"{k} = {_value(v)}" for k, v in arguments.items())
+        unknown = _unknowns(module, cells)
+        comment = f"  # not recorded in the weights: {', '.join(unknown)}" if unknown else ""
+        lines.append(f"    {_parent(module.prefix)[1]} = {module.cell}({written}){comment}")
+    return lines + ["}", ""]
 
 
 def write_spec(path: str, text: str, force: bool) -> None:
@@ -393,15 +534,20 @@ def run_infer(args) -> int:
     except CheckpointError as exc:
         sys.stderr.write(f"rnnspec: error: {exc}\n")
         return 2
-    modules, skipped = infer_modules(tensors, cells)
+    stacks, skipped, notes = infer_stacks(tensors, cells)
+    modules = [s for s in stacks if isinstance(s, Module)] + [
+        e.module for s in stacks if not isinstance(s, Module) for e in s[1]
+        if e.kind == "recurrent"]
     for prefix, why in skipped:
         sys.stderr.write(f"rnnspec: note: skipped `{prefix or '(no prefix)'}`: {why}\n")
+    for note in notes:
+        sys.stderr.write(f"rnnspec: note: {note}\n")
     if not modules:
         sys.stderr.write(f"rnnspec: error: `{args.checkpoint}` holds no recurrent module "
                          "(no `weight_ih_l0` and `weight_hh_l0` of nn.RNN, nn.LSTM or "
                          "nn.GRU)\n")
         return 1
-    text = render_spec(modules, args.checkpoint, cells)
+    text = render_spec(modules, args.checkpoint, cells, stacks)
     if args.output == "-":
         sys.stdout.write(text)
         return 0
