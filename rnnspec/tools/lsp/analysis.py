@@ -132,12 +132,28 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
                 return _stack_hover(analysis.stacks[name]), name_span
     for stack_ast in spec.stacks if spec is not None else ():
         stack = analysis.stacks.get(stack_ast.name)
-        if stack is None or len(stack.blocks) != len(stack_ast.blocks):
+        items = [item for item in stack_ast.blocks if item.cell != "input"]  # not side inputs
+        if stack is None or len(stack.entries) != len(items):
             continue
-        for block, block_ast in zip(stack.blocks, stack_ast.blocks):
-            if _contains(block_ast.span, line, column):
-                return block_hover(block, stack), block_ast.span
+        for entry, item in zip(stack.entries, items):
+            if _contains(item.span, line, column):
+                hover = block_hover(entry, stack) if entry.recurrent else layer_hover(entry)
+                return hover, item.span
     return None
+
+
+def layer_hover(layer) -> str:
+    """A layer: its kind and sizes, tensors, output shape and, if it changes time, the
+    time formula of its output."""
+    rows = [f"**{layer.name}**: {layer.summary}", "",
+            "| tensor | shape |", "| --- | --- |"]
+    rows += [f"| `{t.name}` | `{_shape(t.shape)}` |" for t in (*layer.parameters,
+                                                              *layer.buffers)]
+    rows.append(f"| output | `{_shape(layer.output)}` |")
+    if layer.time is not None and layer.changes_time:
+        rows += ["", f"time `{layer.time}` (reads `{layer.input_time}`)"]
+    rows += ["", f"{layer.parameter_count:,} parameters"]
+    return "\n".join(rows)
 
 
 def _is_key(spec, line: int, column: int) -> bool:
@@ -172,6 +188,11 @@ def _stack_hover(stack) -> str:
     for block in stack.blocks:
         rows.append(f"| `{block.name}` | `{block.cell}` | `{_shape(block.output)}` |")
     rows += ["", f"input `{_shape(stack.input)}`, output `{_shape(stack.output)}`"]
+    if len(stack.entries) != len(stack.blocks):
+        count = len(stack.entries) - len(stack.blocks)
+        rows[0] += f", {count} layer{'s' if count != 1 else ''}"
+    if stack.min_input_time > 1:
+        rows.append(f"needs T >= {stack.min_input_time}")
     return "\n".join(rows)
 
 
