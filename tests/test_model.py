@@ -79,5 +79,6 @@ def test_the_report_and_the_drawing_read_a_layer_through_the_protocol():
     assert norm["buffers"] == {"running_mean": [50]}
     encoder = dict(document["entries"][0])
     assert (encoder.pop("kind"), encoder.pop("time"), encoder.pop("from")) == ("lstm", "T", None)
+    assert encoder.pop("buffers") == {} and encoder.pop("arguments")["hidden_size"] == 50
     assert encoder == document["blocks"][0]
     assert "norm · layer_norm" in draw_svg([stack])

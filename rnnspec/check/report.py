@@ -184,15 +184,17 @@ def stack_json(stack: model.Stack) -> dict:
         document["side_inputs"] = {
             side.name: {"size": side.size, "over": "sequence" if side.per_sequence else "time",
                         "shape": list(side.shape)} for side in stack.side_inputs}
-    if len(stack.entries) != len(stack.blocks):
-        entries = []
-        for entry in stack.entries:
-            document_entry = entry_json(entry)
-            if entry.recurrent:
-                document_entry = {"kind": entry.cell, **document_entry,
-                                  "time": str(entry.time), "from": _source_json(entry.source)}
-            entries.append(document_entry)
-        document["entries"] = entries
+    entries = []
+    for entry in stack.entries:
+        document_entry = entry_json(entry)
+        if entry.recurrent:
+            arguments = {key: value for key, value in entry.arguments.items()
+                         if key != "batch_first"}
+            document_entry = {"kind": entry.cell, **document_entry, "arguments": arguments,
+                              "buffers": {}, "time": str(entry.time),
+                              "from": _source_json(entry.source)}
+        entries.append(document_entry)
+    document["entries"] = entries
     return document
 
 

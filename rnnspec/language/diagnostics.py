@@ -107,7 +107,7 @@ CODES: dict[str, str] = {
     "E105": "`embedding` not first, or with `input_size`",
     "E106": "an entry that cannot follow `pool`, or `pool(final)` not after a block",
     "E107": "an entry shorter than one step",
-    "E108": "a side input without a name or size",
+    "E108": "a side input without a name",
     # warnings
     "W001": "dropout has no effect with one layer",
     "W002": "parameters exceed any single device's memory",

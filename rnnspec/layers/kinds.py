@@ -1,7 +1,8 @@
 """One record per layer kind (language reference, section 10): its arguments in PyTorch's
 constructor order (after the input size, which the stack gives), its group, and how it
 changes features and time. What a kind is in PyTorch (its module, its forward) belongs to
-the backends (`backends/torch/layers.py`); the checker reads only this.
+the backends (`backends/torch/network.py`, `backends/onnx/layers.py`); the checker
+reads only this.
 
 Groups:
 - `step`: per step, `[T, B, F] -> [T, B, F']` (linear, norms, dropout, activations);
