@@ -177,3 +177,80 @@ def test_cli(tmp_path):
     failed = _draw("mistake.rnn", "-o", "y.svg", cwd=tmp_path)
     assert failed.returncode == 1 and "error[E044]" in failed.stderr
     assert not (tmp_path / "x.svg").exists() and not (tmp_path / "y.svg").exists()
+
+
+# Section 10: layers, time arithmetic, `from` wiring and side inputs.
+WIRED = """\
+stack Wired {
+    input_size = 40
+    speaker = input(64, over = sequence)
+    noise   = input(8)
+    conv = conv1d(32, 3, stride = 2)
+    fc   = linear(32, from = concat(input, noise))
+    sub  = subsample(2, from = conv)
+    lstm = lstm(hidden_size = 16)
+    out  = linear(16, from = sum(lstm, lstm))
+}
+"""
+
+
+def _elements(svg: str, tag: str, **attributes) -> list:
+    root = ET.fromstring(svg.encode("utf-8"))
+    return [e for e in root.iter(f"{SVG}{tag}")
+            if all(e.get(k) == v for k, v in attributes.items())]
+
+
+@pytest.mark.parametrize("name", ["deepspeech2", "unmix", "sentiment"])
+def test_layer_examples(name):
+    text = (ROOT / "examples" / f"{name}.rnn").read_text(encoding="utf-8")
+    svg = _svg(text)
+    assert svg == _svg(text)
+    texts = _texts(svg)
+    (stack,) = check_text(text, "spec.rnn").stacks
+    layers = [e for e in stack.entries if not e.recurrent]
+    # a layer is a box of its own style, a block keeps its rounded box
+    assert len(_elements(svg, "rect", **{"class": "layer"})) == len(layers)
+    assert len(_elements(svg, "rect", rx="8")) == len(stack.entries) - len(layers)
+    for entry in stack.entries:
+        kind = entry.kind if not entry.recurrent else entry.cell
+        assert f"{entry.name} · {kind}" in texts
+        assert f"{entry.parameter_count:,} parameters" in texts
+    assert f"output {_shape(stack.output)}" in texts
+    assert_golden(f"draw/{name}.svg", svg)
+
+
+def test_time_formulas_label_the_edges():
+    text = (ROOT / "examples" / "deepspeech2.rnn").read_text(encoding="utf-8")
+    svg = _svg(text)
+    texts = _texts(svg)
+    assert "[(T - 1) // 2 + 1, B, 32, 41]" in texts  # conv2's output, on its arrow
+    assert "time (T - 1) // 2 + 1" in texts  # in conv1's box: it changes time
+    (stack,) = check_text(text, "spec.rnn").stacks
+    timed = [e for e in stack.entries if e.time is not None and str(e.time) != "T"]
+    assert texts.count("T' = (T - 1) // 2 + 1") == len(timed)
+    # a stack whose time stays `T` has no time labels
+    assert not _elements(_svg((ROOT / "examples" / "unmix.rnn").read_text()), "text",
+                         **{"class": "time"})
+
+
+def test_from_wiring_and_side_inputs():
+    svg = _svg(WIRED)
+    texts = _texts(svg)
+    assert "input speaker [B, 64] (one per sequence)" in texts
+    assert "input noise [T, B, 8]" in texts
+    assert "32 → 32, from conv" in texts
+    assert "48 → 32, from concat(input, noise)" in texts
+    assert "16 → 16, from sum(lstm, lstm)" in texts
+    # edges: input and noise into fc, conv into sub (lstm is the previous entry of out)
+    assert len(_elements(svg, "path", **{"class": "wire"})) == 3
+    # the arrows into fc and sub carry nothing into them: dashed, without an arrowhead
+    dashed = [e for e in _elements(svg, "line") if e.get("stroke-dasharray") == "3 3"]
+    assert len(dashed) == 2 and all(e.get("marker-end") is None for e in dashed)
+    assert 'id="wire"' in svg
+    assert_golden("draw/wired.svg", svg)
+
+
+def test_unmix_skip_is_an_edge():
+    svg = _svg((ROOT / "examples" / "unmix.rnn").read_text(encoding="utf-8"))
+    assert "1024 → 512, from concat(skip, lstm)" in _texts(svg)
+    (wire,) = _elements(svg, "path", **{"class": "wire"})  # skip; lstm is the one before

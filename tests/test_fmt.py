@@ -370,3 +370,37 @@ def test_cli_io_errors_and_stdin(tmp_path):
     assert missing.returncode == 2 and "error[E006]" in missing.stderr
     piped = _fmt("-", stdin=MESSY)
     assert piped.returncode == 0 and piped.stdout == CLEAN
+
+
+def test_layer_syntax_formats_stably():
+    """Section 10's forms: pairs `[a, b]`, `from = concat(a, b)` and `sum`, side inputs
+    `NAME = input(64, over = sequence)`, heads; formatting twice is formatting once."""
+    text = ("stack S{input_size=40 speaker=input( 64 ,over=sequence ) noise=input(8)"
+            " conv=conv2d(32,[ 41 , 11 , ],stride=[2,2],padding=[20,5]) fc=linear(16,"
+            "from=concat( conv,speaker,noise )) s=linear(16, from = sum(fc,fc))"
+            " lstm(hidden_size=8) pool( last )}")
+    assert _assert_formats_well(text) == (
+        "stack S {\n"
+        "    input_size = 40\n"
+        "    speaker = input(64, over = sequence)\n"
+        "    noise   = input(8)\n"
+        "    conv    = conv2d(32, [41, 11], stride = [2, 2], padding = [20, 5])\n"
+        "    fc      = linear(16, from = concat(conv, speaker, noise))\n"
+        "    s       = linear(16, from = sum(fc, fc))\n"
+        "    lstm(hidden_size = 8)\n"
+        "    pool(last)\n"
+        "}\n"
+    )
+    # a break after a comma inside a pair or a `concat` is kept, and stays where it is
+    broken = ("stack S {\n    input_size = 4\n    c = conv1d(8, 3,\n"
+              "  from = concat(input,\n input))\n}\n")
+    once = _assert_formats_well(broken)
+    assert format_text(once) == once
+    assert once.count("\n") == broken.count("\n")
+
+
+@pytest.mark.parametrize("name", ["deepspeech2", "unmix", "sentiment"])
+def test_layer_examples_are_formatted_and_stable(name):
+    text = (OWN_EXAMPLES / f"{name}.rnn").read_text(encoding="utf-8")
+    assert format_text(text) == text
+    assert format_text(format_text(text)) == text

@@ -609,7 +609,7 @@ def test_language_server_hover_shows_a_layer_and_its_time_formula():
     lines = SPEECH.split("\n")
     row = next(i for i, line in enumerate(lines) if line.strip().startswith("conv1 ="))
     text, _ = hover_text(analysis, row + 1, 6)
-    assert "**conv1**: conv2d, 161 -> 2592 (32 channels * 81 bins)" in text
+    assert "**conv1**: `conv2d`, 161 → 2592 (32 channels × 81 bins)" in text
     assert "`[32, 1, 41, 11]`" in text and "`[(T - 1) // 2 + 1, B, 32, 81]`" in text
     assert "time `(T - 1) // 2 + 1` (reads `T`)" in text
     row = next(i for i, line in enumerate(lines) if line.strip().startswith("rnn1 ="))
@@ -617,4 +617,4 @@ def test_language_server_hover_shows_a_layer_and_its_time_formula():
     assert "**rnn1**: `lstm`" in text and "`[(T - 1) // 2 + 1, B, 64]`" in text
     short = Analysis("stack S {\n input_size = 3\n conv1d(4, 9)\n}\n", "s.rnn")
     text, _ = hover_text(short, 1, 8)
-    assert "needs T >= 9" in text and "0 blocks" in text and ", 1 layer" in text
+    assert "needs T >= 9" in text and "0 blocks, 1 layer," in text

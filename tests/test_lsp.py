@@ -417,3 +417,137 @@ def test_every_prefix_in_process():
             definition(analysis, line, max(1, column - 1))
             symbols(analysis)
             assert isinstance(completions(analysis, prefix, end), list)
+
+
+# ----------------------------------------------------------------------------- section 10
+
+DEEPSPEECH2 = (ROOT / "examples" / "deepspeech2.rnn").read_text(encoding="utf-8")
+UNMIX = (ROOT / "examples" / "unmix.rnn").read_text(encoding="utf-8")
+SENTIMENT = (ROOT / "examples" / "sentiment.rnn").read_text(encoding="utf-8")
+WIRED = """\
+stack Wired {
+    input_size = 40
+    speaker = input(64, over = sequence)
+    noise   = input(8)
+    conv = conv1d(32, 11, stride = 2)
+    fc   = linear(32, from = concat(input, noise))
+    sub  = subsample(2, from = conv)
+    lstm = lstm(hidden_size = 16)
+    out  = linear(16, from = sum(lstm, lstm))
+}
+"""
+
+
+def _hover_in_process(text: str, needle: str, occurrence: int = 0) -> str | None:
+    at = _position(text, needle, occurrence)
+    found = hover_text(Analysis(text, "spec.rnn"), at.line + 1, at.character + 1)
+    return found[0] if found else None
+
+
+def _labels_in_process(text: str, needle: str, after: int = 0) -> list[str]:
+    offset = text.index(needle) + after
+    return [c.label for c in completions(Analysis(text, "spec.rnn"), text, offset)]
+
+
+@in_server
+async def test_hover_and_completion_of_layers(client: LanguageClient):
+    _, hover, _, labels = await _requests(client, DEEPSPEECH2)
+    conv2 = await hover("conv2 =")
+    assert conv2.startswith("**conv2**: `conv2d`, 2592 → 1312 (32 channels × 41 bins)\n")
+    assert "time `(T - 1) // 2 + 1` (reads `(T - 1) // 2 + 1`)" not in conv2  # same time
+    assert "| output | `[(T - 1) // 2 + 1, B, 32, 41]` |" in conv2
+    assert "| `conv2.weight` | `[32, 32, 21, 11]` |" in conv2
+    conv1 = await hover("conv1 =")
+    assert "time `(T - 1) // 2 + 1` (reads `T`)" in conv1
+    bn = await hover("bn1")
+    assert "| `bn1.running_mean` (buffer) | `[32]` |" in bn
+    assert "| `bn1.num_batches_tracked` (buffer) | `[]` |" in bn
+    rnn = await hover("rnn1")
+    assert rnn.startswith("**rnn1**: `lstm`, 1312 -> 1024") and "time `(T - 1) // 2 + 1`" in rnn
+    assert "| output | `[(T - 1) // 2 + 1, B, 1024]` |" in rnn
+    stack = await hover("DeepSpeech2 {")
+    assert stack.startswith("**stack DeepSpeech2**: 5 blocks, 13 layers, ")
+    assert "| `conv2` | `conv2d` | `[(T - 1) // 2 + 1, B, 32, 41]` |" in stack
+    assert "needs T" not in stack  # min_input_time is 1
+    assert await hover("output[conv2]") == (
+        "`output[conv2]` of `DeepSpeech2`: derived `[(T - 1) // 2 + 1, B, 32, 41]`")
+    in_stack = await labels("rnn1 ")
+    from rnnspec.layers.kinds import LAYER_KINDS
+
+    assert set(LAYER_KINDS) | {"lstm", "gru", "rnn", "input", "input_size"} <= set(in_stack)
+    in_conv = await labels("32, [21", after=4)
+    assert ["out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
+            "layout", "from"] == [x for x in in_conv if x in (
+                "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                "bias", "layout", "from")]
+    assert "hidden_size" not in in_conv
+    in_lstm = await labels("hidden_size = H, bidirectional")
+    assert "hidden_size" in in_lstm and "out_channels" not in in_lstm
+
+
+def test_layer_hover_in_process():
+    conv = _hover_in_process(WIRED, "conv =")
+    assert conv.startswith("**conv**: `conv1d`, 40 → 32\n")
+    assert "time `(T - 11) // 2 + 1` (reads `T`)" in conv
+    assert "| `conv.weight` | `[32, 40, 11]` |" in conv
+    sub = _hover_in_process(WIRED, "sub ")
+    assert "time `(T - 11) // 2 // 2 + 1` (reads `(T - 11) // 2 + 1`)" in sub
+    assert "reads `conv`" in sub
+    assert "reads `concat(input, noise)`" in _hover_in_process(WIRED, "fc ")
+    assert "reads `sum(lstm, lstm)`" in _hover_in_process(WIRED, "out ")
+    stack = _hover_in_process(WIRED, "Wired")
+    assert stack.endswith("needs T >= 11")
+    assert "side input `speaker` `[B, 64]` (one per sequence)" in stack
+    assert "side input `noise` `[T, B, 8]`" in stack
+    assert _hover_in_process(WIRED, "speaker").startswith("**speaker**: side input `[B, 64]`")
+    head = _hover_in_process(SENTIMENT, "pool(final)")
+    assert head.startswith("**pool3**: `pool`, 512 → 512") and "ends time" in head
+    assert "| output | `[64, 1]` |" not in head and "| output | `[B, 512]` |" in head
+    assert "no time axis" in _hover_in_process(SENTIMENT, "fc      =")
+    skip = _hover_in_process(UNMIX, "fc2  =")
+    assert "reads `concat(skip, lstm)`" in skip and "| `fc2.weight` | `[512, 1024]` |" in skip
+    # a stack of blocks only keeps its hover
+    assert "needs T" not in _hover_in_process(TAGGER, "Tagger")
+
+
+def test_layer_completion_in_process():
+    in_pool = "stack S {\n    input_size = 4\n    lstm(hidden_size = 4)\n    pool(mode = )\n}\n"
+    assert _labels_in_process(in_pool, "= )", 2)[:5] == ["last", "first", "mean", "max",
+                                                         "final"]
+    assert "mode" in _labels_in_process(in_pool, "mode")
+    assert _labels_in_process(WIRED, "concat(input", 7)[:3] == ["concat", "sum", "input"]
+    names = _labels_in_process(WIRED, "concat(input", 7)
+    assert {"speaker", "noise", "conv", "fc"} <= set(names)
+    assert "conv" in _labels_in_process(WIRED, "from = conv", 7)
+    assert _labels_in_process(WIRED, "over = sequence", 7)[:2] == ["time", "sequence"]
+    assert "factor" in _labels_in_process(WIRED, "subsample(2", 10)
+    # a layer being typed completes its arguments from the record, before it parses
+    typing = "stack S {\n    input_size = 4\n    max_pool1d("
+    assert {"kernel_size", "stride", "padding", "ceil_mode", "from"} <= set(
+        _labels_in_process(typing, "max_pool1d(", 11))
+
+
+def test_symbols_and_definitions_with_layers():
+    analysis = Analysis(WIRED, "spec.rnn")
+    (stack,) = symbols(analysis)
+    assert [c.name for c in stack.children] == ["conv", "fc", "sub", "lstm", "out"]
+    text = DEEPSPEECH2
+    at = _position(text, "conv2]")
+    found = definition(Analysis(text, "spec.rnn"), at.line + 1, at.character + 1)
+    assert (found.line, found.column) == (_position(text, "conv2 =").line + 1, 5)
+    unnamed = Analysis(SENTIMENT, "spec.rnn")
+    assert [c.name for c in symbols(unnamed)[0].children] == [
+        "embedding", "dropout1", "rnn", "pool3", "dropout", "fc"]
+
+
+def test_every_prefix_of_the_layer_examples_in_process():
+    for text in (UNMIX, SENTIMENT, WIRED):
+        for end in range(0, len(text) + 1, 3):
+            prefix = text[:end]
+            analysis = Analysis(prefix, "typing.rnn")
+            lines = prefix.split("\n")
+            line, column = len(lines), len(lines[-1]) + 1
+            hover_text(analysis, line, column)
+            definition(analysis, line, max(1, column - 1))
+            symbols(analysis)
+            assert isinstance(completions(analysis, prefix, end), list)

@@ -18,6 +18,7 @@ from rnnspec.cells.equations import FUNCTIONS as CELL_FUNCTIONS
 from rnnspec.cells.equations import INITIALISERS
 from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
 from rnnspec.language.lexer import tokenize
+from rnnspec.layers.kinds import COMBINE, LAYER_KINDS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
 SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
@@ -27,11 +28,16 @@ DECLARATIONS = {"let", "stack", "expect", "cell", "state", "param"}
 # The grammar's lists, from the registry and the equation checker: the test fails when
 # the language grows a cell, a function or a word and the TextMate grammar does not.
 CELLS = set(BUILTIN_CELLS)
-FUNCTIONS = set(CELL_FUNCTIONS) | set(INITIALISERS)
+FUNCTIONS = set(CELL_FUNCTIONS) | set(INITIALISERS) | set(COMBINE)
+# Layer kinds are scoped as cells are where an entry stands (in a stack, outside parentheses);
+# in a cell's equations `tanh(...)` stays a function.
+LAYERS = set(LAYER_KINDS)
 _RULES = [rule for cell in BUILTIN_CELLS.values() for rule in cell.arguments] + list(
-    COMMON_ARGUMENTS)
-WORD_ARGUMENTS = {rule.name for rule in _RULES if rule.kind == "word"}
-WORDS = {choice for rule in _RULES for choice in rule.choices}
+    COMMON_ARGUMENTS) + [rule for kind in LAYER_KINDS.values() for rule in kind.arguments]
+# A side input's `over = time | sequence` (rnnspec/check/entries.py).
+WORD_ARGUMENTS = {rule.name for rule in _RULES if rule.kind == "word"} | {"over"}
+WORDS = {choice for rule in _RULES for choice in rule.choices} | {"time", "sequence"}
+POOL_MODES = set(LAYER_KINDS["pool"].arguments[0].choices)
 
 V2_TEXT = """\
 # v2 syntax: cells, conditionals, comparisons, numbers of every form
@@ -119,6 +125,8 @@ def _followed_by_assignment(code: list, index: int) -> bool:
 def _expected_scopes(text: str):
     """(line, start, end, scope): what each token of `text` must be scoped as."""
     parens = 0
+    in_stack = False
+    previous: list = []  # the code tokens seen so far, across lines
     for number, line in enumerate(text.split("\n")):
         tokens = _line_tokens(line)
         code = [t for t in tokens if t[0] != "comment"]
@@ -128,6 +136,11 @@ def _expected_scopes(text: str):
                 yield number, start, end, "comment.line.number-sign.rnnspec"
                 continue
             index = code.index((kind, value, start, end))
+            if value == "{" and len(previous) > 1 and previous[-2][1] == "stack":
+                in_stack = True
+            elif value == "}":
+                in_stack = False
+            previous.append((kind, value))
             prev = code[index - 1][1] if index else None
             before_prev = code[index - 2][1] if index > 1 else None
             nxt = code[index + 1][1] if index + 1 < len(code) else None
@@ -137,14 +150,16 @@ def _expected_scopes(text: str):
                 scope = "constant.numeric.float.rnnspec"
             elif kind == "name":
                 scope = _name_scope(value, prev, nxt, index, first_word, parens,
-                                    _followed_by_assignment(code, index), before_prev)
+                                    _followed_by_assignment(code, index), before_prev,
+                                    in_stack)
             else:
                 scope = _operator_scope(value)
                 parens += {"(": 1, ")": -1}.get(value, 0)
             yield number, start, end, scope
 
 
-def _name_scope(word, prev, nxt, index, first_word, parens, assigned, before_prev) -> str:
+def _name_scope(word, prev, nxt, index, first_word, parens, assigned, before_prev,
+                in_stack=False) -> str:
     if word in DECLARATIONS:
         return "keyword.other.declaration.rnnspec"
     if word in ("if", "else"):
@@ -161,14 +176,20 @@ def _name_scope(word, prev, nxt, index, first_word, parens, assigned, before_pre
         return "variable.other.constant.rnnspec"
     if first_word in ("state", "param") and nxt == "[":
         return "entity.name.variable.rnnspec"
+    if parens and word == "from" and nxt == "=":
+        return "keyword.other.wiring.rnnspec"
     if parens and nxt == "=":
         return "variable.parameter.rnnspec"
+    if in_stack and parens == 1 and prev == "(" and before_prev == "pool" and word in POOL_MODES:
+        return "constant.language.choice.rnnspec"
     if parens and prev == "=" and before_prev in WORD_ARGUMENTS and word in WORDS:
         return "constant.language.choice.rnnspec"
     if index == 0 and assigned:
         return "variable.other.property.rnnspec"
-    if word in CELLS:
+    if word in CELLS or (in_stack and not parens and nxt == "(" and word in LAYERS):
         return "support.type.cell.rnnspec"
+    if word == "input":
+        return "support.function.rnnspec" if nxt == "(" else "variable.language.input.rnnspec"
     if word in FUNCTIONS:
         return "support.function.rnnspec"
     if word == "_":
@@ -243,3 +264,61 @@ def test_every_token_of_the_examples_gets_its_scope():
                                  f"got {scopes}")
     assert not wrong, "\n".join(wrong)
     assert checked > 500  # every example's every token, not an empty loop
+
+
+LAYERS_TEXT = """\
+stack Layers {
+    input_size = 40
+    speaker = input(64, over = sequence)
+    noise   = input(8, over = time)
+    conv = conv2d(32, [41, 11], stride = [2, 2], layout = features_first)
+    max_pool2d([2, 2])
+    conv1d(16, 3, from = concat(conv, noise))
+    fc = linear(16, from = sum(input, input))
+    lstm = lstm(hidden_size = 8, from = input)
+    pool(mode = mean)
+    tanh()
+    pool(final)
+}
+
+cell UsesFunctions {
+    state h[hidden_size]
+    param w[hidden_size, input_size] = zeros
+    h = tanh(w @ x) + relu(h) + sigmoid(h) + gelu(h) + silu(h) + layer_norm(h)
+}
+"""
+
+
+def test_every_layer_kind_is_in_the_grammar():
+    """Each key of LAYER_KINDS, the wiring words and the pool modes appear in the grammar, and
+    each kind written as an entry is scoped as a cell by the real engine."""
+    import re
+
+    grammar = GRAMMAR.read_text(encoding="utf-8")
+    alternatives = set(re.findall(r"\w+", grammar))
+    for word in LAYERS | POOL_MODES | {"from", "input", *COMBINE}:
+        assert word in alternatives, word
+    entries = "\n".join(f"    {kind}()" for kind in sorted(LAYER_KINDS))
+    text = "stack All {\n    input_size = 4\n" + entries + "\n}\n"
+    [lines] = _tokenize_with_textmate([text])
+    for number, line in enumerate(text.split("\n")):
+        word = line.strip().rstrip("()")
+        if word in LAYER_KINDS:
+            start = line.index(word)
+            covering = [t for t in lines[number] if t[0] <= start < t[1]]
+            assert covering and "support.type.cell.rnnspec" in covering[0][2], (word, covering)
+
+
+def test_every_token_of_the_layer_syntax_gets_its_scope():
+    [lines] = _tokenize_with_textmate([LAYERS_TEXT])
+    wrong = []
+    for number, start, end, scope in _expected_scopes(LAYERS_TEXT):
+        for _, _, scopes in [t for t in lines[number] if t[0] < end and t[1] > start]:
+            if scope not in scopes:
+                wrong.append(f"{number + 1}:{start + 1}: expected {scope}, got {scopes}")
+    assert not wrong, "\n".join(wrong)
+    # the kinds that are also cell functions stay functions in a cell's equations
+    cell_line = LAYERS_TEXT.split("\n").index(
+        "    h = tanh(w @ x) + relu(h) + sigmoid(h) + gelu(h) + silu(h) + layer_norm(h)")
+    tanh = [t for t in lines[cell_line] if t[0] == 8]
+    assert "support.function.rnnspec" in tanh[0][2]

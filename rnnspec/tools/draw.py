@@ -8,6 +8,13 @@ that merges its directions shows the merge under its box; a residual block has a
 from its input around the box to a `+` on its output. Several stacks are drawn side by
 side. The output is deterministic, and every name and shape reaches the SVG escaped.
 
+Layers (section 10) are boxes of their own style: square corners and a dashed outline,
+with their kind, sizes and parameter count, and the time formula of a layer that changes
+time; the arrow out of an entry whose time is not `T` carries that formula under its shape.
+An entry that reads `from = NAME`, `concat(...)` or `sum(...)` gets an edge from each named
+entry or input, run down the left of the boxes; a stack's side inputs are drawn as inputs
+under its title, where their edges start.
+
 Nothing here depends on which cell a block runs: a box's colour comes from a stable hash
 of the cell's name (so a cell keeps its colour from picture to picture), and everything
 else from the checked model.
@@ -36,6 +43,10 @@ MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 PALETTE = ("#fdf1e3", "#e9f6ec", "#e8f1fb", "#f1ecf8", "#fbeaf0", "#eef5e1", "#e6f4f4",
            "#f7f3df")
 RESIDUAL_COLOUR = "#2a7f62"
+WIRE_COLOUR = "#1f5fa8"  # `from` edges
+TIME_COLOUR = "#b35900"  # a time formula other than `T`
+LAYER_HEIGHT = 56
+SIDE_ROW = 20  # one side input's row under the title
 # Arguments the details line already says, or that the picture shows otherwise.
 _SHOWN_ELSEWHERE = ("bidirectional", "proj_size", "merge", "residual")
 
@@ -46,7 +57,7 @@ def cell_fill(cell: str) -> str:
 
 
 def _text(x: float, y: float, content: str, **attributes) -> str:
-    attrs = "".join(f" {k.replace('_', '-')}={quoteattr(str(v))}"
+    attrs = "".join(f" {k.rstrip('_').replace('_', '-')}={quoteattr(str(v))}"
                     for k, v in attributes.items())
     return f'<text x="{x:g}" y="{y:g}"{attrs}>{escape(content)}</text>'
 
@@ -86,11 +97,29 @@ def _block_lines(block) -> tuple[str, str, str, str]:
     return title, ", ".join(details), _extras(block), f"{block.parameter_count:,} parameters"
 
 
+def _source_text(entry) -> str:
+    source = getattr(entry, "source", None)
+    if source is None:
+        return ""
+    if source.mode == "name":
+        return f"from {source.parts[0]}"
+    return f"from {source.mode}({', '.join(source.parts)})"
+
+
 def _entry_lines(entry) -> tuple[str, str, str, str]:
-    """A block's four lines, or a layer's: its name and kind, its sizes, its parameters."""
+    """A block's four lines, or a layer's: its name and kind, its sizes (and where it reads
+    from), its time formula if it changes time, its parameters."""
     if entry.recurrent:
-        return _block_lines(entry)
-    return (f"{entry.name} · {entry.kind}", f"{entry.input_size} → {entry.output_size}", "",
+        title, details, extras, count = _block_lines(entry)
+        wiring = _source_text(entry)
+        return title, details, ", ".join(p for p in (extras, wiring) if p), count
+    details = f"{entry.input_size} → {entry.output_size}"
+    if entry.grid is not None:
+        details += f" ({entry.grid[0]} channels × {entry.grid[1]} bins)"
+    if entry.source is not None:
+        details += f", {_source_text(entry)}"
+    time = f"time {entry.time}" if entry.time is not None and entry.changes_time else ""
+    return (f"{entry.name} · {entry.kind}", details, time,
             f"{entry.parameter_count:,} parameters")
 
 
@@ -99,6 +128,8 @@ def _fill(entry) -> str:
 
 
 def _box_height(block, extras: str) -> float:
+    if not block.recurrent:
+        return LAYER_HEIGHT + (16 if extras else 0)
     return max(BOX_HEIGHT + (16 if extras else 0), 14 + STATE_ROW * len(block.states))
 
 
@@ -131,26 +162,77 @@ def _residual(left: float, centre: float, top: float, junction: float) -> list[s
     ]
 
 
+def _counts(stack) -> str:
+    blocks = sum(1 for e in stack.entries if e.recurrent)
+    layers = len(stack.entries) - blocks
+    text = f"{blocks} block{'s' if blocks != 1 else ''}"
+    if layers:
+        text += f", {layers} layer{'s' if layers != 1 else ''}"
+    return text
+
+
+def _wire(start: tuple[float, float], lane: float, target_y: float, box_x: float) -> str:
+    """A `from` edge: from an outlet left along to `lane`, down, and right into a box."""
+    x, y = start
+    return (f'<path d="M{x:g},{y:g} H{lane:g} V{target_y:g} H{box_x - 2:g}" fill="none" '
+            f'stroke="{WIRE_COLOUR}" stroke-width="1.3" marker-end="url(#wire)" '
+            'class="wire"/>')
+
+
+def _reads_previous(entry, previous) -> bool:
+    source = getattr(entry, "source", None)
+    return source is None or (previous is not None and previous.name in source.parts)
+
+
 def _stack(stack, left: float) -> tuple[list[str], float]:
     """The SVG elements of one stack's column and the column's height."""
     centre = left + BOX_X + BOX_WIDTH / 2
-    count = len(stack.entries)
+    box_x = left + BOX_X
     out = [
         _text(left + BOX_X, 28, f"stack {stack.name}", font_size=17, font_weight="bold"),
-        _text(left + BOX_X, 48, f"{count} block{'s' if count != 1 else ''}"
+        _text(left + BOX_X, 48, f"{_counts(stack)}"
               f", {stack.parameter_count:,} parameters"
               + (", batch first" if stack.batch_first else ""), font_size=12, fill="#555"),
     ]
     y = TOP
+    outlets = {"input": (centre, y + 8)}  # where a `from` edge starts, by name
+    for side in stack.side_inputs:
+        y += SIDE_ROW
+        out.append(_text(box_x + 8, y - 6, f"input {side.name} {format_shape(side.shape)}"
+                         + (" (one per sequence)" if side.per_sequence else ""),
+                         font_family=MONO, font_size=12, fill=WIRE_COLOUR, class_="side-input"))
+        outlets[side.name] = (box_x + 4, y - 10)
+    if stack.side_inputs:
+        y += 8
+        outlets["input"] = (centre, y + 8)
+    arrow_at = len(out)  # the line of the arrow into the next box
     out += _arrow(centre, y, y + ARROW, f"input {format_shape(stack.input)}")
     y += ARROW
+    lanes = 0
+    previous = None
     for block in stack.entries:
         title, details, extras, count = _entry_lines(block)
         height = _box_height(block, extras)
         top = y
-        out.append(f'<rect x="{left + BOX_X:g}" y="{y:g}" width="{BOX_WIDTH}" '
-                   f'height="{height:g}" rx="8" fill="{_fill(block)}" stroke="#555" '
-                   'stroke-width="1.2"/>')
+        if not _reads_previous(block, previous):  # the arrow above carries nothing into it
+            out[arrow_at] = out[arrow_at].replace(
+                'stroke="#444"', 'stroke="#bbb" stroke-dasharray="3 3"').replace(
+                ' marker-end="url(#arrow)"', "")
+        source = getattr(block, "source", None)
+        for part in source.parts if source is not None else ():
+            if previous is not None and part == previous.name or part not in outlets:
+                continue
+            lane = box_x - 8 - 7 * (lanes % 4)
+            lanes += 1
+            out.append(_wire(outlets[part], lane, top + 12 + 6 * (lanes % 3), box_x))
+        if block.recurrent:
+            out.append(f'<rect x="{left + BOX_X:g}" y="{y:g}" width="{BOX_WIDTH}" '
+                       f'height="{height:g}" rx="8" fill="{_fill(block)}" stroke="#555" '
+                       'stroke-width="1.2"/>')
+        else:
+            out.append(f'<rect x="{left + BOX_X:g}" y="{y:g}" width="{BOX_WIDTH}" '
+                       f'height="{height:g}" rx="1" fill="{_fill(block)}" stroke="#555" '
+                       'stroke-width="1.2" stroke-dasharray="6 2" class="layer"/>')
         out.append(_text(centre, y + 22, title, text_anchor="middle", font_weight="bold",
                          font_size=14))
         out.append(_text(centre, y + 41, details, text_anchor="middle", font_size=12))
@@ -165,6 +247,7 @@ def _stack(stack, left: float) -> tuple[list[str], float]:
                              f"{key} {format_shape(shape)}", font_family=MONO, font_size=12,
                              fill="#6a3d9a"))
         y += height
+        outlets[block.name] = (box_x, y - 8)
         if block.merge is not None:
             out.append(f'<line x1="{centre:g}" y1="{y:g}" x2="{centre:g}" y2="{y + 6:g}" '
                        'stroke="#444" stroke-width="1.5"/>')
@@ -178,8 +261,14 @@ def _stack(stack, left: float) -> tuple[list[str], float]:
             y = junction + JUNCTION
         is_last = block is stack.entries[-1]
         label = ("output " if is_last else "") + format_shape(block.output)
+        arrow_at = len(out)
         out += _arrow(centre, y, y + ARROW, label)
+        if block.time is not None and str(block.time) != "T":
+            out.append(_text(centre + 10, y + ARROW / 2 + 18, f"T' = {block.time}",
+                             font_family=MONO, font_size=11, fill=TIME_COLOUR,
+                             class_="time"))
         y += ARROW
+        previous = block
     return out, y + 16
 
 
@@ -203,6 +292,11 @@ def draw_svg(stacks) -> str:
            'markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
            f'fill="{RESIDUAL_COLOUR}"/></marker>']
           if any(e.residual for s in stacks for e in s.entries) else []),
+        *([f'<marker id="wire" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+           f'fill="{WIRE_COLOUR}"/></marker>']
+          if any(getattr(e, "source", None) is not None for s in stacks for e in s.entries)
+          else []),
         "</defs>",
         f'<rect x="0" y="0" width="{width}" height="{height:g}" fill="#ffffff"/>',
     ]

@@ -130,30 +130,29 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
             name = getattr(stack_ast, "name", None) or stack_ast.stack
             if _contains(name_span, line, column) and name in analysis.stacks:
                 return _stack_hover(analysis.stacks[name]), name_span
+    from rnnspec.tools.lsp import layers as lsp_layers
+
     for stack_ast in spec.stacks if spec is not None else ():
         stack = analysis.stacks.get(stack_ast.name)
-        items = [item for item in stack_ast.blocks if item.cell != "input"]  # not side inputs
-        if stack is None or len(stack.entries) != len(items):
+        if stack is None:
             continue
-        for entry, item in zip(stack.entries, items):
-            if _contains(item.span, line, column):
-                hover = block_hover(entry, stack) if entry.recurrent else layer_hover(entry)
-                return hover, item.span
+        for side in stack.side_inputs:
+            if _contains(side.span, line, column):
+                return lsp_layers.side_input_hover(side), side.span
+        items = entry_items(stack_ast)
+        if len(stack.entries) != len(items):
+            continue
+        for entry, entry_ast in zip(stack.entries, items):
+            if _contains(entry_ast.span, line, column):
+                return lsp_layers.entry_hover(entry, stack, block_hover), entry_ast.span
     return None
 
 
-def layer_hover(layer) -> str:
-    """A layer: its kind and sizes, tensors, output shape and, if it changes time, the
-    time formula of its output."""
-    rows = [f"**{layer.name}**: {layer.summary}", "",
-            "| tensor | shape |", "| --- | --- |"]
-    rows += [f"| `{t.name}` | `{_shape(t.shape)}` |" for t in (*layer.parameters,
-                                                              *layer.buffers)]
-    rows.append(f"| output | `{_shape(layer.output)}` |")
-    if layer.time is not None and layer.changes_time:
-        rows += ["", f"time `{layer.time}` (reads `{layer.input_time}`)"]
-    rows += ["", f"{layer.parameter_count:,} parameters"]
-    return "\n".join(rows)
+def entry_items(stack_ast) -> list:
+    """A parsed stack's entries: its calls but the side inputs (`NAME = input(size)`)."""
+    from rnnspec.layers.kinds import INPUT
+
+    return [b for b in stack_ast.blocks if b.cell != INPUT]
 
 
 def _is_key(spec, line: int, column: int) -> bool:
@@ -181,19 +180,9 @@ def block_hover(block, stack) -> str:
 
 
 def _stack_hover(stack) -> str:
-    rows = [f"**stack {stack.name}**: {len(stack.blocks)} "
-            f"block{'s' if len(stack.blocks) != 1 else ''}, "
-            f"{stack.parameter_count:,} parameters", "",
-            "| block | cell | output |", "| --- | --- | --- |"]
-    for block in stack.blocks:
-        rows.append(f"| `{block.name}` | `{block.cell}` | `{_shape(block.output)}` |")
-    rows += ["", f"input `{_shape(stack.input)}`, output `{_shape(stack.output)}`"]
-    if len(stack.entries) != len(stack.blocks):
-        count = len(stack.entries) - len(stack.blocks)
-        rows[0] += f", {count} layer{'s' if count != 1 else ''}"
-    if stack.min_input_time > 1:
-        rows.append(f"needs T >= {stack.min_input_time}")
-    return "\n".join(rows)
+    from rnnspec.tools.lsp import layers as lsp_layers
+
+    return lsp_layers.stack_hover(stack)
 
 
 def _expect_key_hover(analysis: Analysis, stack_name: str, entry) -> str:
@@ -212,6 +201,9 @@ def derived_shape(stack, key: str, selector=None):
     if key == "input":
         return stack.input
     block = None
+    if key == "output" and isinstance(selector, str):  # any entry's output (section 10)
+        entry = next((e for e in stack.entries if e.name == selector), None)
+        return None if entry is None else entry.output
     if isinstance(selector, int) and 0 <= selector < len(stack.blocks):
         block = stack.blocks[selector]
     elif isinstance(selector, str):
@@ -265,14 +257,17 @@ def definition(analysis: Analysis, line: int, column: int) -> Span | None:
 def _block_definition(stack_ast, selector, stack) -> Span | None:
     if stack_ast is None:
         return None
+    items = entry_items(stack_ast)
     if isinstance(selector, int):
-        if 0 <= selector < len(stack_ast.blocks):
-            block = stack_ast.blocks[selector]
+        blocks = [b for b, e in zip(items, stack.entries) if e.recurrent] if (
+            stack is not None and len(items) == len(stack.entries)) else items
+        if 0 <= selector < len(blocks):
+            block = blocks[selector]
             return block.name_span or block.cell_span
         return None
-    for index, block in enumerate(stack_ast.blocks):
-        name = block.name or (stack.blocks[index].name if stack is not None
-                              and index < len(stack.blocks) else None)
+    for index, block in enumerate(items):
+        name = block.name or (stack.entries[index].name if stack is not None
+                              and index < len(stack.entries) else None)
         if name == selector:
             return block.name_span or block.cell_span
     return None
@@ -302,8 +297,10 @@ def symbols(analysis: Analysis) -> list[Symbol]:
     for stack in spec.stacks:
         checked = analysis.stacks.get(stack.name)
         children = []
-        for index, block in enumerate(stack.blocks):
-            name = block.name or (checked.blocks[index].name if checked else block.cell)
+        items = entry_items(stack)
+        known = checked is not None and len(checked.entries) == len(items)
+        for index, block in enumerate(items):
+            name = block.name or (checked.entries[index].name if known else block.cell)
             children.append(Symbol(name, "block", block.cell, block.span,
                                    block.name_span or block.cell_span))
         detail = f"{checked.parameter_count:,} parameters" if checked else ""

@@ -171,6 +171,11 @@ def _argument_rules(cell: str | None, records: dict, declared: dict) -> tuple:
 
 
 _VALUE_OF = re.compile(r"(\w+)\s*=\s*\w*$")
+_PARTS = re.compile(r"\b(?:concat|sum)\(\s*(?:\w+\s*,\s*)*\w*$")  # in `from = concat(`
+
+
+def _entry_names(stack) -> list[str]:
+    return [e.name for e in stack.entries] if stack is not None else []
 
 
 def completions(analysis: Analysis | None, text: str, offset: int,
@@ -190,8 +195,15 @@ def completions(analysis: Analysis | None, text: str, offset: int,
     records = _records(analysis, previous)
     stacks = _stacks(analysis, previous)
     if where == "call":
-        rules = _argument_rules(context.name, records, declared)
-        value = _VALUE_OF.search(text[max(0, offset - 200):offset])
+        from rnnspec.tools.lsp import layers as lsp_layers
+
+        stack = stacks.get(context.block_name)
+        before = text[max(0, offset - 200):offset]
+        value = _VALUE_OF.search(before)
+        if _PARTS.search(before) or (value is not None and value.group(1) == "from"):
+            return lsp_layers.from_completions(Completion, stack, _entry_names(stack))
+        rules = lsp_layers.layer_rules(context.name) or _argument_rules(
+            context.name, records, declared)
         by_name = {r.name: r for r in rules}
         rule = by_name.get(value.group(1)) if value is not None else None
         if rule is not None and (rule.choices or rule.kind == "bool"):  # `merge = ` -> sum...
@@ -207,6 +219,9 @@ def completions(analysis: Analysis | None, text: str, offset: int,
                  for c in BUILTIN_CELLS]
         cells += [Completion(c, "cell", "declared cell", f"{c}(hidden_size = )")
                   for c in declared if c not in BUILTIN_CELLS]
+        from rnnspec.tools.lsp import layers as lsp_layers
+
+        cells += lsp_layers.kind_completions(Completion)
         return (cells + [Completion(p, "property", "stack property", f"{p} = ")
                          for p in STACK_PROPERTIES] + values)
     if where == "expect":
