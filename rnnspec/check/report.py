@@ -188,8 +188,10 @@ def stack_json(stack: model.Stack) -> dict:
     for entry in stack.entries:
         document_entry = entry_json(entry)
         if entry.recurrent:
+            # every argument as it holds (the input size derived, whether written or not)
             arguments = {key: value for key, value in entry.arguments.items()
                          if key != "batch_first"}
+            arguments["input_size"] = entry.input_size
             document_entry = {"kind": entry.cell, **document_entry, "arguments": arguments,
                               "buffers": {}, "time": str(entry.time),
                               "from": _source_json(entry.source)}
