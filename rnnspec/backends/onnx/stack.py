@@ -237,7 +237,6 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
     `lengths`: the graph takes a `lengths` input (`[B]` int64), for padded batches."""
     from onnx import TensorProto, helper
 
-    from rnnspec.cells.registry import state_keys
 
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
@@ -264,30 +263,7 @@ def build_model(stack: model.Stack, weights: dict, *, opset: int = DEFAULT_OPSET
                         valid)
     graph_outputs = []
     for block in stack.blocks:
-        given: dict[str, str | None] = {}
-        for key, shape in block.states.items():
-            if initial_states:
-                name = f"{key}.{block.name}"
-                g.used.add(name)
-                graph_inputs.append(helper.make_tensor_value_info(
-                    name, TensorProto.FLOAT, list(shape)))
-                given[key] = name
-            else:
-                given[key] = None
-        if scan_everything or uses_scan(block):
-            y, finals = _scan_block(ctx, block, x, given)
-        else:
-            y, finals = _builtin_operator_block(ctx, block, x, given)
-        x = _residual(ctx, block, _merge(g, block, y), x)
-        for state, (key, values) in zip(block.state_names, finals.items()):
-            name = f"{state_keys(state)[1]}.{block.name}"
-            g.used.add(name)
-            if len(values) == 1:
-                g.node("Identity", values, [name])
-            else:
-                g.node("Concat", values, [name], axis=0)
-            graph_outputs.append(helper.make_tensor_value_info(
-                name, TensorProto.FLOAT, list(block.states[key])))
+        x, _ = _block_graph(ctx, block, x, graph_inputs, graph_outputs, scan_everything)
     if time_axis_first:
         g.node("Identity", [x], ["output"])
     else:
