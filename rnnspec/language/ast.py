@@ -197,6 +197,13 @@ class ParamDeclaration(NamedTuple):
     span: Span
 
 
+class Require(NamedTuple):
+    """`require input_size == hidden_size`: a condition on a cell's sizes."""
+
+    condition: Expr
+    span: Span
+
+
 class Statement(NamedTuple):
     """`h = tanh(...)` or `i, f, g, o = chunk(..., 4)`."""
 
@@ -213,6 +220,7 @@ class Cell(NamedTuple):
     params: tuple[ParamDeclaration, ...]
     statements: tuple[Statement, ...]
     span: Span
+    requires: tuple[Require, ...] = ()
 
 
 class SpecFile(NamedTuple):

@@ -464,6 +464,9 @@ class _ItemRules:
     def param_declaration(self, children):
         return [c for c in children if isinstance(c, ast.ParamDeclaration)]
 
+    def require_declaration(self, children):
+        return ast.Require(children[-1], _cover_children(children))
+
     def statement(self, children):
         names = [c for c in children[:-1] if isinstance(c, str) and c.type == "NAME"]
         return ast.Statement(tuple((str(n), _tok(n)) for n in names), children[-1],
@@ -481,6 +484,7 @@ class _ItemRules:
             tuple(e for e in flat if isinstance(e, ast.ParamDeclaration)),
             tuple(e for e in flat if isinstance(e, ast.Statement)),
             _cover_children(children),
+            tuple(e for e in flat if isinstance(e, ast.Require)),
         )
 
     def let_item(self, children):
