@@ -96,6 +96,15 @@ EXPLANATIONS = {
     "E077": ("A condition of a cell that holds for some sizes only (a `chunk` or `//` that "
              "must divide exactly, a size that must be at least 1) fails for the sizes of a "
              "block that uses the cell. Reported at the block, with a note at the cell."),
+    "E078": ("In a cell's equations, a condition (a comparison, `and`, `or`, `not`) where a "
+             "value is needed, such as on the right of an assignment or in arithmetic, or "
+             "a value where a condition is needed (the first argument of `where`, the "
+             "operands of `and`, `or`, `not`). Conditions only choose: "
+             "`where(condition, a, b)`."),
+    "E079": ("A `require` that is not `size == size`, or a block whose sizes break a "
+             "cell's `require` (in its first layer, or in a later layer, which reads the "
+             "directions of the previous layer's first state). Reported at the block, with "
+             "a note at the `require`."),
     "E040": "An `expect` block names a stack that does not exist.",
     "E041": ("An expectation key other than `input`, `output`, and `s0` / `s_n` for a state "
              "`s` of a cell (`h0`, `c0`, `h_n`, `c_n` for the built-in cells)."),

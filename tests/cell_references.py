@@ -121,16 +121,71 @@ def coupled_step(p, x, states):
 def original_gru_step(p, x, states):
     # Cho et al. 2014, eq. 5-8 (ONNX linear_before_reset = 0):
     # r = s(W_r x + U_r h), z = s(W_z x + U_z h), h~ = tanh(W x + U (r * h)),
-    # h' = z h + (1 - z) h~, with the biases of both sides as ONNX has them (Wb, Rb).
+    # h' = z h + (1 - z) h~, with the biases of both sides as ONNX has them (Wb, Rb);
+    # the weights stacked as nn.GRU stacks them (r, z, n).
     (h,) = states
     w_r, w_z, w_n = p["weight_ih"].chunk(3, dim=0)
     b_r, b_z, b_n = p["bias_ih"].chunk(3, dim=0)
-    u_r, u_z = p["weight_hh_rz"].chunk(2, dim=0)
-    c_r, c_z = p["bias_hh_rz"].chunk(2, dim=0)
+    u_r, u_z, u_n = p["weight_hh"].chunk(3, dim=0)
+    c_r, c_z, c_n = p["bias_hh"].chunk(3, dim=0)
     r = torch.sigmoid(x @ w_r.T + b_r + h @ u_r.T + c_r)
     z = torch.sigmoid(x @ w_z.T + b_z + h @ u_z.T + c_z)
-    candidate = torch.tanh(x @ w_n.T + b_n + (r * h) @ p["weight_hh_n"].T + p["bias_hh_n"])
+    candidate = torch.tanh(x @ w_n.T + b_n + (r * h) @ u_n.T + c_n)
     return (z * h + (1 - z) * candidate,)
+
+
+def sru_step(p, x, states):
+    # Lei et al. 2018 (SRU), eq. 1-4 with the highway connection: f, r read c_{t-1}
+    # elementwise (v_f, v_r); c' = f c + (1 - f) W x; h' = r c' + (1 - r) x.
+    h, c = states
+    hidden = c.shape[-1]
+    w, w_f, w_r = p["weight"][:hidden], p["weight"][hidden:2 * hidden], p["weight"][2 * hidden:]
+    v_f, v_r = p["weight_c"][:hidden], p["weight_c"][hidden:]
+    b_f, b_r = p["bias"][:hidden], p["bias"][hidden:]
+    f = torch.sigmoid(x @ w_f.T + v_f * c + b_f)
+    r = torch.sigmoid(x @ w_r.T + v_r * c + b_r)
+    c_new = f * c + (1 - f) * (x @ w.T)
+    return r * c_new + (1 - r) * x, c_new
+
+
+def clipped_lstm_step(p, x, states, memory_clip=3.0, state_clip=3.0):
+    # AllenNLP LstmCellWithProjection.forward: projected_input = input_linearity(x),
+    # projected_state = state_linearity(h) (with bias); gates input, forget, memory_init,
+    # output in that order; memory clamped to +-memory_cell_clip_value, the projection of
+    # output_gate * tanh(memory) clamped to +-state_projection_clip_value.
+    h, c = states
+    cell = c.shape[-1]
+    gates = x @ p["input_linearity"].T + h @ p["state_linearity"].T + p["state_bias"]
+    input_gate = torch.sigmoid(gates[..., :cell])
+    forget_gate = torch.sigmoid(gates[..., cell:2 * cell])
+    memory_init = torch.tanh(gates[..., 2 * cell:3 * cell])
+    output_gate = torch.sigmoid(gates[..., 3 * cell:])
+    memory = torch.clamp(input_gate * memory_init + forget_gate * c, -memory_clip, memory_clip)
+    output = (output_gate * torch.tanh(memory)) @ p["state_projection"].T
+    return torch.clamp(output, -state_clip, state_clip), memory
+
+
+def multihead_slstm_step(p, x, states):
+    # Beck et al. 2024 (xLSTM), sLSTM with heads: each gate's recurrent weight is one
+    # [head_dim, head_dim] matrix per head, mixing only within the head (NX-AI keeps a
+    # [heads, head_dim, head_dim] kernel per gate); the pointwise part as slstm_step.
+    h, c, n, m = states
+    pre = x @ p["weight_ih"].T + p["bias"]
+    recurrent = []
+    for gate in ("r_i", "r_f", "r_z", "r_o"):
+        kernel = p[gate]  # [heads, head_dim, head_dim]
+        heads, head_dim = kernel.shape[0], kernel.shape[2]
+        per_head = [h[..., k * head_dim:(k + 1) * head_dim] @ kernel[k].T for k in range(heads)]
+        recurrent.append(torch.cat(per_head, dim=-1))
+    i_x, f_x, z_x, o_x = pre.chunk(4, dim=-1)
+    i_raw = i_x + recurrent[0]
+    log_f = F.logsigmoid(f_x + recurrent[1])
+    m_new = torch.maximum(log_f + m, i_raw)
+    i = torch.exp(i_raw - m_new)
+    f = torch.exp(log_f + m - m_new)
+    c = f * c + i * torch.tanh(z_x + recurrent[2])
+    n = f * n + i
+    return torch.sigmoid(o_x + recurrent[3]) * (c / n), c, n, m_new
 
 
 def indrnn_step(p, x, states):
@@ -183,10 +238,13 @@ class Reference(NamedTuple):
     arguments: dict  # the cell's declared arguments used in the tests
     torch_module: str | None = None  # nn.LSTM etc. when PyTorch has the cell itself
     torch_kwargs: dict = {}
+    sized_by: dict = {}  # a state sized by a cell argument: state name -> argument name
 
     def state_sizes(self, hidden_size: int) -> tuple[int, ...]:
         proj = self.arguments.get("proj_size")
-        return tuple(proj if (name == "h" and proj) else hidden_size for name in self.states)
+        return tuple(self.arguments[self.sized_by[name]] if name in self.sized_by
+                     else proj if (name == "h" and proj) else hidden_size
+                     for name in self.states)
 
     def initial_state(self, name: str, shape, generator_like):
         """A random initial state; the sLSTM normaliser must stay away from zero."""
@@ -211,4 +269,15 @@ REFERENCES: dict[str, Reference] = {
     "MinGRU": Reference(min_gru_step, ("h",), {}),
     "MinLSTM": Reference(min_lstm_step, ("h",), {}),
     "SLSTM": Reference(slstm_step, ("h", "c", "n", "m"), {}),
+    "ClippedLSTM": Reference(clipped_lstm_step, ("h", "c"), {"cell_size": 6},
+                             sized_by={"c": "cell_size"}),
+    "MultiHeadSLSTM": Reference(multihead_slstm_step, ("h", "c", "n", "m"), {"heads": 2}),
+}
+
+# Cells whose blocks the general configurations of the tests do not fit: SRU's highway
+# reads `x` elementwise with its states (`require input_size == hidden_size`), so it runs
+# with as many input features as hidden units and one direction
+# (tests/test_cell_language.py).
+SQUARE_REFERENCES: dict[str, Reference] = {
+    "SRU": Reference(sru_step, ("h", "c"), {}),
 }

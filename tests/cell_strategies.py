@@ -83,6 +83,7 @@ class Cell:
     states: list  # (name, size)
     params: list
     statements: list
+    numbers: list = field(default_factory=list)  # (name, default): number arguments
 
     @property
     def matmuls(self) -> list[Node]:
@@ -103,12 +104,18 @@ class Cell:
 
 
 class Builder:
-    def __init__(self, draw, max_depth: int):
+    def __init__(self, draw, max_depth: int, extended: bool = False):
         self.draw = draw
         self.max_depth = max_depth
         self.params: list[Param] = []
         self.visible: dict[str, tuple] = {}  # names an expression may read, with sizes
         self.counter = 0
+        # section 11 (`extended`): number arguments, conditions and `where`, `dropout`,
+        # rows of a matrix parameter, heads
+        self.extended = extended
+        self.numbers: list[tuple[str, str]] = []  # (name, default) of the header
+        self.pieces: dict[str, tuple] = {}  # a matrix's row piece -> (rows, columns)
+        self.batched: dict[str, tuple] = {}  # names that certainly read x or a state
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -132,7 +139,17 @@ class Builder:
                       "layer_norm", "clamp", "minmax"]
             if size[0] >= 1 and size != HIDDEN:
                 kinds.append("concat")
+            if self.extended:
+                kinds += ["where", "where", "number_argument"]
+                if any(s == size for s in self.batched.values()):
+                    kinds.append("dropout")
+                if any(rows == size for rows, _ in self.pieces.values()):
+                    kinds += ["piece", "piece"]
+                if size[0] % 2 == 0 and size[1] % 2 == 0 and size != (0, 0):
+                    kinds.append("heads")
         kind = self.draw(st.sampled_from(kinds))
+        if kind in ("where", "number_argument", "dropout", "piece", "heads"):
+            return self.section_11(kind, size, depth - 1)
         if kind == "name":
             return Node("leaf", self.draw(st.sampled_from(readable)))
         if kind == "x":
@@ -188,14 +205,77 @@ class Builder:
         return Node("call", "concat", [self.expr(p, sub) for p in parts])
 
 
+    # ----------------------------------------------------------------- section 11
+
+    def number(self) -> Node:
+        """A number: a literal or one of the header's number arguments."""
+        if self.draw(st.booleans()):
+            if not self.numbers or (len(self.numbers) < 2 and self.draw(st.booleans())):
+                default = self.draw(st.sampled_from(["0.5", "-0.25", "1.5", "0.0"]))
+                self.numbers.append((self.fresh("alpha"), default))
+            return Node("leaf", self.draw(st.sampled_from([n for n, _ in self.numbers])))
+        return Node("number", self.draw(st.sampled_from(["0.5", "1.0", "2.0"])))
+
+    def condition(self, size, depth: int) -> Node:
+        form = self.draw(st.sampled_from(["compare", "compare", "and", "or", "not"]))
+        if form == "not":
+            return Node("not", "not", [self.condition(size, depth - 1)]) if depth > 0 \
+                else self.condition(size, 0)
+        if form in ("and", "or") and depth > 0:
+            return Node("logic", form, [self.condition(size, depth - 1),
+                                        self.condition(size, depth - 1)])
+        symbol = self.draw(st.sampled_from(["<", "<=", ">", ">=", "!="]))
+        left = self.expr(size, max(depth, 0))
+        right = self.number() if self.draw(st.booleans()) else self.expr(size, max(depth, 0))
+        return Node("compare", symbol, [left, right])
+
+    def section_11(self, kind: str, size, depth: int) -> Node:
+        if kind == "where":
+            branches = [self.number() if self.draw(st.integers(0, 3)) == 0
+                        else self.expr(size, depth) for _ in range(2)]
+            return Node("call", "where", [self.condition(size, depth), *branches])
+        if kind == "number_argument":
+            operand = self.expr(size, depth)
+            return Node("binary", self.draw(st.sampled_from(["*", "+", "-"])),
+                        [operand, self.number()])
+        if kind == "dropout":  # of a value that reads x or a state (evaluation: itself)
+            name = self.draw(st.sampled_from(
+                [n for n, s in self.batched.items() if s == size]))
+            inner = Node("binary", "+", [self.expr(size, depth), Node("leaf", name)])
+            extra = ["0.25"] + ([] if self.draw(st.booleans()) else ["per = step"])
+            return Node("call", "dropout", [inner], extra)
+        if kind == "piece":
+            piece = self.draw(st.sampled_from(
+                [n for n, (rows, _) in self.pieces.items() if rows == size]))
+            columns = self.pieces[piece][1]
+            return Node("rows", "@", [self.expr(columns, depth)], param=piece)
+        # heads: two heads of [size / 2, inner] blocks
+        inner = self.draw(st.sampled_from([HIDDEN, INPUT, (2, 0)]))
+        half = (size[0] // 2, size[1] // 2)
+        matrix = self.new_param([(2, 0), half, inner])
+        self.params[-1].text[0] = "2"
+        return Node("rows", "@", [self.expr((2 * inner[0], 2 * inner[1]), depth)],
+                    param=matrix)
+
+
 @st.composite
-def cells(draw, max_depth: int = 3) -> Cell:
-    builder = Builder(draw, max_depth)
+def cells(draw, max_depth: int = 3, extended: bool = False) -> Cell:
+    """Random well-formed cells; `extended` adds section 11's forms (number arguments,
+    conditions and `where`, `dropout`, rows of a matrix, heads)."""
+    builder = Builder(draw, max_depth, extended)
     count = draw(st.integers(1, 3))
     sizes = [HIDDEN] + [draw(st.sampled_from([HIDDEN, (2, 0)])) for _ in range(count - 1)]
     states = list(zip(STATE_NAMES, sizes))
     builder.visible = dict(states)
+    builder.batched = {**dict(states), "x": INPUT}
     statements = []
+    if extended and draw(st.booleans()):  # rows of a matrix parameter, as pieces for `@`
+        rows, columns = draw(st.sampled_from([HIDDEN, (2, 0)])), draw(st.sampled_from(SIZES))
+        count = draw(st.integers(1, 3))
+        matrix = builder.new_param([(count * rows[0], count * rows[1]), columns])
+        names = [builder.fresh("m") for _ in range(count)]
+        statements.append(Statement(names, Node("leaf", matrix), count))
+        builder.pieces.update({n: (rows, columns) for n in names})
     # Always one chunk of a matmul, so every cell has a site for each mutation kind.
     pieces = draw(st.integers(2, 4))
     piece = draw(st.sampled_from([HIDDEN, INPUT]))
@@ -232,7 +312,7 @@ def cells(draw, max_depth: int = 3) -> Cell:
         order = order[2:]
     for name, size in order:
         statements.append(Statement([name], builder.expr(size, draw(st.integers(0, max_depth)))))
-    return Cell("Random", states, builder.params, statements)
+    return Cell("Random", states, builder.params, statements, builder.numbers)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -289,6 +369,18 @@ def _render_expr(node: Node, out: list[str], base: int, line: int, rendered: Ren
         else:
             out.append(f"{node.param} @ ")
             child(node.children[0])
+    elif node.kind == "rows":  # a piece of a matrix's rows, or a heads parameter
+        out.append(f"{node.param} @ ")
+        child(node.children[0])
+    elif node.kind == "compare":
+        child(node.children[0])
+        out.append(f" {node.text} ")
+        child(node.children[1])
+    elif node.kind in ("logic", "not"):  # every operand in parentheses
+        for index, operand in enumerate(node.children):
+            out.append("not (" if node.kind == "not" else f" {node.text} (" if index else "(")
+            _render_expr(operand, out, base, line, rendered, mutation)
+            out.append(")")
     elif node.kind == "call":
         out.append(f"{node.text}(")
         for index, argument in enumerate(node.children):
@@ -305,7 +397,8 @@ def _render_expr(node: Node, out: list[str], base: int, line: int, rendered: Ren
 def render_cell(cell: Cell, mutation: Mutation | None = None) -> Rendered:
     """The cell's text; spans are 1-based columns, end exclusive, as `Span` has them."""
     r = Rendered()
-    r.lines.append(f"cell {cell.name} {{")
+    header = ", ".join(f"{name} = {default}" for name, default in cell.numbers)
+    r.lines.append(f"cell {cell.name}{f'({header})' if header else ''} {{")
     states = ", ".join(f"{n}[{spellings(s)[0]}]" for n, s in cell.states)
     r.lines.append(f"    state {states}")
     for param in cell.params:

@@ -219,3 +219,88 @@ def test_strategy_cells_are_well_formed_and_mutations_break_them(data, cell):
     except (ValueError, RuntimeError):
         return
     raise AssertionError(f"the {mutation.kind} mutation left the cell well-formed")
+
+
+# ----------------------------------------------------------------------------- section 11
+# Random cells with the forms of section 11 (number arguments set by the block, conditions
+# and `where`, `dropout`, rows of a matrix parameter, heads) equal an independent reading of
+# their text (user_cells.CellText: Python's parser and plain torch, in evaluation) in
+# float64 on both backends, and their ONNX export equals the module in onnxruntime.
+
+
+@needs_user_cells
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=cells(extended=True), size=sizes, backend=st.sampled_from(BACKENDS),
+       data=st.data())
+def test_random_section_11_cells_equal_an_interpreter(cell, size, backend, data):
+    import torch
+    from user_cells import CellText, params_by_layer_dir, run_reference
+
+    from rnnspec import check_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
+
+    rendered = render_cell(cell)
+    numbers = {name: data.draw(st.sampled_from([float(default), 0.75, -1.0]), label=name)
+               for name, default in cell.numbers}
+    block_numbers = "".join(f", {name} = {value!r}" for name, value in numbers.items())
+    text = rendered.text + "\n" + stack_text(
+        cell.name, 2 * size["hidden"], size["input_size"], size["layers"],
+        size["bidirectional"], False).replace("bidirectional = ", f"{block_numbers[2:]}, "
+                                              "bidirectional = " if numbers else
+                                              "bidirectional = ")
+    result = check_source(text, PATH)
+    assert result.ok, f"{_render_errors(result, text)}\n--- spec ---\n{text}"
+    module = load_source(generate_source(result, backend=backend), PATH)
+    model = module.S(dtype=torch.float64).eval()
+    generator = torch.Generator().manual_seed(data.draw(st.integers(0, 2**16), label="seed"))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.rand(parameter.shape, generator=generator,
+                                       dtype=torch.float64) - 0.5)
+    T, B = size["T"], size["B"]
+    x = torch.randn(T, B, size["input_size"], generator=generator, dtype=torch.float64)
+    block = result.stacks[0].blocks[0]
+    h0 = tuple(torch.randn([B if d == "B" else d for d in shape], generator=generator,
+                           dtype=torch.float64) for shape in block.states.values())
+    with torch.no_grad():
+        out, state = model(x, h0 if len(h0) > 1 else h0[0])
+        step = CellText(rendered.text).step(numbers)
+        params = params_by_layer_dir(dict(model.named_parameters()), prefix="rec.")
+        want, want_state = run_reference(step, params, x, h0)
+    torch.testing.assert_close(out, want, equal_nan=True)
+    for got, expected in zip(state if isinstance(state, tuple) else (state,), want_state,
+                             strict=True):
+        torch.testing.assert_close(got, expected, equal_nan=True)
+
+
+@needs_user_cells
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=cells(extended=True), seed=st.integers(0, 2**16))
+def test_random_section_11_cells_export_to_onnxruntime(tmp_path_factory, cell, seed):
+    import numpy as np
+    import pytest
+
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import torch
+
+    import rnnspec
+    from rnnspec.backends.onnx import export as onnx_export
+
+    text = render_cell(cell).text + "\n" + stack_text(cell.name, 4, 3, 2, True, False)
+    path = tmp_path_factory.mktemp("cells") / "spec.rnn"
+    path.write_text(text, encoding="utf-8")
+    result = rnnspec.check_file(path)
+    assert result.ok, _render_errors(result, text)
+    stack = onnx_export.find_stack(result, "S")
+    torch.manual_seed(seed)
+    net = rnnspec.load(path).S().eval()
+    weights = onnx_export.match_weights(stack, net.state_dict(), "the module")
+    model = onnx_export.build_model(stack, weights)
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        out, _ = net(x)
+    got = session.run(None, {"input": x.numpy()})[0]
+    np.testing.assert_allclose(got, out.numpy(), rtol=1e-4, atol=1e-4, equal_nan=True)

@@ -36,19 +36,30 @@ def spec_text(blocks: list[str], input_size: int) -> str:
 
 @st.composite
 def library_stacks(draw):
+    input_size = draw(st.integers(1, 5))
+    features = input_size  # what the next block reads
     blocks = []
     for index in range(draw(st.integers(1, 3))):
         cell = draw(st.sampled_from(sorted(CELLS)))
-        hidden = draw(st.integers(2, 6))
+        hidden = features if cell == "SRU" else draw(st.integers(2, 6))  # its `require`
         arguments = [f"hidden_size = {hidden}"]
+        output = hidden
         if cell == "TorchLSTMP":
-            arguments.append(f"proj_size = {draw(st.integers(1, hidden - 1))}")
+            output = draw(st.integers(1, hidden - 1))
+            arguments.append(f"proj_size = {output}")
+        if cell == "ClippedLSTM":
+            arguments.append(f"cell_size = {draw(st.integers(1, 5))}")
+        if cell == "MultiHeadSLSTM":
+            heads = draw(st.sampled_from([d for d in range(1, hidden + 1) if hidden % d == 0]))
+            arguments.append(f"heads = {heads}")
         if draw(st.booleans()):
             arguments.append("num_layers = 2")
-        if draw(st.booleans()):
+        if cell != "SRU" and draw(st.booleans()):
             arguments.append("bidirectional = true")
+            output *= 2
         blocks.append(f"b{index} = {cell}({', '.join(arguments)})")
-    return spec_text(blocks, draw(st.integers(1, 5)))
+        features = output
+    return spec_text(blocks, input_size)
 
 
 def module_state(text: str, folder: str, seed: int = 0):

@@ -404,3 +404,28 @@ def test_layer_examples_are_formatted_and_stable(name):
     text = (OWN_EXAMPLES / f"{name}.rnn").read_text(encoding="utf-8")
     assert format_text(text) == text
     assert format_text(format_text(text)) == text
+
+
+def test_section_11_forms_format_canonically():
+    """`require`, comparisons and logic, `where`, `dropout(..., per = step)`, heads and rows
+    of a matrix are laid out as the rest of the language."""
+    messy = ("cell   Mix(clip=3.0,theta = 0.5, heads=2) {\n"
+             "  require   input_size==hidden_size\n"
+             "  state h[hidden_size]\n"
+             "  param W[2*hidden_size, hidden_size]\n"
+             "  param R[heads, hidden_size//heads, hidden_size // heads]\n"
+             "  A,B = chunk(W,2)\n"
+             "  a = clamp(A@h + R @ h, -clip, clip)\n"
+             "  h = where(x>theta and not(a<0.0), x*h, dropout(a,0.25,per=step))\n"
+             "}\n")
+    tidy = ("cell Mix(clip = 3.0, theta = 0.5, heads = 2) {\n"
+            "    require input_size == hidden_size\n"
+            "    state h[hidden_size]\n"
+            "    param W[2 * hidden_size, hidden_size]\n"
+            "    param R[heads, hidden_size // heads, hidden_size // heads]\n"
+            "    A, B = chunk(W, 2)\n"
+            "    a = clamp(A @ h + R @ h, -clip, clip)\n"
+            "    h = where(x > theta and not (a < 0.0), x * h, dropout(a, 0.25, per = step))\n"
+            "}\n")
+    assert format_text(messy) == tidy
+    assert format_text(tidy) == tidy

@@ -551,3 +551,30 @@ def test_every_prefix_of_the_layer_examples_in_process():
             definition(analysis, line, max(1, column - 1))
             symbols(analysis)
             assert isinstance(completions(analysis, prefix, end), list)
+
+
+SQUARE = """cell Highway(clip = 1.0) {
+    require input_size == hidden_size
+    state h[hidden_size]
+    param w[2 * hidden_size, hidden_size]
+
+    a, b = chunk(w, 2)
+    h = clamp(a @ h + (1.0 - sigmoid(b @ x)) * x, -clip, clip)
+}
+
+stack S {
+    input_size = 4
+    Highway(hidden_size = 4)
+}
+"""
+
+
+def test_hover_shows_a_require_in_force_and_rows_of_a_matrix():
+    cell = _hover_in_process(SQUARE, "Highway(clip")
+    assert "requires (in force for every block): `input_size == hidden_size`" in cell
+    assert cell.startswith("**cell Highway**(clip = 1.0)")
+    require = _hover_in_process(SQUARE, "require")
+    assert require.startswith("`require input_size == hidden_size` of `Highway`: checked for "
+                              "every block and every layer")
+    pieces = _hover_in_process(SQUARE, "a, b =")
+    assert "| `a` | a matrix `[hidden_size, hidden_size]` |" in pieces

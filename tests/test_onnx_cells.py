@@ -25,7 +25,11 @@ TOLERANCE = 1e-5
 LIBRARY = (ROOT / "examples" / "cells.rnn").read_text(encoding="utf-8")
 # Every `cell` item of the library, by name, as written
 CELLS = {m.group(1): m.group(0) for m in re.finditer(r"(?ms)^cell (\w+).*?^\}\n", LIBRARY)}
-EXTRA = {"TorchLSTMP": ", proj_size = 3"}
+EXTRA = {"TorchLSTMP": ", proj_size = 3", "ClippedLSTM": ", cell_size = 5",
+         "MultiHeadSLSTM": ", heads = 2"}
+# SRU's `require input_size == hidden_size`: as many input features as hidden units, and
+# one direction (a later layer reads both directions)
+SQUARE = {"SRU"}
 
 
 def spec_text(blocks: str, *, batch_first: bool = False, input_size: int = 5,
@@ -150,10 +154,10 @@ def _within(got, expected, slack, message):
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_every_library_cell_exports_and_equals_torch(tmp_path, cell):
-    blocks = (f"a = {cell}(hidden_size = 6, num_layers = 2, bidirectional = true"
-              f"{EXTRA.get(cell, '')})")
-    stack, net, model = exported(tmp_path, spec_text(blocks, cells=(cell,)), seed=1,
-                                 initial_states=True)
+    directions = "" if cell in SQUARE else ", bidirectional = true"
+    blocks = f"a = {cell}(hidden_size = 6, num_layers = 2{directions}{EXTRA.get(cell, '')})"
+    text = spec_text(blocks, cells=(cell,), input_size=6 if cell in SQUARE else 5)
+    stack, net, model = exported(tmp_path, text, seed=1, initial_states=True)
     ops = {node.op_type for node in model.graph.node}
     assert "Scan" in ops and not ops & {"LSTM", "GRU", "RNN"}
     assert_same(stack, net, model, initial_states=True, padded=False, seed=2)
@@ -161,9 +165,11 @@ def test_every_library_cell_exports_and_equals_torch(tmp_path, cell):
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_every_library_cell_with_lengths(tmp_path, cell):
-    blocks = f"a = {cell}(hidden_size = 4, bidirectional = true{EXTRA.get(cell, '')})"
-    stack, net, model = exported(tmp_path, spec_text(blocks, cells=(cell,), batch_first=True),
-                                 seed=3, lengths=True)
+    directions = "" if cell in SQUARE else ", bidirectional = true"
+    blocks = f"a = {cell}(hidden_size = 4{directions}{EXTRA.get(cell, '')})"
+    text = spec_text(blocks, cells=(cell,), batch_first=True,
+                     input_size=4 if cell in SQUARE else 5)
+    stack, net, model = exported(tmp_path, text, seed=3, lengths=True)
     assert_same(stack, net, model, initial_states=False, padded=True, seed=4)
 
 

@@ -25,6 +25,9 @@ def test_lists_derive_from_the_table():
     assert ops.FUNCTIONS == tuple(r.op.value for r in OPS.values() if r.kind is Kind.FUNCTION)
     assert set(ops.ELEMENTWISE) < set(ops.FUNCTIONS)
     assert set(ops.OPERATORS) == {"+", "-", "*", "/", "@"}
+    assert set(ops.COMPARISONS) == {"<", "<=", ">", ">=", "==", "!="}
+    assert all(OPS[op].condition for op in ops.COMPARISONS.values())
+    assert {"where", "dropout"} <= set(ops.FUNCTIONS)
     assert {"chunk", "concat", "layer_norm", "clamp", "sigmoid"} <= set(ops.FUNCTIONS)
 
 
@@ -46,3 +49,18 @@ def test_describe_reads_precedence_from_the_table():
     assert describe(Node(Op.NEG, (total,), None, h, False, True, None)) == "-(a + b)"
     assert describe(Node(Op.SUB, (a, total), None, h, False, True, None)) == "a - (a + b)"
     assert describe(Node(Op.TANH, (total,), None, h, False, True, None)) == "tanh(a + b)"
+
+
+def test_describe_writes_conditions_as_python_reads_them():
+    h = Size.of("hidden_size")
+    a = Node(Op.LOCAL, (), "a", h, False, True, None)
+    zero = Node(Op.NUMBER, (), 0.0, None, False, False, None)
+    less = Node(Op.LESS, (a, zero), None, h, False, True, None)
+    more = Node(Op.GREATER, (a, zero), None, h, False, True, None)
+    either = Node(Op.OR, (less, Node(Op.NOT, (more,), None, h, False, True, None)), None, h,
+                  False, True, None)
+    both = Node(Op.AND, (either, less), None, h, False, True, None)
+    assert describe(both) == "(a < 0.0 or not a > 0.0) and a < 0.0"
+    chosen = Node(Op.WHERE, (less, a, zero), None, h, False, True, None)
+    assert describe(chosen) == "where(a < 0.0, a, 0.0)"
+    assert ops.is_condition(less) and not ops.is_condition(chosen)

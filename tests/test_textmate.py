@@ -24,7 +24,7 @@ GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"
 SCRIPT = ROOT / "tests" / "textmate" / "tokenize.js"
 PACKAGES = ["vscode-textmate@9.3.2", "vscode-oniguruma@2.0.1"]
 
-DECLARATIONS = {"let", "stack", "expect", "cell", "state", "param"}
+DECLARATIONS = {"let", "stack", "expect", "cell", "state", "param", "require"}
 # The grammar's lists, from the registry and the equation checker: the test fails when
 # the language grows a cell, a function or a word and the TextMate grammar does not.
 CELLS = set(BUILTIN_CELLS)
@@ -35,8 +35,8 @@ LAYERS = set(LAYER_KINDS)
 _RULES = [rule for cell in BUILTIN_CELLS.values() for rule in cell.arguments] + list(
     COMMON_ARGUMENTS) + [rule for kind in LAYER_KINDS.values() for rule in kind.arguments]
 # A side input's `over = time | sequence` (rnnspec/check/entries.py).
-WORD_ARGUMENTS = {rule.name for rule in _RULES if rule.kind == "word"} | {"over"}
-WORDS = {choice for rule in _RULES for choice in rule.choices} | {"time", "sequence"}
+WORD_ARGUMENTS = {rule.name for rule in _RULES if rule.kind == "word"} | {"over", "per"}
+WORDS = {choice for rule in _RULES for choice in rule.choices} | {"time", "sequence", "step"}
 POOL_MODES = set(LAYER_KINDS["pool"].arguments[0].choices)
 
 V2_TEXT = """\

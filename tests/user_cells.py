@@ -220,10 +220,13 @@ class CellText:
         self.states: list[tuple[str, str]] = []
         self.params: list[tuple[str, list[str], str]] = []
         self.statements: list[str] = []
+        self.requires: list[str] = []
         for line in (raw.strip() for raw in body.split("\n")):
             if not line:
                 continue
-            if line.startswith("state "):
+            if line.startswith("require "):
+                self.requires.append(line[len("require "):])
+            elif line.startswith("state "):
                 for part in _split_top(line[len("state "):]):
                     name, size = re.fullmatch(r"(\w+)\s*\[(.*)\]", part).groups()
                     self.states.append((name, size))
@@ -243,19 +246,83 @@ class CellText:
         params = {n: tuple(value(d) for d in dims) for n, dims, _ in self.params}
         return states, params
 
-    def step(self):
-        """A step function `(p, x, states) -> states` that runs the statements with torch."""
+    def numbers(self) -> dict[str, float]:
+        """The header's number arguments (float defaults) and their defaults."""
+        found = {}
+        for argument in self.arguments:
+            name, _, default = (part.strip() for part in argument.partition("="))
+            if default and ("." in default or "e" in default.lower()):
+                found[name] = float(default)
+        return found
+
+    def step(self, numbers: dict | None = None):
+        """A step function `(p, x, states) -> states` that runs the statements with torch
+        (in evaluation: `dropout` is the identity). Matrix parameters (2-D) and their
+        `chunk`s are row blocks; a 3-D parameter `[heads, m, n]` multiplies block-diagonally
+        (`torch.block_diag`); `and`/`or`/`not` and comparison chains act elementwise."""
         import ast
 
         import torch
         import torch.nn.functional as F
 
-        class MatMul(ast.NodeTransformer):
+        def call(name, *args):
+            return ast.Call(ast.Name(name, ast.Load()), list(args), [])
+
+        class Rewrite(ast.NodeTransformer):
             def visit_BinOp(self, node):
                 self.generic_visit(node)
                 if isinstance(node.op, ast.MatMult):
-                    return ast.Call(ast.Name("_matmul", ast.Load()), [node.left, node.right], [])
+                    return call("_matmul", node.left, node.right)
                 return node
+
+            def visit_BoolOp(self, node):
+                self.generic_visit(node)
+                function = "_and" if isinstance(node.op, ast.And) else "_or"
+                result = node.values[0]
+                for value in node.values[1:]:
+                    result = call(function, result, value)
+                return result
+
+            def visit_UnaryOp(self, node):
+                self.generic_visit(node)
+                if isinstance(node.op, ast.Not):
+                    return call("_not", node.operand)
+                return node
+
+            def visit_Compare(self, node):
+                self.generic_visit(node)
+                pairs, left = [], node.left
+                for op, right in zip(node.ops, node.comparators):
+                    pairs.append(ast.Compare(left, [op], [right]))
+                    left = right
+                result = pairs[0]
+                for pair in pairs[1:]:
+                    result = call("_and", result, pair)
+                return result
+
+        class Matrix:
+            def __init__(self, value):
+                self.value = value
+
+        def matmul(w, v):
+            w = w.value if isinstance(w, Matrix) else w
+            if w.dim() == 3:  # heads: one block per head on the diagonal
+                w = torch.block_diag(*w.unbind(0))
+            return F.linear(v, w)
+
+        def concat(*parts):  # parameters (no batch axis) meet batched values
+            leading = max(parts, key=lambda part: part.dim()).shape[:-1]
+            return torch.cat([part.expand(*leading, part.shape[-1]) for part in parts], -1)
+
+        def where(condition, a, b):  # numbers as float64 tensors (the tests' dtype)
+            a, b = (v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=torch.float64)
+                    for v in (a, b))
+            return torch.where(condition, a, b)
+
+        def chunk(a, n):
+            if isinstance(a, Matrix):
+                return tuple(Matrix(piece) for piece in a.value.chunk(n, dim=0))
+            return a.chunk(n, dim=-1)
 
         def layer_norm(a, weight=None, bias=None, eps=1e-5):
             return F.layer_norm(a, (a.shape[-1],), weight, bias, eps)
@@ -265,20 +332,31 @@ class CellText:
             "silu": F.silu, "softplus": F.softplus, "logsigmoid": F.logsigmoid,
             "exp": torch.exp, "log": torch.log, "abs": torch.abs, "sqrt": torch.sqrt,
             "clamp": torch.clamp, "minimum": torch.minimum, "maximum": torch.maximum,
-            "layer_norm": layer_norm, "concat": lambda *a: torch.cat(a, dim=-1),
-            "chunk": lambda a, n: a.chunk(n, dim=-1), "_matmul": lambda w, v: F.linear(v, w),
+            "layer_norm": layer_norm, "concat": concat,
+            "chunk": chunk, "_matmul": matmul, "where": where,
+            "dropout": lambda a, p, per=None: a, "step": "step", "sequence": "sequence",
+            "_and": torch.logical_and, "_or": torch.logical_or, "_not": torch.logical_not,
         }
         code = []
         for statement in self.statements:
-            tree = ast.fix_missing_locations(MatMul().visit(ast.parse(statement)))
+            tree = Rewrite().visit(ast.parse(statement))
+            assign = tree.body[0]
+            if isinstance(assign.value, ast.Call) and getattr(assign.value.func, "id", "") \
+                    == "chunk" and isinstance(assign.targets[0], ast.Name):
+                assign.targets = [ast.Tuple([assign.targets[0]], ast.Store())]  # `(a,) =`
+            tree = ast.fix_missing_locations(tree)
             code.append(compile(tree, f"<cell {self.name}>", "exec"))
         state_names = [n for n, _ in self.states]
+        values = {**self.numbers(), **(numbers or {})}
 
         def step(p, x, states):
-            env = {**functions, **p, "x": x, **dict(zip(state_names, states, strict=True))}
+            params = {k: Matrix(v) if v.dim() == 2 else v for k, v in p.items()}
+            env = {**functions, **values, **params, "x": x,
+                   **dict(zip(state_names, states, strict=True))}
             for c in code:
                 exec(c, env)  # noqa: S102 (test-only evaluation of the library's text)
-            return tuple(env[n] for n in state_names)
+            # a state given a value of parameters only: each sequence of the batch has it
+            return tuple(env[n].expand_as(old) for n, old in zip(state_names, states))
         return step
 
     def assigned(self) -> list[str]:

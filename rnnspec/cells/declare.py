@@ -13,8 +13,8 @@ from rnnspec.cells.registry import (
     ParameterTemplate,
     StateTemplate,
 )
-from rnnspec.cells.shapes import Size, quotient
-from rnnspec.check.evaluate import POISON, Evaluator
+from rnnspec.cells.shapes import Size, exact_quotient, quotient
+from rnnspec.check.evaluate import POISON, Evaluator, names_in
 from rnnspec.language import ast
 from rnnspec.language.diagnostics import Note, Sink, Span, error
 from rnnspec.language.names import suggest
@@ -29,12 +29,15 @@ class Scope:
         self.kinds: dict[str, str] = {}  # name -> size / state / param / local / x
         self.spans: dict[str, Span] = {}
         self.sizes: dict[str, Size] = {}  # states and vector params: their size
-        self.matrices: dict[str, tuple[Size, Size]] = {}
+        self.matrices: dict[str, tuple[Size, Size]] = {}  # rows, columns (heads: overall)
+        self.heads: dict[str, tuple[Size, Size, Size]] = {}  # heads parameters: heads, m, n
+        self.pieces: dict[str, tuple[str, str]] = {}  # a matrix's chunk: (unique, parent)
         self.current: dict[str, Node] = {}  # states and locals: the node a read gives
         self.read: set[str] = set()  # names of parameters and local versions read
         self.assigned_states: dict[str, Span] = {}
         self.local_versions: list[tuple[str, Span]] = []
-
+        # `require a == b` (section 11): `a` stands for `b` in every size of the body
+        self.substitution: dict[str, Size] = {}
 
 
 class Part(ast.Visitor):
@@ -60,6 +63,9 @@ class Declarations(Part):
         self.arguments: list[ArgumentRule] = []  # the header's sizes, as block arguments
         self.states: list[StateTemplate] = []
         self.parameters: list[ParameterTemplate] = []
+        self.numbers: list[str] = []  # the header's number arguments (float defaults)
+        self.requires: list[tuple] = []  # (left, right, span, text), as written
+        self.conditions: list[tuple] = []  # divisions by a size: exact for every block
 
     def name(self, name: str, span: Span, kind: str) -> bool:
         if not name.isascii() or not name.isidentifier() or keyword.iskeyword(name) \
@@ -91,7 +97,12 @@ class Declarations(Part):
 
     def size_Name(self, expr: ast.Name) -> Size | None:
         if self.scope.kinds.get(expr.name) == "size":
-            return Size.of(expr.name)
+            return self.scope.substitution.get(expr.name, Size.of(expr.name))
+        if self.scope.kinds.get(expr.name) == "number":
+            self._error("E020", f"`{expr.name}` is a number argument, not a size", expr.span,
+                        help="sizes are integers: give a size argument an integer default "
+                             f"(`{expr.name} = 2`)")
+            return None
         if expr.name in self.values.lets:
             value = self.values.evaluate(expr)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -127,6 +138,12 @@ class Declarations(Part):
                 result = result * value
             elif symbol == "//" and value.constant and value.constant > 0:
                 result = quotient(result, value.constant)  # floor division
+            elif symbol == "//" and value.constant is None:
+                # by a size (`hidden_size // heads`): exact for every block, or an error
+                divided = exact_quotient(result, value)
+                self.conditions.append((result, value, symbol_span,
+                                        f"`{divided}` in a declaration"))
+                result = divided
             else:
                 self._error("E071", f"sizes combine with `+ - *` and `//` by an integer,"
                             f" not `{symbol} {value}`", symbol_span)
@@ -155,6 +172,8 @@ class Declarations(Part):
                                 "block", argument.name_span,
                                 help="a cell declares only its own sizes")
                     continue
+                if self._number_argument(argument):
+                    continue
                 if not self.name(argument.name, argument.name_span, "size"):
                     continue
                 default = None
@@ -167,8 +186,11 @@ class Declarations(Part):
                 self.arguments.append(ArgumentRule(
                     argument.name, "int", default, required=default is None, minimum=1,
                     meaning=f"a size of cell `{item.name}`"))
+            for require in item.requires:
+                self._require(require)
             self.scope.kinds["x"] = "x"
-            self.scope.sizes["x"] = Size.of("input_size")
+            self.scope.sizes["x"] = self.scope.substitution.get("input_size",
+                                                                Size.of("input_size"))
             for state in item.states:
                 size = self.size(state.size)
                 if self.name(state.name, state.name_span, "state") and size is not None:
@@ -183,12 +205,62 @@ class Declarations(Part):
                 self._param(param)
         return not step.failed
 
+    def _number_argument(self, argument: ast.CellArgument) -> bool:
+        """A header argument whose default is a float is a number of the equations
+        (section 11); True when `argument` is one (entered, or reported)."""
+        default = argument.default
+        if default is None or not isinstance(self.values.evaluate(default), float):
+            return False
+        if self.name(argument.name, argument.name_span, "number"):
+            value = self.values.typed(default, "float", f"`{argument.name}`")
+            if value is not POISON:
+                self.numbers.append(argument.name)
+                self.arguments.append(ArgumentRule(
+                    argument.name, "float", value, meaning=f"a number of cell `{self.item.name}`"))
+        return True
+
+    def _require(self, require: ast.Require) -> None:
+        """`require a == b`: checked for every block; inside the body, `a` is `b`."""
+        condition = require.condition
+        if not (isinstance(condition, ast.Comparison) and len(condition.rest) == 1
+                and condition.rest[0][0] == "=="):
+            self._error("E079", "`require` takes two sizes that must be equal: "
+                        "`require a == b`", condition.span,
+                        help="for instance `require input_size == hidden_size`")
+            return
+        for name in names_in(condition):
+            kind = self.scope.kinds.get(name.name)
+            if kind != "size" and name.name not in self.values.lets:
+                what = {"number": "a number argument"}.get(kind, "not a size of the cell")
+                self._error("E079", f"`require` is between sizes; `{name.name}` is {what}",
+                            name.span, help="the sizes are `input_size`, `hidden_size` and "
+                                            "the cell's integer arguments")
+                return
+        with self.problems.watch() as sizes:
+            left = self.size(condition.first)
+            right = self.size(condition.rest[0][2])
+        if sizes.failed or left is None or right is None:
+            return
+        text = f"require {left} == {right}"
+        self.requires.append((left, right, require.span, text))
+        for name, value in ((left, right), (right, left)):
+            single = name.names if len(name.terms) == 1 and name.terms[0][1] == 1 else ()
+            if len(single) == 1 and len(name.terms[0][0]) == 1:
+                (symbol,) = single
+                if symbol not in value.names:
+                    substitution = self.scope.substitution
+                    for known, stands in substitution.items():
+                        substitution[known] = stands.substitute({symbol: value})
+                    substitution[symbol] = value
+                    return
+
     def _param(self, param: ast.ParamDeclaration) -> None:
         dims = [self.size(d) for d in param.dims]
-        if len(dims) not in (1, 2):
+        if len(dims) not in (1, 2, 3):
             self._error("E076", f"parameter `{param.name}` has {len(dims)} dimensions",
                         param.dims_span,
-                        help="a parameter is a vector `[n]` or a matrix `[rows, columns]`")
+                        help="a parameter is a vector `[n]`, a matrix `[rows, columns]` or "
+                             "a matrix per head `[heads, rows, columns]`")
             return
         init = self._initialiser(param.init)
         if not self.name(param.name, param.name_span, "param") or None in dims \
@@ -197,8 +269,11 @@ class Declarations(Part):
         self.parameters.append(ParameterTemplate(param.name, tuple(dims), init=init))
         if len(dims) == 1:
             self.scope.sizes[param.name] = dims[0]
-        else:
+        elif len(dims) == 2:
             self.scope.matrices[param.name] = (dims[0], dims[1])
+        else:  # `R[heads, m, n]`: `R @ v` is block-diagonal, `heads * n` -> `heads * m`
+            self.scope.heads[param.name] = (dims[0], dims[1], dims[2])
+            self.scope.matrices[param.name] = (dims[0] * dims[1], dims[0] * dims[2])
 
     def _initialiser(self, init) -> tuple | None:
         if init is None:

@@ -62,6 +62,9 @@ class CellChecker:
             if node is None:
                 self._assign_poison(targets)
                 return
+            if node.op == Op.CHUNK_ROWS:
+                self._matrix_pieces(statement, node)
+                return
             pieces = node.value[1]
             sizes = (pieces,) * len(targets)
         else:
@@ -119,6 +122,23 @@ class CellChecker:
             self.statements.append(Assign(tuple(names), tuple(states), node, sizes, text,
                                           statement.span))
 
+    def _matrix_pieces(self, statement: ast.Statement, node: Node) -> None:
+        """The names of a matrix's rows: matrices of the scope, split before the loop."""
+        _, rows, columns = node.value
+        names = []
+        for name, span in statement.targets:
+            if not self.declarations.name(name, span, "local"):
+                return
+            unique = self._unique_local(name)
+            self.shown[unique] = name
+            names.append(unique)
+            self.scope.matrices[name] = (rows, columns)
+            self.scope.pieces[name] = (unique, node.args[0].value)
+            self.scope.local_versions.append((unique, span))
+        text = ", ".join(n for n, _ in statement.targets) + " = " + describe(node, self.shown)
+        self.statements.append(Assign(tuple(names), (False,) * len(names), node,
+                                      (None,) * len(names), text, statement.span))
+
     def _unique_local(self, name: str) -> str:
         self._base = name
         return self._locals.create(name)
@@ -148,7 +168,14 @@ class CellChecker:
             self._error("E074", "`chunk` takes a vector and a number of pieces: "
                         "`chunk(v, n)`", value.span)
             return None
-        inner = self.expressions.expr(arguments[0].value)
+        given = arguments[0].value
+        if isinstance(given, ast.Name) and given.name in self.scope.heads:
+            self._error("E073", f"`{given.name}` is a parameter with heads: it is not chunked",
+                        given.span, help="declare one heads parameter per piece")
+            return None
+        if isinstance(given, ast.Name) and given.name in self.scope.matrices:
+            return self._chunk_rows(statement, given)
+        inner = self.expressions.expr(given)
         pieces = self.values.typed(arguments[1].value, "int", "the number of pieces")
         pieces = self.values.in_range(pieces, arguments[1].value.span, "the number of pieces",
                                       1)
@@ -178,6 +205,46 @@ class CellChecker:
         return Node(Op.CHUNK, (inner,), (pieces, piece), inner.size, inner.varying,
                     inner.batched, value.span)
 
+    def _chunk_rows(self, statement: ast.Statement, given: ast.Name) -> Node | None:
+        """`A, B = chunk(W, 2)` of a matrix parameter: its rows in equal pieces, each a
+        matrix for `@` (PyTorch's and ONNX's stacked gate layouts)."""
+        value = statement.value
+        count = len(statement.targets)
+        pieces = self.values.typed(value.arguments[1].value, "int", "the number of pieces")
+        pieces = self.values.in_range(pieces, value.arguments[1].value.span,
+                                      "the number of pieces", 1)
+        if pieces is POISON:
+            return None
+        if pieces != count:
+            self._error("E073", f"`chunk` makes {pieces} pieces, but {count} names receive "
+                        "them", value.arguments[1].span,
+                        help=f"write `chunk(..., {count})`, or {pieces} names on the left")
+            return None
+        if given.name in self.scope.pieces:
+            self._error("E073", f"`{given.name}` is already a piece of a matrix", given.span,
+                        help="chunk the parameter itself into more pieces")
+            return None
+        rows, columns = self.scope.matrices[given.name]
+        piece = rows.exact_div(pieces)
+        if piece is None:
+            if rows.constant is not None:
+                self._error("E073", f"`chunk` cannot split the {rows.constant} rows of "
+                            f"`{given.name}` into {pieces} equal pieces", value.span)
+                return None
+            self.conditions.append((rows, pieces, value.span,
+                                    f"`chunk` splits the {rows} rows of `{given.name}` "
+                                    f"into {pieces}"))
+            piece = quotient(rows, pieces)
+        self.scope.read.add(given.name)
+        matrix = Node(Op.PARAM, (), given.name, None, False, False, given.span)
+        for name, span in statement.targets:
+            if self.scope.kinds.get(name) is not None or name in self.values.lets:
+                self._error("E075", f"`{name}` is already defined: the rows of a matrix "
+                            "go to new names", span)
+                return None
+        return Node(Op.CHUNK_ROWS, (matrix,), (pieces, piece), None, False, False,
+                    value.span)._replace(args=(matrix,), value=(pieces, piece, columns))
+
     # ------------------------------------------------------------------- the cell
 
     def cell(self) -> Cell | None:
@@ -194,7 +261,10 @@ class CellChecker:
             params=tuple(p.role for p in self.declarations.parameters),
             statements=tuple(self.statements),
             recurrent_weights=tuple(self.expressions.recurrent),
-            conditions=tuple(self.conditions),
+            conditions=tuple(self.declarations.conditions + self.conditions),
+            numbers=tuple(self.declarations.numbers),
+            requires=tuple(self.declarations.requires),
+            probabilities=tuple(self.expressions.probabilities),
         )
         equations = "; ".join(a.text for a in self.statements)
         return Cell(

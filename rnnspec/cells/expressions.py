@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from rnnspec.cells.declare import Part, Scope
+from rnnspec.cells.declare import Scope
+from rnnspec.cells.functions import FunctionRules
 from rnnspec.cells.ir import Node, number
-from rnnspec.cells.ops import FUNCTIONS, OPERATORS, OPS, Op
+from rnnspec.cells.ops import COMPARISONS, FUNCTIONS, OPERATORS, OPS, Op, is_condition
 from rnnspec.cells.ops import function as _function_record
 from rnnspec.cells.shapes import Size, format_shape
 from rnnspec.check.evaluate import POISON, Evaluator, names_in
@@ -14,17 +15,35 @@ from rnnspec.language.diagnostics import Note, Sink, Span
 from rnnspec.language.names import suggest
 
 
-class Expressions(Part):
+class Expressions(FunctionRules):
     """Checks the expressions of one cell's body against its scope; `recurrent` collects
     the matrices that multiply a state."""
 
     def __init__(self, item: ast.Cell, values: Evaluator, problems: Sink, scope: Scope):
         super().__init__(item, values, problems, scope)
         self.recurrent: list[str] = []
+        self.probabilities: list[tuple[str, Span]] = []  # number arguments used as `p`
+        self.dropouts = 0  # `dropout`s so far: each has its own mask, numbered in order
 
     def expr(self, expr) -> Node | None:
-        """The node of an expression; None after a diagnostic (reported once)."""
-        return self.dispatch(expr, "expr_")
+        """The node of an expression that is a value; None after a diagnostic (reported
+        once). A condition is not a value: it is an error here (section 11)."""
+        node = self.dispatch(expr, "expr_")
+        if node is not None and is_condition(node):
+            self._error("E078", "a condition is not a value", expr.span,
+                        help="use it to choose between two values: `where(condition, a, b)`")
+            return None
+        return node
+
+    def condition(self, expr) -> Node | None:
+        """The node of an expression that is a condition (`where`'s first argument, the
+        operands of `and`, `or`, `not`); a value there is an error."""
+        node = self.dispatch(expr, "expr_")
+        if node is not None and not is_condition(node):
+            self._error("E078", "a condition is needed here, found a value", expr.span,
+                        help="compare it: `v > 0`, `v == 1.0`")
+            return None
+        return node
 
     def expr_Integer(self, expr) -> Node:
         return number(expr.value)._replace(span=expr.span)
@@ -41,6 +60,8 @@ class Expressions(Part):
         inner = self.expr(expr.operand)
         if inner is None or expr.signs % 2 == 0:
             return inner
+        if inner.op == Op.NUMBER:  # `-3.0` is a number, as a bound of `clamp` needs
+            return number(-inner.value)._replace(span=expr.span)
         return inner._replace(op=Op.NEG, args=(inner,), value=None, span=expr.span)
 
     def generic_visit(self, expr, *args) -> None:
@@ -52,6 +73,12 @@ class Expressions(Part):
         kind = self.scope.kinds.get(name)
         if kind == "x":
             return Node(Op.X, (), "x", self.scope.sizes["x"], False, True, expr.span)
+        if name in self.scope.pieces:
+            rows, columns = self.scope.matrices[name]
+            self._error("E072", f"`{name}` is a matrix {format_shape([rows, columns])} (rows "
+                        "of a parameter): it can only multiply a vector", expr.span,
+                        help=f"write `{name} @ v` for a vector `v` of size {columns}")
+            return None
         if kind in ("state", "local"):
             node = self.scope.current.get(name)
             if node is not None and node.op == "local":
@@ -68,9 +95,13 @@ class Expressions(Part):
             if name not in self.scope.sizes:  # its declaration failed, already reported
                 return None
             return Node(Op.PARAM, (), name, self.scope.sizes[name], False, False, expr.span)
+        if kind == "number":
+            return Node(Op.ARGUMENT, (), name, None, False, False, expr.span)
         if kind == "size":
             self._error("E074", f"`{name}` is a size: sizes appear in declarations, not in "
-                        "equations", expr.span)
+                        "equations", expr.span,
+                        help="a number of the equations is a header argument with a float "
+                             f"default: `cell {self.item.name}({name} = 1.0)`")
             return None
         if name in self.values.lets:
             value = self.values.evaluate(expr)
@@ -112,13 +143,66 @@ class Expressions(Part):
                 left = self._elementwise(OPERATORS[symbol], left, right, symbol_span)
         return left
 
+    def expr_Comparison(self, comparison: ast.Comparison) -> Node | None:
+        """`a < b` (elementwise, a condition); `a < b < c` is `a < b and b < c`."""
+        left = self.expr(comparison.first)
+        result = None
+        for symbol, span, operand in comparison.rest:
+            right = self.expr(operand)
+            if left is None or right is None:
+                return None
+            if left.size is None and right.size is None:
+                self._error("E074", f"`{symbol}` compares two numbers: nothing in it varies",
+                            span, help="compare a vector of the step with a number")
+                return None
+            pair = self._elementwise(COMPARISONS[symbol], left, right, span)
+            if pair is None:
+                return None
+            result = pair if result is None else self._logic_pair(Op.AND, result, pair, span)
+            left = right
+        return result
+
+    def expr_Logic(self, logic: ast.Logic) -> Node | None:
+        operands = [self.condition(operand) for operand in logic.operands]
+        if None in operands:
+            return None
+        result = operands[0]
+        for operand in operands[1:]:
+            result = self._logic_pair(Op(logic.operator), result, operand, logic.span)
+            if result is None:
+                return None
+        return result
+
+    def _logic_pair(self, op: Op, left: Node, right: Node, span: Span) -> Node | None:
+        if left.size != right.size:
+            self._error("E071", f"cannot combine conditions of {format_shape([left.size])} "
+                        f"and {format_shape([right.size])} with `{op}`", span)
+            return None
+        return Node(op, (left, right), None, left.size, left.varying or right.varying,
+                    left.batched or right.batched, span)
+
+    def expr_Not(self, expr: ast.Not) -> Node | None:
+        inner = self.condition(expr.operand)
+        if inner is None or expr.count % 2 == 0:
+            return inner
+        return Node(Op.NOT, (inner,), None, inner.size, inner.varying, inner.batched,
+                    expr.span)
+
+    def expr_Conditional(self, expr: ast.Conditional) -> None:
+        self._error("E074", "`a if condition else b` is not an expression of the step",
+                    expr.span, help="write `where(condition, a, b)`")
+
     def _matrix(self, expr) -> Node | None:
         """The left of `@`: a matrix parameter, by name."""
         if isinstance(expr, ast.Name) and expr.name in self.scope.matrices:
-            self.scope.read.add(expr.name)
-            rows, columns = self.scope.matrices[expr.name]
-            return Node(Op.PARAM, (), expr.name, None, False, False, expr.span)._replace(
-                value=expr.name, args=(rows, columns))
+            name = expr.name
+            rows, columns = self.scope.matrices[name]
+            if name in self.scope.pieces:
+                self.scope.read.add(self.scope.pieces[name][0])
+            else:
+                self.scope.read.add(name)
+            return Node(Op.PARAM, (), name, None, False, False, expr.span)._replace(
+                args=(rows, columns))
         node = self.expr(expr)
         if node is None:
             return None
@@ -144,6 +228,14 @@ class Expressions(Part):
                 self._error("E072", f"`{name} @ ...` needs a vector on the right, found a "
                             "number", span)
             return None
+        if right.size != columns and name in self.scope.heads:
+            heads, _, per_head = self.scope.heads[name]
+            self._error("E072", f"`{name} @ {_describe_operand(right_expr)}`: `{name}` has "
+                        f"{heads} heads of {per_head} columns, the vector has {right.size} "
+                        "features", span, notes=[Note(f"`{name}` is declared here",
+                                                      self.scope.spans[name])],
+                        help=f"the vector needs {heads} * {per_head} = {columns} features")
+            return None
         if right.size != columns:
             vector = _describe_operand(right_expr)
             help = None
@@ -155,10 +247,16 @@ class Expressions(Part):
                         notes=[Note(f"`{name}` is declared {format_shape([rows, columns])} "
                                     "here", self.scope.spans[name])])
             return None
-        if right.varying and name not in self.recurrent:
-            self.recurrent.append(name)
-        matrix = Node(Op.PARAM, (), name, None, False, False, left.span)
-        return Node(Op.MATMUL, (matrix, right), None, rows, right.varying, right.batched, span)
+        parameter = self.scope.pieces.get(name, (name, name))[1]
+        if right.varying and parameter not in self.recurrent:
+            self.recurrent.append(parameter)
+        if name in self.scope.pieces:  # rows of a parameter, split before the loop
+            matrix = Node(Op.LOCAL, (), self.scope.pieces[name][0], None, False, False,
+                          left.span)
+        else:
+            matrix = Node(Op.PARAM, (), name, None, False, False, left.span)
+        op = Op.HEADS_MATMUL if name in self.scope.heads else Op.MATMUL
+        return Node(op, (matrix, right), None, rows, right.varying, right.batched, span)
 
     def _elementwise(self, op: str, left: Node, right: Node, span: Span) -> Node | None:
         if left.size is not None and right.size is not None and left.size != right.size:
@@ -182,107 +280,18 @@ class Expressions(Part):
                         help=suggest(name, FUNCTIONS) or "the functions are "
                         + ", ".join(f"`{f}`" for f in FUNCTIONS))
             return None
+        keywords = {"dropout": ("per",)}.get(name, ())
         for argument in call.arguments:
-            if argument.name is not None:
+            if argument.name is not None and argument.name not in keywords:
                 self._error("E074", f"`{name}` takes its arguments by position",
                             argument.name_span)
                 return None
-        arguments = [a.value for a in call.arguments]
+        arguments = [a.value for a in call.arguments if a.name is None]
+        if keywords:
+            return getattr(self, record.rule)(record.op, call, arguments,
+                                              {a.name: a for a in call.arguments if a.name})
         return getattr(self, record.rule)(record.op, call, arguments)
 
-    def _chunk_call(self, op: Op, call: ast.Call, arguments) -> None:
-        self._error("E073", "`chunk(...)` stands alone on the right of `a, b, ... =`",
-                    call.span, help="write `a, b = chunk(v, 2)` and use `a` and `b`")
-
-    def _clamp(self, op: Op, call: ast.Call, arguments) -> Node | None:
-        if len(arguments) != 3:
-            self._error("E074", "write `clamp(v, low, high)`", call.span)
-            return None
-        inner = self._vector(op, arguments[0])
-        bounds = [self.values.typed(a, "float", "a bound of `clamp`") for a in arguments[1:]]
-        if inner is None or POISON in bounds:
-            return None
-        return Node(Op.CLAMP, (inner,), tuple(bounds), inner.size, inner.varying,
-                    inner.batched, call.span)
-
-    def _pair(self, op: Op, call: ast.Call, arguments) -> Node | None:
-        if len(arguments) != 2:
-            self._error("E074", f"write `{op}(a, b)`", call.span)
-            return None
-        left, right = self.expr(arguments[0]), self.expr(arguments[1])
-        if left is None or right is None:
-            return None
-        if left.size is None and right.size is None:
-            self._error("E074", f"`{op}` of two numbers: write the number", call.span)
-            return None
-        return self._elementwise(op, left, right, call.name_span)
-
-    def _vector(self, function: str, expr) -> Node | None:
-        node = self.expr(expr)
-        if node is not None and node.size is None:
-            self._error("E074", f"`{function}` needs a vector, found a number", expr.span)
-            return None
-        return node
-
-    def _unary(self, name: Op, call: ast.Call, arguments) -> Node | None:
-        if len(arguments) != 1:
-            self._error("E074", f"`{name}` takes one argument, found {len(arguments)}",
-                        call.span)
-            return None
-        inner = self._vector(name, arguments[0])
-        if inner is None:
-            return None
-        return Node(name, (inner,), None, inner.size, inner.varying, inner.batched, call.span)
-
-    def _layer_norm(self, op: Op, call: ast.Call, arguments) -> Node | None:
-        if not 1 <= len(arguments) <= 4:
-            self._error("E074", "write `layer_norm(v)`, `layer_norm(v, weight)`, "
-                        "`layer_norm(v, weight, bias)` or `layer_norm(v, weight, bias, eps)`",
-                        call.span)
-            return None
-        inner = self._vector("layer_norm", arguments[0])
-        affine = []
-        for role, expr in zip(("weight", "bias"), arguments[1:3]):
-            node = self.expr(expr)
-            if node is None:
-                return None
-            if node.op != "param":
-                self._error("E074", f"the {role} of `layer_norm` must be a vector parameter",
-                            expr.span)
-                return None
-            if inner is not None and node.size != inner.size:
-                self._error("E071", f"`layer_norm` of {format_shape([inner.size])} needs a "
-                            f"{role} of that size, `{node.value}` is "
-                            f"{format_shape([node.size])}", expr.span)
-                return None
-            affine.append(node)
-        eps = 1e-5
-        if len(arguments) == 4:
-            given = arguments[3]
-            if isinstance(given, ast.Name) and given.name in self.scope.kinds:
-                self._error("E074", "the `eps` of `layer_norm` is a number, not "
-                            f"`{given.name}`", given.span, help="write `1e-5`, for instance")
-                return None
-            eps = self.values.typed(given, "float", "the `eps` of `layer_norm`")
-            if eps is POISON:
-                return None
-        if inner is None:
-            return None
-        return Node(Op.LAYER_NORM, (inner, *affine), eps, inner.size, inner.varying,
-                    inner.batched, call.span)
-
-    def _concat(self, op: Op, call: ast.Call, arguments) -> Node | None:
-        if len(arguments) < 2:
-            self._error("E074", "`concat` joins two or more vectors", call.span)
-            return None
-        parts = [self._vector("concat", a) for a in arguments]
-        if None in parts:
-            return None
-        size = Size()
-        for part in parts:
-            size = size + part.size
-        return Node(Op.CONCAT, tuple(parts), None, size, any(p.varying for p in parts),
-                    any(p.batched for p in parts), call.span)
 
 
 def multiple_help(found: Size, wanted: Size) -> str | None:

@@ -39,6 +39,9 @@ class Step(NamedTuple):
     statements: tuple[Assign, ...]
     recurrent_weights: tuple[str, ...]  # matrix parameters that multiply a state
     conditions: tuple  # (size, divisor, span, text): divisibility checked per block
+    numbers: tuple[str, ...] = ()  # the header's number arguments, in order (section 11)
+    requires: tuple = ()  # (left Size, right Size, span, text): equal for every block
+    probabilities: tuple = ()  # (number argument, span): a `dropout`'s p, in [0, 1)
 
 
 def number(value) -> Node:
@@ -65,20 +68,25 @@ class _Describer:
             return repr(node.value) if isinstance(node.value, float) else str(node.value)
         if record is not None and record.kind is Kind.LEAF:
             return self.shown.get(node.value, str(node.value))
-        if op == Op.NEG:
-            inner = "-" + self.text(node.args[0], record.precedence)
+        if op in (Op.NEG, Op.NOT):
+            sign = "-" if op == Op.NEG else "not "
+            inner = sign + self.text(node.args[0], record.precedence)
             return f"({inner})" if parent > record.precedence else inner
+        if op == Op.HEADS_MATMUL:
+            record = OPS[Op.MATMUL]
         if record is not None and record.kind is Kind.OPERATOR:
             level = record.precedence
             left = self.text(node.args[0], level)
             rhs = self.text(node.args[1], level, right=True)
             inner = f"{left} {record.symbol} {rhs}"
+            if record.condition and op not in (Op.AND, Op.OR):  # `a < b` in `a < b < c`
+                return f"({inner})" if level <= parent else inner
             return f"({inner})" if level < parent or (right and level == parent) else inner
-        if op == Op.CHUNK:
+        if op in (Op.CHUNK, Op.CHUNK_ROWS):
             return f"chunk({self.text(node.args[0])}, {node.value[0]})"
         arguments = [self.text(a) for a in node.args]
-        if op == Op.CLAMP:
-            arguments += [repr(v) for v in node.value]
+        if op == Op.DROPOUT and node.value[0]:
+            arguments.append("per = step")
         if op == Op.LAYER_NORM and node.value != 1e-5:
             arguments += ["_"] * (3 - len(arguments)) + [repr(node.value)]
         return f"{op}({', '.join(arguments)})"

@@ -43,6 +43,17 @@ class Lowered(NamedTuple):
     states: tuple[str, ...]  # the states' names, in order
     names: dict[str, str]  # a name of the IR (state, local, x) -> its name in the backend
     unread_inputs: bool  # nothing is passed: the step reads no input
+    # `A, B = chunk(W, 2)` of matrix parameters: views of the weights, which the functions
+    # that read them (before the loop, in the step or both) split for themselves
+    static: tuple[Statement, ...] = ()
+
+    def static_for(self, statements) -> tuple[Statement, ...]:
+        """The matrix pieces that `statements` read, in order."""
+        read: set[str] = set()
+        for statement in statements:
+            _names_read(statement.node, read)
+        read = {self.names.get(name, name) for name in read}
+        return tuple(s for s in self.static if any(t in read for t in s.targets))
 
     @property
     def hoist_reads_x(self) -> bool:
@@ -56,6 +67,17 @@ class Lowered(NamedTuple):
                 return True
             pending.extend(a for a in node.args if isinstance(a, Node))
         return False
+
+
+def _names_read(node: Node, names: set[str]) -> set[str]:
+    """The local names (in the backend's namespace) a lowered node reads."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current.op == "local":
+            names.add(current.value)
+        pending.extend(a for a in current.args if isinstance(a, Node))
+    return names
 
 
 def terms(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
@@ -211,9 +233,12 @@ class _Lowering:
 
     def lower(self) -> Lowered:
         stepped: list[tuple[tuple[str, ...], Assign]] = []
+        static: list[Statement] = []
         for assign in self.step.statements:  # whole statements first, then hoisted parts
             targets = tuple(self._name(t) for t in assign.targets)
-            if assign.sizes[0] is None:  # a number: known in both functions
+            if assign.node.op == "chunk_rows":
+                static.append(Statement(targets, assign.node, assign))
+            elif assign.sizes[0] is None:  # a number: known in both functions
                 self.hoist.append(Statement(targets, assign.node, assign))
                 stepped.append((targets, assign))
             elif not assign.node.varying and not any(assign.states):
@@ -229,7 +254,7 @@ class _Lowering:
         if unread:  # the loop needs one value per step, even if unread
             self.passed.append(("x", True))
         return Lowered(tuple(hoist), tuple(step), tuple(self.passed), self.states,
-                       self.names, unread)
+                       self.names, unread, tuple(static))
 
 
 

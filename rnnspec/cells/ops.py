@@ -27,6 +27,7 @@ class Op(str, enum.Enum):
     LOCAL = "local"
     PARAM = "param"
     NUMBER = "number"
+    ARGUMENT = "argument"  # a number argument of the cell's header (section 11)
     # operators
     ADD = "add"
     SUB = "sub"
@@ -34,6 +35,16 @@ class Op(str, enum.Enum):
     DIV = "div"
     NEG = "neg"
     MATMUL = "matmul"
+    # conditions (section 11): comparisons and logic, elementwise; never values
+    LESS = "less"
+    LESS_EQUAL = "less_equal"
+    GREATER = "greater"
+    GREATER_EQUAL = "greater_equal"
+    EQUAL = "equal"
+    NOT_EQUAL = "not_equal"
+    AND = "and"
+    OR = "or"
+    NOT = "not"
     # functions
     SIGMOID = "sigmoid"
     TANH = "tanh"
@@ -52,6 +63,11 @@ class Op(str, enum.Enum):
     LAYER_NORM = "layer_norm"
     CONCAT = "concat"
     CHUNK = "chunk"
+    WHERE = "where"
+    DROPOUT = "dropout"
+    # internal: made by the checker and the lowering pass, never written
+    CHUNK_ROWS = "chunk_rows"  # `A, B = chunk(W, 2)` of a matrix parameter: its rows
+    HEADS_MATMUL = "heads_matmul"  # `R @ v` of a heads parameter `R[heads, m, n]`
     # the checker's marker for a value on the left of `@` that is not a matrix
     NOT_A_MATRIX = "not-a-matrix"
 
@@ -75,15 +91,18 @@ class OpRecord(NamedTuple):
     symbol: str | None = None  # operators: how the language writes it
     precedence: int = 0  # operators: binding strength when written back (higher binds tighter)
     verb: str | None = None  # how an error names combining two values (elementwise pairs)
+    condition: bool = False  # the result is a condition (true or false per element)
 
 
 def _leaf(op: Op) -> OpRecord:
     return OpRecord(op, Kind.LEAF, (0, 0))
 
 
-def _operator(op: Op, symbol: str, precedence: int, verb: str | None = None) -> OpRecord:
-    return OpRecord(op, Kind.OPERATOR, (1, 1) if op is Op.NEG else (2, 2), symbol=symbol,
-                    precedence=precedence, verb=verb)
+def _operator(op: Op, symbol: str, precedence: int, verb: str | None = None,
+              condition: bool = False) -> OpRecord:
+    unary = op in (Op.NEG, Op.NOT)
+    return OpRecord(op, Kind.OPERATOR, (1, 1) if unary else (2, 2), symbol=symbol,
+                    precedence=precedence, verb=verb, condition=condition)
 
 
 def _function(op: Op, rule: str, arity: tuple[int, int | None], verb: str | None = None):
@@ -92,12 +111,20 @@ def _function(op: Op, rule: str, arity: tuple[int, int | None], verb: str | None
 
 OPS: dict[Op, OpRecord] = {record.op: record for record in (
     _leaf(Op.X), _leaf(Op.STATE), _leaf(Op.LOCAL), _leaf(Op.PARAM), _leaf(Op.NUMBER),
-    _operator(Op.ADD, "+", 1, "add"),
-    _operator(Op.SUB, "-", 1, "subtract"),
-    _operator(Op.MUL, "*", 2, "multiply"),
-    _operator(Op.DIV, "/", 2, "divide"),
-    _operator(Op.MATMUL, "@", 2),
-    _operator(Op.NEG, "-", 3),
+    _leaf(Op.ARGUMENT),
+    # precedences as Python's: or < and < not < comparisons < + - < * / @ < unary minus
+    _operator(Op.OR, "or", 1, condition=True),
+    _operator(Op.AND, "and", 2, condition=True),
+    _operator(Op.NOT, "not", 3, condition=True),
+    *(_operator(op, symbol, 4, "compare", condition=True) for op, symbol in (
+        (Op.LESS, "<"), (Op.LESS_EQUAL, "<="), (Op.GREATER, ">"), (Op.GREATER_EQUAL, ">="),
+        (Op.EQUAL, "=="), (Op.NOT_EQUAL, "!="))),
+    _operator(Op.ADD, "+", 5, "add"),
+    _operator(Op.SUB, "-", 5, "subtract"),
+    _operator(Op.MUL, "*", 6, "multiply"),
+    _operator(Op.DIV, "/", 6, "divide"),
+    _operator(Op.MATMUL, "@", 6),
+    _operator(Op.NEG, "-", 7),
     *(_function(op, "_unary", (1, 1)) for op in (
         Op.SIGMOID, Op.TANH, Op.RELU, Op.GELU, Op.SILU, Op.SOFTPLUS, Op.LOGSIGMOID, Op.EXP,
         Op.LOG, Op.ABS, Op.SQRT)),
@@ -107,6 +134,10 @@ OPS: dict[Op, OpRecord] = {record.op: record for record in (
     _function(Op.LAYER_NORM, "_layer_norm", (1, 4)),
     _function(Op.CONCAT, "_concat", (2, None)),
     _function(Op.CHUNK, "_chunk_call", (2, 2)),
+    _function(Op.WHERE, "_where", (3, 3)),
+    _function(Op.DROPOUT, "_dropout", (2, 3)),
+    OpRecord(Op.CHUNK_ROWS, Kind.INTERNAL, (1, 1)),
+    OpRecord(Op.HEADS_MATMUL, Kind.INTERNAL, (2, 2)),
     OpRecord(Op.NOT_A_MATRIX, Kind.INTERNAL, (0, 0)),
 )}
 
@@ -114,9 +145,18 @@ OPS: dict[Op, OpRecord] = {record.op: record for record in (
 FUNCTIONS: tuple[str, ...] = tuple(r.op.value for r in OPS.values() if r.kind is Kind.FUNCTION)
 # The functions of one vector that keep its size.
 ELEMENTWISE: tuple[str, ...] = tuple(r.op.value for r in OPS.values() if r.rule == "_unary")
-# The binary operators as the language writes them (`-` is also negation, written `neg`).
+# The arithmetic operators as the language writes them (`-` is also negation, `neg`).
 OPERATORS: dict[str, Op] = {r.symbol: r.op for r in OPS.values()
-                            if r.kind is Kind.OPERATOR and r.op is not Op.NEG}
+                            if r.kind is Kind.OPERATOR and r.arity == (2, 2)
+                            and not r.condition}
+# The comparisons, by symbol: `<` is `Op.LESS`.
+COMPARISONS: dict[str, Op] = {r.symbol: r.op for r in OPS.values() if r.verb == "compare"}
+
+
+def is_condition(node) -> bool:
+    """Whether an IR node is a condition (a comparison, `and`, `or`, `not`), not a value."""
+    record = OPS.get(node.op)
+    return record is not None and record.condition
 
 # Parameter initialisers and how many numbers each takes (fewest, most).
 INITIALISERS: dict[str, tuple[int, int]] = {"uniform": (0, 2), "zeros": (0, 0), "ones": (0, 0),

@@ -19,8 +19,10 @@ MAX_DIMENSION = 2**63 - 1
 Monomial = tuple[str, ...]  # sorted size names, with repeats: ("hidden_size", "hidden_size")
 
 # Quotients that hold for some sizes only (`(input_size + hidden_size) / 2`) stand as
-# names of their own: the name, spelled from its parts, says what it evaluates to.
-_QUOTIENTS: dict[str, tuple[Size, int]] = {}
+# names of their own: the name, spelled from its parts, says what it evaluates to. A
+# divisor that is a size (`hidden_size // heads`) must divide exactly (each block is
+# checked), so `heads * (hidden_size // heads)` is `hidden_size`.
+_QUOTIENTS: dict[str, tuple[Size, int | Size]] = {}
 
 
 class Size:
@@ -73,11 +75,19 @@ class Size:
     def __mul__(self, other) -> Size:
         other = Size.of(other)
         terms: dict[Monomial, int] = {}
+        exact = []  # products that an exact quotient cancels: d * (s // d) is s
         for m1, c1 in self.terms:
             for m2, c2 in other.terms:
                 key = tuple(sorted(m1 + m2))
-                terms[key] = terms.get(key, 0) + c1 * c2
-        return Size(terms)
+                cancelled = _cancel(key)
+                if cancelled is None:
+                    terms[key] = terms.get(key, 0) + c1 * c2
+                else:
+                    exact.append(cancelled * (c1 * c2))
+        result = Size(terms)
+        for product in exact:
+            result = result + product
+        return result
 
     __rmul__ = __mul__
 
@@ -165,16 +175,55 @@ def quotient(size: Size, divisor: int) -> Size:
     return Size.of(name)
 
 
+def exact_quotient(size: Size, divisor: Size) -> Size:
+    """`size // divisor` for a divisor that is a size (not a constant): a size of its own,
+    which the caller must check divides exactly for each block."""
+    text = str(size)
+    shown = str(divisor)
+    name = (f"({text})" if len(size.terms) > 1 else text) + " // " + (
+        f"({shown})" if len(divisor.terms) > 1 or divisor.terms[0][1] != 1 else shown)
+    _QUOTIENTS[name] = (size, divisor)
+    return Size.of(name)
+
+
+def _cancel(monomial: Monomial) -> Size | None:
+    """The monomial with one exact quotient `s // d` and its divisor `d` (a name) replaced
+    by `s`; None when it has no such pair."""
+    for index, name in enumerate(monomial):
+        entry = _QUOTIENTS.get(name)
+        if entry is None or not isinstance(entry[1], Size):
+            continue
+        divisor = entry[1].names
+        (divisor_name,) = divisor if len(divisor) == 1 else (None,)
+        if entry[1] != Size.of(divisor_name or "") or divisor_name not in monomial:
+            continue
+        rest = list(monomial[:index] + monomial[index + 1:])
+        rest.remove(divisor_name)
+        result = entry[0]
+        for other in rest:
+            result = result * Size.of(other)
+        return result
+    return None
+
+
 def symbols(size: Size) -> frozenset[str]:
     """The size names a size depends on, through its quotients (`(a + b) // 2`: a, b)."""
     found: set[str] = set()
     for name in size.names:
-        found |= symbols(_QUOTIENTS[name][0]) if name in _QUOTIENTS else {name}
+        if name in _QUOTIENTS:
+            dividend, divisor = _QUOTIENTS[name]
+            found |= symbols(dividend)
+            if isinstance(divisor, Size):
+                found |= symbols(divisor)
+        else:
+            found.add(name)
     return frozenset(found)
 
 
 def _quotient_value(name: str, values: Mapping[str, int]) -> int:
     size, divisor = _QUOTIENTS[name]
+    if isinstance(divisor, Size):
+        return size.evaluate(values) // divisor.evaluate(values)
     return size.evaluate(values) // divisor
 
 

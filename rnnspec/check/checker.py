@@ -256,7 +256,7 @@ class Checker:
             from rnnspec.cells.equations import block_problems
 
             conditions = block_problems(cell, _layer_sizes(cell, values, incoming),
-                                        block.cell_span)
+                                        block.cell_span, values, spans)
             if conditions:
                 self.problems.extend(conditions)
                 return None

@@ -89,6 +89,8 @@ CODES: dict[str, str] = {
     "E075": "assignment that is not allowed",
     "E076": "declaration of a cell that is not valid",
     "E077": "cell condition that fails for a block's sizes",
+    "E078": "a condition used as a value, or a value used as a condition",
+    "E079": "a `require` that is not between sizes, or that a block's sizes break",
     # verification against torch (`check --verify`)
     "E050": "derived shape disagrees with torch",
     # checkpoints (`check --weights`)

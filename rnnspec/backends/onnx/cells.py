@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from rnnspec import model
 from rnnspec.backends.onnx.graph import (
+    CONDITIONS,
     PLACES,
     Stmt,
     _emit_stmt,
@@ -72,6 +73,7 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
     def kind_of(arg) -> str:
         return "static" if isinstance(arg, (int, float)) else kind[arg]
 
+    booleans = {out for stmt in statements if stmt.op in CONDITIONS for out in _outputs(stmt)}
     for stmt in statements:
         if stmt.where not in PLACES:
             raise ValueError(f"statement {stmt.op} -> {_outputs(stmt)} has no place "
@@ -108,7 +110,8 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
             if kind[arg] == "timed":
                 env[arg] = body_graph.fresh(f"{scope}.{arg}_t")
                 scan_inputs.append(helper.make_tensor_value_info(
-                    env[arg], TensorProto.FLOAT, ["B", features[arg]]))
+                    env[arg], TensorProto.BOOL if arg in booleans else TensorProto.FLOAT,
+                    ["B", features[arg]]))
                 scan_outer.append(outer_env[arg])
             else:
                 env[arg] = outer_env[arg]
@@ -122,11 +125,17 @@ def emit_recurrence(g: _Graph, scope: str, statements: list[Stmt], *, x: str, x_
                               _emit_stmt(body_graph, stmt, args, features, flags(stmt))):
             env[out] = value
 
+    # values without a batch axis: parameters and numbers, and what the body computes from
+    # those alone (a state given another state's value of parameters only)
+    unbatched = {name for name, where in kind.items() if where == "static"}
+    for stmt in statements:
+        if all(isinstance(a, (int, float)) or a in unbatched for a in stmt.inputs):
+            unbatched.update(_outputs(stmt))
     previous = {name: env[name] for name in state_names}
     new = {}
     for name in state_names:
         value = read(last.get(name, name))
-        if kind[last.get(name, name)] == "static":  # parameters only: one value per sequence
+        if last.get(name, name) in unbatched:  # parameters only: one value per sequence
             shape = body_graph.node("Shape", [previous[name]], hint=f"{scope}.{name}_shape")
             value = body_graph.node("Expand", [value, shape], hint=f"{scope}.{name}_expanded")
         new[name] = value
@@ -188,12 +197,14 @@ def _produced(graph: _Graph) -> set[str]:
     return {name for node in graph.nodes for name in node.output}
 
 
-def lower_step(step) -> list[Stmt]:
+def lower_step(step, numbers: Mapping[str, float] | None = None) -> list[Stmt]:
     """A checked step (`equations.Step`) through the shared lowering pass (`cells.lower`:
     hoisted parts, folded biases) as statements, one per operation; intermediate values
-    are named `_t<k>` (spec names never start with `_`)."""
+    are named `_t<k>` (spec names never start with `_`). `numbers`: the block's values of
+    the cell's number arguments. The export runs in evaluation: `dropout` is the identity."""
     from rnnspec.cells.lower import lower
 
+    numbers = numbers or {}
     lowered = lower(step, Namespace({"x"}))
     statements: list[Stmt] = []
     counter = iter(range(10**9))
@@ -202,6 +213,8 @@ def lower_step(step) -> list[Stmt]:
         op = node.op
         if op == "number":
             return node.value
+        if op == "argument":
+            return float(numbers[node.value])
         if op == "x":
             return "x"
         if op in ("state", "local"):
@@ -217,12 +230,11 @@ def lower_step(step) -> list[Stmt]:
             statements.append(Stmt("identity", (value(node),), out, sizes=sizes, where=where))
             return out
         attrs = None
-        if op in ("matmul", "linear"):
+        if op in ("matmul", "linear", "heads_matmul"):
             vector, matrix, *biases = node.args if op == "linear" else node.args[::-1]
-            inputs = (matrix.value, value(vector), *(b.value for b in biases))
-        elif op == "clamp":
-            inputs = (value(node.args[0]),)
-            attrs = {"low": float(node.value[0]), "high": float(node.value[1])}
+            inputs = (value(matrix), value(vector), *(b.value for b in biases))
+        elif op == "dropout":  # evaluation: the value itself
+            op, inputs = "identity", (value(node.args[0]),)
         elif op == "layer_norm":
             inputs = tuple(value(a) for a in node.args)
             attrs = {"eps": float(node.value)}
@@ -233,8 +245,13 @@ def lower_step(step) -> list[Stmt]:
         statements.append(Stmt(op, inputs, out, attrs, sizes, where))
         return out
 
-    numbers = [s for s in lowered.hoist if s.assign is not None and s.assign.sizes[0] is None]
-    stepped = [s for s in lowered.step if s not in numbers]  # numbers: in both lists
+    for statement in lowered.static:  # rows of matrix parameters: split once
+        pieces, piece, _ = statement.node.value
+        statements.append(Stmt("chunk_rows", (value(statement.node.args[0]),),
+                               statement.targets, {"n": pieces}, (piece,) * pieces, "static"))
+    numbers_only = [s for s in lowered.hoist
+                    if s.assign is not None and s.assign.sizes[0] is None]
+    stepped = [s for s in lowered.step if s not in numbers_only]  # in both lists
     for statement in (*lowered.hoist, *stepped):
         node, targets = statement.node, statement.targets
         if node.op == "chunk":

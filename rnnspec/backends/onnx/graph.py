@@ -67,6 +67,11 @@ def place(node) -> str:
 
 _ELEMENTWISE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "minimum": "Min",
                 "maximum": "Max"}
+# The comparisons and logic of conditions (section 11): boolean tensors, never states.
+_CONDITIONS = {"less": "Less", "less_equal": "LessOrEqual", "greater": "Greater",
+               "greater_equal": "GreaterOrEqual", "equal": "Equal", "and": "And", "or": "Or",
+               "not": "Not"}
+CONDITIONS = frozenset({*_CONDITIONS, "not_equal"})
 _UNARY = {"neg": "Neg", "sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp",
           "log": "Log", "abs": "Abs", "sqrt": "Sqrt", "softplus": "Softplus",
           "identity": "Identity"}
@@ -178,8 +183,44 @@ def _gelu(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: d
 
 def _clamp(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
            outputs: tuple, hint: str) -> list[str]:
-    return [g.node("Clip", [args[0], g.scalar(attrs["low"]), g.scalar(attrs["high"])],
-                   hint=hint)]
+    return [g.node("Clip", args, hint=hint)]
+
+
+def _not_equal(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+               outputs: tuple, hint: str) -> list[str]:
+    return [g.node("Not", [g.node("Equal", args, hint=f"{hint}.equal")], hint=hint)]
+
+
+def _heads_matmul(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+                  outputs: tuple, hint: str) -> list[str]:
+    """`R @ v` of R [heads, m, n]: v [..., heads * n] as [..., heads, n, 1], one MatMul
+    (broadcast over the leading axes) to [..., heads, m, 1], then [..., heads * m]."""
+    weight, vector = args
+    shape = g.node("Shape", [vector], hint=f"{hint}.shape")
+    leading = g.node("Slice", [shape, g.ints([0]), g.ints([-1])], hint=f"{hint}.leading")
+    weight_shape = g.node("Shape", [weight], hint=f"{hint}.weight_shape")
+    heads = g.node("Slice", [weight_shape, g.ints([0]), g.ints([1])], hint=f"{hint}.heads")
+    columns = g.node("Slice", [weight_shape, g.ints([2]), g.ints([3])], hint=f"{hint}.n")
+    split_shape = g.node("Concat", [leading, heads, columns, g.ints([1])],
+                         hint=f"{hint}.split_shape", axis=0)
+    split = g.node("Reshape", [vector, split_shape], hint=f"{hint}.split")
+    product = g.node("MatMul", [weight, split], hint=f"{hint}.heads")
+    joined = g.node("Concat", [leading, g.ints([-1])], hint=f"{hint}.joined_shape", axis=0)
+    return [g.node("Reshape", [product, joined], hint=hint)]
+
+
+def _chunk_rows(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
+                outputs: tuple, hint: str) -> list[str]:
+    """The rows of a matrix parameter in equal pieces (a Split on axis 0, before the loop)."""
+    rows = features[stmt.inputs[0]]
+    n = attrs["n"]
+    if n != len(outputs) or rows % n:
+        raise ValueError(f"cannot split {rows} rows into {len(outputs)} pieces")
+    if n == 1:
+        return [g.node("Identity", args, hint=hint)]
+    names = [g.fresh(name) for name in outputs]
+    g.node("Split", [args[0], g.ints([rows // n] * n)], names, axis=0)
+    return names
 
 
 def _linear(g: _Graph, stmt: Stmt, args: list, features: dict, unbatched, attrs: dict,
@@ -274,6 +315,11 @@ NODES_FOR_OP = {
     "concat": _concat,
     "chunk": _chunk,
     "layer_norm": _layer_norm,
+    **{op: _plain(onnx_op) for op, onnx_op in _CONDITIONS.items()},
+    "not_equal": _not_equal,
+    "where": _plain("Where"),
+    "heads_matmul": _heads_matmul,
+    "chunk_rows": _chunk_rows,
 }
 
 

@@ -141,7 +141,7 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
     zoneout = float(block.arguments.get("zoneout", 0.0) or 0.0)
     layer_input = block.input_size
     step = block.spec.step if block.spec.step is not None else builtin_step(block)
-    statements = lower_step(step)
+    statements = lower_step(step, {name: block.arguments[name] for name in step.numbers})
     block_sizes = size_values(block.spec, block.arguments)
     for layer in range(block.num_layers):
         outputs = []

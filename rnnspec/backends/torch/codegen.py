@@ -14,6 +14,7 @@ from rnnspec.backends.torch.printing import (
     _fit,
     _ident,
     _is_fused,
+    _numbers,
     _py,
     _py_comment,
     _py_tuple,
@@ -165,7 +166,8 @@ def environment():
         final_key=_final_key, is_fused=_is_fused, runner=_runner, state_sizes=_state_sizes,
         state_type=_state_type, finals=_finals, shape_comment=_shape_comment, fit=_fit,
         wrap=_wrap, quoted=lambda name: f'"{name}"',
-        block_notes=_block_notes, regularisers=_regularisers, lengths_doc=_lengths_doc,
+        block_notes=_block_notes, regularisers=_regularisers, numbers=_numbers,
+        lengths_doc=_lengths_doc,
         without_time=_without_time, torch_arguments=_torch_arguments,
         is_network=network.is_network, network_source=network.network_source,
     )

@@ -17,6 +17,7 @@ from rnnspec.backends.torch.layout import LINE_LENGTH
 from rnnspec.backends.torch.layout import statement as layout_statement
 from rnnspec.cells.equations import Node, Step
 from rnnspec.cells.lower import Statement, lower, terms
+from rnnspec.cells.ops import COMPARISONS
 from rnnspec.cells.shapes import Size
 from rnnspec.language.names import Namespace
 
@@ -73,17 +74,55 @@ def _neg(e, node: Node, parent: int) -> str:
 def _linear(e, node: Node, parent: int) -> str:
     vector, matrix, *biases = node.args
     bias = " + ".join(f"w.{b.value}" for b in biases)
-    return f"F.linear({e.expression(vector)}, w.{matrix.value}" + (f", {bias})" if bias else ")")
+    weight = e.expression(matrix)
+    return f"F.linear({e.expression(vector)}, {weight}" + (f", {bias})" if bias else ")")
 
 
 def _matmul(e, node: Node, parent: int) -> str:
     matrix, vector = node.args
-    return f"F.linear({e.expression(vector)}, w.{matrix.value})"
+    return f"F.linear({e.expression(vector)}, {e.expression(matrix)})"
+
+
+def _heads_matmul(e, node: Node, parent: int) -> str:
+    matrix, vector = node.args
+    return f"_heads({e.expression(matrix)}, {e.expression(vector)})"
 
 
 def _clamp(e, node: Node, parent: int) -> str:
-    low, high = node.value
-    return f"torch.clamp({e.expression(node.args[0])}, {_literal(low)}, {_literal(high)})"
+    inner, low, high = (e.expression(a) for a in node.args)
+    return f"torch.clamp({inner}, {low}, {high})"
+
+
+def _argument(e, node: Node, parent: int) -> str:
+    return f"self.numbers.{node.value}"
+
+
+def _comparison(symbol: str):
+    # Python's comparisons bind looser than arithmetic; conditions are only ever operands
+    # of `where` and the logical functions, so they need no parentheses of their own
+    def printer(e, node, parent):
+        return f"{e.expression(node.args[0])} {symbol} {e.expression(node.args[1])}"
+    return printer
+
+
+def _logical(function: str):
+    return lambda e, node, parent: (
+        f"torch.{function}({', '.join(e.expression(a) for a in node.args)})")
+
+
+def _where(e, node: Node, parent: int) -> str:
+    condition, a, b = node.args
+    text = f"torch.where({e.expression(condition)}, {e.expression(a)}, {e.expression(b)})"
+    if a.size is None and b.size is None:  # two numbers give the default dtype: the input's
+        return f"{text}.to({e.dtype})"
+    return text
+
+
+def _dropout(e, node: Node, parent: int) -> str:
+    inner, p = node.args
+    per_step, index = node.value
+    more = ", per_step=True" if per_step else ""
+    return f"self.drop({e.expression(inner)}, {e.expression(p)}, {index}{more})"
 
 
 def _extremum(e, node: Node, parent: int) -> str:
@@ -123,6 +162,10 @@ CODE_FOR_OP = {
     "add": _sum, "sub": _sum, "mul": _binary("*", 2), "div": _binary("/", 2), "neg": _neg,
     "matmul": _matmul, "linear": _linear, "clamp": _clamp, "minimum": _extremum,
     "maximum": _extremum, "layer_norm": _layer_norm, "concat": _concat, "chunk": _chunk,
+    "heads_matmul": _heads_matmul, "argument": _argument, "where": _where,
+    "dropout": _dropout, "and": _logical("logical_and"), "or": _logical("logical_or"),
+    "not": _logical("logical_not"),
+    **{op: _comparison(symbol) for symbol, op in COMPARISONS.items()},
     **{op: _call(function) for op, function in _TORCH.items()},
 }
 
@@ -172,8 +215,22 @@ class CellEmitter:
         return self._assignment(statement, value, ["B"] if statement.node.batched else [])
 
     def source(self) -> str:
-        self.hoist_lines = [self._hoisted(s) for s in self.lowered.hoist]
-        return self._class([self._stepped(s) for s in self.lowered.step])
+        lowered = self.lowered
+        self.dtype = "input.dtype"  # a value of the right dtype where code is printed
+        self.hoist_lines = [self._static(s) for s in lowered.static_for(lowered.hoist)]
+        self.hoist_lines += [self._hoisted(s) for s in lowered.hoist]
+        self.dtype = "state[0].dtype"
+        step_lines = [self._static(s) for s in lowered.static_for(lowered.step)]
+        return self._class(step_lines + [self._stepped(s) for s in lowered.step])
+
+    def _static(self, statement: Statement) -> str:
+        """`A, B = w.W.chunk(2)`: rows of a matrix parameter, views of it."""
+        node = statement.node
+        pieces, rows, columns = node.value
+        names = list(statement.targets)
+        targets = _tuple(names, bare=True)
+        code = f"{targets} = {self.expression(node.args[0], 4)}.chunk({pieces})"
+        return layout_statement(code, 8, f"each [{rows}, {columns}]")
 
     def _assignment(self, statement: Statement, value: str, axes: list[str]) -> str:
         """`a = ...` (`(a,) = ...` for a one-piece chunk), with its shape comment."""
@@ -213,6 +270,11 @@ class CellEmitter:
         state_unpack = returned
         lines = [f"class {self.class_name}(_Recurrent):", *doc, "",
                  "    class Weights(NamedTuple):", weights.rstrip("\n"), ""]
+        if self.step.numbers:  # the header's number arguments, each block's values
+            rules = cell.rules
+            lines += ["    class Numbers(NamedTuple):",
+                      *(f"        {name}: float = {_literal(rules[name].default)}"
+                        for name in self.step.numbers), ""]
         if initial_text or recurrent_text:
             lines += [(initial_text + recurrent_text).rstrip("\n"), ""]
         lines += [

@@ -16,9 +16,13 @@ import ast
 LINE_LENGTH = 100
 _PRECEDENCE = {ast.Add: 1, ast.Sub: 1, ast.Mult: 2, ast.Div: 2}
 _SYMBOLS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
+            ast.NotEq: "!="}
 
 
 def _precedence(node: ast.expr) -> int:
+    if isinstance(node, ast.Compare):
+        return 0
     if isinstance(node, ast.BinOp):
         return _PRECEDENCE[type(node.op)]
     if isinstance(node, ast.UnaryOp):
@@ -53,6 +57,10 @@ class _Layout:
                     f"{self.operand(node.right, level, True)}")
         if isinstance(node, ast.UnaryOp):
             return "-" + self.operand(node.operand, 3, False)
+        if isinstance(node, ast.Compare):
+            return " ".join([self.flat(node.left)] + [
+                f"{_COMPARE[type(op)]} {self.flat(right)}"
+                for op, right in zip(node.ops, node.comparators)])
         if isinstance(node, ast.Subscript):
             return f"{self.atom(node.value)}[{self.flat(node.slice)}]"
         if isinstance(node, ast.Starred):
@@ -186,6 +194,12 @@ class _Layout:
                     lines.append(pad + start + f"({self.flat(operand)})")
                 else:
                     lines += self.rhs(operand, indent, start, "")
+            lines[-1] += suffix
+            return lines
+        if isinstance(node, ast.Compare):  # split before each comparison operator
+            lines = self.rhs(node.left, indent, "", "")
+            for op, right in zip(node.ops, node.comparators):
+                lines += self.rhs(right, indent, f"{_COMPARE[type(op)]} ", "")
             lines[-1] += suffix
             return lines
         return self.rhs(node, indent, "", suffix)

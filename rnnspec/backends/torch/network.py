@@ -198,6 +198,7 @@ class _Writer:
     def init(self) -> None:
         from rnnspec.backends.torch.printing import (
             _is_fused,
+            _numbers,
             _py_tuple,
             _regularisers,
             _runner,
@@ -234,6 +235,7 @@ class _Writer:
                             f"dropout={_py(entry.dropout)}", "batch_first=False",
                             *(f"{arg}={_py(entry.arguments[arg])}"
                               for arg in _regularisers(entry)),
+                            *([f"numbers={_numbers(entry)}"] if _numbers(entry) else []),
                             "device=device", "dtype=dtype"]
                 for keyword in keywords:
                     self.line(f"{keyword},", 12)

@@ -77,6 +77,16 @@ def _regularisers(block: model.Block) -> tuple[str, ...]:
     return tuple(name for name in REGULARISERS if block.arguments.get(name))
 
 
+def _numbers(block: model.Block) -> str:
+    """`{"clip": 3.0}`: a declared cell's number arguments for a block (section 11), the
+    `numbers` of its `_Recurrent`; "" for a cell without them."""
+    step = getattr(block.spec, "step", None)
+    if step is None or not step.numbers:
+        return ""
+    return "{" + ", ".join(f'"{name}": {_py(float(block.arguments[name]))}'
+                           for name in step.numbers) + "}"
+
+
 def _runner(block: model.Block, backend: str) -> str:
     """The class that runs a block: `nn.LSTM`, or a cell written out (`_LSTM`, `_CellX`)."""
     cell = block.spec

@@ -59,8 +59,19 @@ def cell_hover(item, record) -> str:
         shown = _init(param.init)
         rows.append(f"| param | `{param.role}`{'' if shown == 'uniform' else f' = `{shown}`'} "
                     f"| `{format_shape(param.dims)}` |")
+    if record.step.requires:
+        rows += ["", "requires (in force for every block): "
+                 + ", ".join(f"`{left} == {right}`" for left, right, _, _ in record.step.requires)]
     rows += ["", "```", *(assign.text for assign in record.step.statements), "```"]
     return "\n".join(rows)
+
+
+def require_hover(record, require) -> str:
+    """A `require` of a cell: what it asks of each block, and what the body may assume."""
+    left, right, _, _ = require
+    return (f"`require {left} == {right}` of `{record.name}`: checked for every block and "
+            f"every layer using the cell (layers after the first read `D * size of the first "
+            f"state`); inside the body `{left}` and `{right}` are the same size")
 
 
 def statement_hover(statement, assign) -> str:
@@ -68,7 +79,11 @@ def statement_hover(statement, assign) -> str:
     names = [name for name, _ in statement.targets]
     rows = [f"`{assign.text}`", "", "| target | shape |", "| --- | --- |"]
     for name, is_state, size in zip(names, assign.states, assign.sizes):
-        rows.append(f"| `{name}`{' (state)' if is_state else ''} | {_size(size)} |")
+        shown = _size(size)
+        if assign.node.op == "chunk_rows":  # rows of a matrix: matrices themselves
+            _, piece, columns = assign.node.value
+            shown = f"a matrix `{format_shape([piece, columns])}`"
+        rows.append(f"| `{name}`{' (state)' if is_state else ''} | {shown} |")
     where = ("in the time loop (reads a state)" if assign.node.varying else
              "in the time loop (gives a state its value)" if any(assign.states) else
              "once for all time steps, before the loop (reads no state)")
@@ -104,6 +119,9 @@ def hover(analysis, spec, line: int, column: int) -> tuple[str, Span] | None:
                 return (f"param `{param.name}` of `{item.name}`: "
                         f"`{format_shape(checked.dims)}`, initialised "
                         f"`{_init(checked.init)}`"), param.span
+        for require in record.step.requires:
+            if contains(require[2], line, column):
+                return require_hover(record, require), require[2]
         assigns = {a.span: a for a in record.step.statements}
         for statement in item.statements:
             if contains(statement.span, line, column) and statement.span in assigns:
