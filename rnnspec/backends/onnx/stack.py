@@ -91,7 +91,8 @@ def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
     g, D, H = ctx.g, block.num_directions, block.hidden_size
     spec = onnx_op(block.spec)
     keys = list(block.states)
-    direction = "bidirectional" if block.bidirectional else "forward"
+    direction = "bidirectional" if block.bidirectional else \
+        "reverse" if block.reverse else "forward"  # `reverse`: the forward names, run back
     finals: dict[str, list[str]] = {key: [] for key in keys}
     lengths = _sequence_lengths(ctx) if ctx.lengths is not None else ""
     for layer in range(block.num_layers):
@@ -145,15 +146,16 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
     block_sizes = size_values(block.spec, block.arguments)
     for layer in range(block.num_layers):
         outputs = []
-        for reverse in (False, True)[:D]:
-            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        for second in (False, True)[:D]:
+            suffix = f"_l{layer}" + ("_reverse" if second else "")
+            reverse = second or block.reverse  # `reverse = true`: the forward names, run back
             params = {}
-            for p in block.parameters:
-                if p.layer == layer and p.reverse == reverse:
+            for p in block.weights:
+                if p.layer == layer and p.reverse == second:
                     key = f"{block.name}.{p.name}"
                     array = ctx.weights[key]
                     params[p.role] = (g.initializer(key, array), array.shape)
-            index = layer * D + int(reverse)
+            index = layer * D + int(second)
             states = [(name, sizes[key],
                        _initial_state(ctx, block, key, given.get(key), sizes[key], index))
                       for name, key in zip(names, keys)]

@@ -197,7 +197,9 @@ class _Writer:
 
     def init(self) -> None:
         from rnnspec.backends.torch.printing import (
+            _direction_keywords,
             _is_fused,
+            _py_names,
             _py_tuple,
             _regularisers,
             _runner,
@@ -221,6 +223,9 @@ class _Writer:
                           f"batch_first=False, dropout={_py(entry.dropout)}, "
                           f"bidirectional={_py(entry.bidirectional)}, device=device, "
                           "dtype=dtype)")
+                if entry.learned_states:
+                    self.line(f"_learn_states(self.{entry.name}, {_py_names(entry.states)}, "
+                              "device, dtype)")
             else:
                 self.line(f"self.{entry.name} = {runner}(")
                 self.line("{", 12)
@@ -234,6 +239,7 @@ class _Writer:
                             f"dropout={_py(entry.dropout)}", "batch_first=False",
                             *(f"{arg}={_py(entry.arguments[arg])}"
                               for arg in _regularisers(entry)),
+                            *_direction_keywords(entry),
                             "device=device", "dtype=dtype"]
                 for keyword in keywords:
                     self.line(f"{keyword},", 12)
@@ -285,7 +291,7 @@ class _Forward(_Writer):
             "the one block's, as its torch.nn module takes them" if count == 1 else
             f"one entry per recurrent block ({', '.join(b.name for b in self.blocks)})"
             if count else "none (the stack has no recurrent block): `()`"))
-        self.doc(f"{doc}. `lengths`: B integers in 1..T for a padded batch; see "
+        self.doc(f"{doc}. `lengths`: B integers in 0..T for a padded batch; see "
                  "`output_lengths`.")
         from rnnspec.backends.torch.printing import _shape
 
@@ -386,7 +392,9 @@ class _Forward(_Writer):
         if call == "(":
             self.line(f"x, {state} = self.{block.name}(x, hx[{index}], {lengths})")
         else:
-            self.line(f"x, {state} = _fused(self.{block.name}, x, hx[{index}], {lengths})")
+            reverse = ", reverse=True" if block.reverse else ""
+            self.line(f"x, {state} = _fused(self.{block.name}, x, hx[{index}], {lengths}"
+                      f"{reverse})")
         if block.merge is not None:
             self.line(f'x = _merge(x, "{block.merge}")')
         if block.residual:
