@@ -146,15 +146,15 @@ def test_reverse_in_a_stack_with_layers_and_blocks(backend, device):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reverse_block_steps_as_forward_on_one_step(backend):
-    text = "stack S {\n    input_size = 3\n    gru(hidden_size = 4, reverse = true)\n}\n"
-    model = build(text, "S", backend, "cpu")
-    x = torch.randn(2, 3)
-    with torch.no_grad():
-        out, h = model.step(x)
-        whole, h_whole = model(x.unsqueeze(0))
-    close(out, whole[0])
-    close(h, h_whole)
+def test_a_reverse_block_has_no_step(backend):
+    """A reverse block starts at the end of the sequence, which a step does not have."""
+    text = ("stack S {\n    input_size = 3\n    back = gru(hidden_size = 4, reverse = true)\n}\n"
+            "stack N {\n    input_size = 3\n    fc = linear(3)\n"
+            "    back = gru(hidden_size = 4, reverse = true)\n}\n")
+    for name in ("S", "N"):
+        model = build(text, name, backend, "cpu")
+        with pytest.raises(TypeError, match="`back` runs in reverse"):
+            model.step(torch.randn(2, 3))
 
 
 def test_fused_reverse_takes_a_packed_sequence():
@@ -177,3 +177,38 @@ def test_reverse_with_bidirectional_is_e092():
     [problem] = result.diagnostics
     assert (problem.code, problem.span.line, problem.span.column) == ("E092", 3, 49)
     assert problem.notes[0].span.column == 27
+
+
+@pytest.mark.parametrize("scan", [False, True])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_export_of_a_reverse_stack_equals_the_module(scan, lengths):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from rnnspec.backends.onnx import export as onnx_export
+
+    text = ("stack Back {\n    input_size = 5\n"
+            "    enc = lstm(hidden_size = 6, num_layers = 3, reverse = true)\n"
+            "    out = rnn(hidden_size = 2, reverse = true)\n}\n")
+    model = build(text, "Back", "fused", "cpu")
+    stack = check_source(text, "reverse.rnn").stacks[0]
+    weights = onnx_export.match_weights(stack, model.state_dict(), "the module")
+    exported = onnx_export.build_model(stack, weights, lengths=lengths, scan_everything=scan)
+    onnx_export.validate(exported)
+    ops = {node.op_type for node in exported.graph.node}
+    assert ("Scan" in ops) == scan
+    if not scan:
+        directions = {a.s for n in exported.graph.node if n.op_type in ("LSTM", "RNN")
+                      for a in n.attribute if a.name == "direction"}
+        assert directions == {b"reverse"}
+    session = ort.InferenceSession(exported.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = torch.randn(7, 3, 5)
+    sizes = torch.tensor([7, 2, 5])
+    feeds = {"input": x.numpy(), **({"lengths": sizes.numpy()} if lengths else {})}
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    with torch.no_grad():
+        out, ((h, c), h_out) = model(x, None, sizes if lengths else None)
+    for name, value in (("output", out), ("h_n.enc", h), ("c_n.enc", c), ("h_n.out", h_out)):
+        np.testing.assert_allclose(got[name], value.numpy(), atol=1e-5, rtol=0, err_msg=name)

@@ -490,9 +490,12 @@ class _Forward(_Writer):
                  + (" (a side input over time is given for this step: `[B, size]`)."
                     if any(not side.per_sequence for side in s.side_inputs) else "."))
         stopper = next((e for e in s.entries if (not e.recurrent and (
-            e.changes_time or e.kind == "pool")) or (e.recurrent and e.bidirectional)), None)
+            e.changes_time or e.kind == "pool")) or (e.recurrent and (
+                e.bidirectional or e.reverse))), None)
         if stopper is not None:
-            why = f"`{stopper.name}` " + ("is bidirectional" if stopper.recurrent else
+            runs = "is bidirectional" if stopper.recurrent and stopper.bidirectional else \
+                "runs in reverse"
+            why = f"`{stopper.name}` " + (runs if stopper.recurrent else
                                           "changes time" if stopper.kind != "pool"
                                           else "pools time")
             self.line(f'raise TypeError("{s.name}: no step, because {why}; call forward")')
