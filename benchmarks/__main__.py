@@ -144,6 +144,9 @@ def run(quick: bool) -> str:
     print("9. padded batches ...", flush=True)
     padded = lengths.rows(model_rounds, sizes=[("tiny", 5, 8, 8, 1)] if quick else lengths.SIZES,
                           batch=4 if quick else lengths.BATCH, min_seconds=settle)
+    padded += lengths.reverse_rows(model_rounds, sizes=[("tiny", 5, 8, 8, 1)] if quick
+                                   else lengths.SIZES, batch=4 if quick else lengths.BATCH,
+                                   min_seconds=settle)
     out += ["## 9. Padded batches (`lengths`, LSTM, forward, B = "
             f"{4 if quick else lengths.BATCH})", ""]
     out += _table(["size", "ratio of", "reference ms", "rnnspec ms", "ratio", "A/A noise"],

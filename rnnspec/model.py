@@ -48,6 +48,8 @@ SUMMARY = (
     ("recurrent_dropout", lambda v: f"recurrent dropout {v:g}"),
     ("zoneout", lambda v: f"zoneout {v:g}"),
     ("weight_dropout", lambda v: f"weight dropout {v:g}"),
+    ("reverse", lambda v: "reverse"),
+    ("initial_state", lambda v: f"{v} initial states"),
 )
 
 
@@ -244,6 +246,23 @@ class Block(NamedTuple):
     @property
     def residual(self) -> bool:
         return bool(self.arguments.get("residual", False))
+
+    @property
+    def reverse(self) -> bool:
+        """`reverse = true`: the block's one direction runs backwards (section 11)."""
+        return bool(self.arguments.get("reverse", False))
+
+    @property
+    def learned_states(self) -> bool:
+        """`initial_state = learned`: parameters `h0_l0`, ... start what `hx` leaves out."""
+        return self.arguments.get("initial_state", "zeros") == "learned"
+
+    @property
+    def weights(self) -> tuple[Parameter, ...]:
+        """The parameters of the layers' steps: every parameter but the learned initial
+        states."""
+        learned = {f"{state}0" for state in self.state_names} if self.learned_states else ()
+        return tuple(p for p in self.parameters if p.role not in learned)
 
     def _builtin(self, argument: str):
         return self.arguments.get(argument) if argument in self.spec.rules else None

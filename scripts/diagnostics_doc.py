@@ -147,6 +147,11 @@ EXPLANATIONS = {
             "same number of features. The notes show where each size comes from; a "
             "bidirectional block gives out twice its state size unless it merges its "
             "directions with `sum`, `mean` or `mul`.",
+    "E092": "`reverse = true` runs a block's one direction backwards, from each sequence's "
+            "last valid step to its first (ONNX's `direction = reverse`). A bidirectional "
+            "block already runs both directions, so the two arguments contradict each "
+            "other: keep `bidirectional` for both directions, or `reverse` for the backward "
+            "one alone.",
     "W001": "`dropout` above 0 with `num_layers = 1`: PyTorch applies dropout between the "
             "layers of a block, so it does nothing (PyTorch warns too).",
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "

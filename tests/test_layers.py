@@ -558,7 +558,7 @@ def test_bad_inputs_to_a_network_are_value_errors_that_say_what_is_wrong():
         with pytest.raises(ValueError, match=words):
             model(bad)
     x = torch.randn(40, 2, 161)
-    with pytest.raises(ValueError, match="1..40"):
+    with pytest.raises(ValueError, match=r"0\.\.40"):
         model(x, lengths=[41, 3])
     with pytest.raises(ValueError, match="hx must hold 2"):
         model(x, hx=(None,))

@@ -106,7 +106,16 @@ WEIGHT_DROPOUT = ArgumentRule("weight_dropout", "float", 0.0, minimum=0.0, maxim
                               keyword_only=True,
                               meaning="DropConnect on the recurrent weights")
 REGULARISERS = ("recurrent_dropout", "zoneout", "weight_dropout")
-EXTENSIONS = (MERGE, RESIDUAL, RECURRENT_DROPOUT, ZONEOUT, WEIGHT_DROPOUT)
+# Section 11: the direction and the initial states of a block, for every cell.
+REVERSE = ArgumentRule("reverse", "bool", False, keyword_only=True,
+                       meaning="run the one direction backwards, from each sequence's last "
+                               "valid step")
+INITIAL_STATE = ArgumentRule("initial_state", "word", "zeros", choices=("zeros", "learned"),
+                             keyword_only=True,
+                             meaning="the states a sequence starts from when `hx` leaves them "
+                                     "out: zeros, or parameters `h0_l0`, ...")
+EXTENSIONS = (MERGE, RESIDUAL, RECURRENT_DROPOUT, ZONEOUT, WEIGHT_DROPOUT, REVERSE,
+              INITIAL_STATE)
 
 # Arguments every cell's blocks take, built-in or declared.
 COMMON_ARGUMENTS = (INPUT_SIZE, HIDDEN_SIZE, NUM_LAYERS, BATCH_FIRST, DROPOUT, BIDIRECTIONAL,
@@ -161,6 +170,12 @@ def validate_extensions(values: dict, spans: dict) -> list[Diagnostic]:
             if "bidirectional" in spans else [],
             help="`merge` combines the two directions of a bidirectional block: add "
                  "`bidirectional = true`, or remove `merge`"))
+    if values.get("reverse") and values["bidirectional"]:
+        problems.append(error(
+            "E092", "`reverse = true` on a bidirectional block", spans["reverse"],
+            notes=[Note("`bidirectional` is set here", spans.get("bidirectional"))],
+            help="a bidirectional block already runs a reverse direction: remove `reverse`, "
+                 "or remove `bidirectional` for the reverse direction alone"))
     for name in REGULARISERS:
         if values.get(name) == 1.0:
             problems.append(error(
@@ -223,6 +238,21 @@ def state_keys(state: str) -> tuple[str, str]:
     return f"{state}0", f"{state}_n"
 
 
+def learned_states(cell: Cell, sizes: dict, num_layers: int,
+                   directions: int) -> list[model.Parameter]:
+    """`initial_state = learned`: one vector per state, layer and direction, in that
+    nesting (layer, direction, state): `h0_l0`, `c0_l0`, `h0_l0_reverse`, ..."""
+    learned = []
+    for layer in range(num_layers):
+        for reverse in (False, True)[:directions]:
+            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+            for state in cell.states:
+                role = state_keys(state.name)[0]
+                learned.append(model.Parameter(role + suffix, role, layer, reverse,
+                                               (state.size.evaluate(sizes),)))
+    return learned
+
+
 def size_values(cell: Cell, values: dict) -> dict[str, int]:
     """The sizes a block of `cell` binds (its integer arguments and the cell's derived
     sizes), which its shapes and its step's carried sizes are evaluated against; a layer's
@@ -252,6 +282,8 @@ def instantiate(cell: Cell, values: dict, *, name: str, position: int, span: Spa
             parameters += [model.Parameter(role + suffix, role, layer, reverse, shape)
                            for role, shape in shapes]
     state_sizes = {**sizes, "input_size": input_size}
+    if values.get("initial_state") == "learned":  # after every weight: `h0_l0`, `c0_l0`, ...
+        parameters += learned_states(cell, state_sizes, num_layers, directions)
     states = {state_keys(s.name)[0]: (directions * num_layers, "B", s.size.evaluate(state_sizes))
               for s in cell.states}
     merged = values.get("merge", "concat") != "concat"

@@ -102,6 +102,7 @@ CODES: dict[str, str] = {
     # section 9: merged directions, residual blocks
     "E090": "`merge` on a block with one direction",
     "E091": "residual block whose input and output sizes differ",
+    "E092": "`reverse` on a bidirectional block",
     "E101": "2-D window wider than its bins",
     "E102": "groups that do not divide the channels",
     "E103": "`from` naming a later or unknown entry",

@@ -48,7 +48,7 @@ TIME_COLOUR = "#b35900"  # a time formula other than `T`
 LAYER_HEIGHT = 56
 SIDE_ROW = 20  # one side input's row under the title
 # Arguments the details line already says, or that the picture shows otherwise.
-_SHOWN_ELSEWHERE = ("bidirectional", "proj_size", "merge", "residual")
+_SHOWN_ELSEWHERE = ("bidirectional", "proj_size", "merge", "residual", "reverse")
 
 
 def cell_fill(cell: str) -> str:
@@ -90,7 +90,8 @@ def _extras(block) -> str:
 def _block_lines(block) -> tuple[str, str, str, str]:
     title = f"{block.name} · {block.cell}"
     layers = f"{block.num_layers} layer{'s' if block.num_layers != 1 else ''}"
-    directions = "bidirectional" if block.bidirectional else "one direction"
+    directions = "bidirectional" if block.bidirectional else \
+        "reverse direction" if getattr(block, "reverse", False) else "one direction"
     details = [layers, directions, f"{block.input_size} → {block.hidden_size}"]
     if getattr(block, "proj_size", 0):
         details.append(f"proj {block.proj_size}")

@@ -21,7 +21,9 @@ weights).
 dropout between layers is absent, zoneout keeps p of the previous state. Inputs: `input`
 (`[T, B, I]`, or `[B, T, I]` with `batch_first`); with `lengths=True`, `lengths` (`[B]`
 int64: a padded batch); with `initial_states=True`, `h0.<block>` (and `c0.<block>`, one
-per state) `[D*L, B, size]`; without them every block starts from zeros. Outputs:
+per state) `[D*L, B, size]` (optional for a block with `initial_state = learned`:
+they default to its learned vectors); without them every block starts from zeros, or from
+its learned vectors. A length of 0 keeps a sequence's initial states. Outputs:
 `output`, `h_n.<block>` (and `c_n.<block>`, ...). T and B are dynamic (`dim_param`).
 
 onnx (and numpy) are imported inside the functions that need them; torch only to read a

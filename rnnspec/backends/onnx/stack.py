@@ -72,6 +72,40 @@ def _layer_states(ctx: _StackContext, block: model.Block, key: str, given: str |
                   hint=f"{block.name}.{key}_l{layer}")
 
 
+def _learned_states(ctx: _StackContext, block: model.Block, key: str,
+                    name: str | None) -> str:
+    """`initial_state = learned`: a state's learned vectors `[L * D, 1, size]`, expanded
+    to `[L * D, B, size]`. With `initial_states`, they are the default of the graph input
+    `name` (an initializer of the same name, which a fed value replaces: ONNX's optional
+    input), so a caller may feed some states and leave the others out."""
+    import numpy as np
+
+    g = ctx.g
+    rows = [ctx.weights[f"{block.name}.{p.name}"] for p in block.parameters if p.role == key]
+    learned = np.stack(rows)[:, None, :]  # [L * D, 1, size]
+    if name is None:
+        value = g.initializer(f"{block.name}.{key}", learned)
+    else:
+        from onnx import numpy_helper
+
+        g.root.initializers.append(numpy_helper.from_array(learned, name))
+        g.root.initializer_bytes += learned.nbytes
+        value = name
+    shape = g.node("Concat", [g.ints([learned.shape[0]]), ctx.batch, g.ints([learned.shape[2]])],
+                   hint=f"{block.name}.{key}.shape", axis=0)
+    return g.node("Expand", [value, shape], hint=f"{block.name}.{key}")
+
+
+def _kept_when_empty(ctx: _StackContext, initial: str, final: str, hint: str) -> str:
+    """A final state `[rows, B, size]` where a sequence of length 0 keeps its initial state
+    (ONNX's operators give zeros there; rnnspec takes no step)."""
+    root = ctx.g.root
+    if not hasattr(root, "_empty"):  # [1, B, 1]: whether a sequence has length 0
+        zero = root.node("Equal", [ctx.lengths, root.ints([0])], hint="lengths.empty")
+        root._empty = root.node("Unsqueeze", [zero, root.ints([0, 2])], hint="empty")
+    return ctx.g.node("Where", [root._empty, initial, final], hint=hint)
+
+
 def _sequence_lengths(ctx: _StackContext) -> str:
     """The lengths as the int32 `sequence_lens` of ONNX's recurrent operators."""
     from onnx import TensorProto
@@ -91,7 +125,8 @@ def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
     g, D, H = ctx.g, block.num_directions, block.hidden_size
     spec = onnx_op(block.spec)
     keys = list(block.states)
-    direction = "bidirectional" if block.bidirectional else "forward"
+    direction = "bidirectional" if block.bidirectional else \
+        "reverse" if block.reverse else "forward"  # `reverse`: the forward names, run back
     finals: dict[str, list[str]] = {key: [] for key in keys}
     lengths = _sequence_lengths(ctx) if ctx.lengths is not None else ""
     for layer in range(block.num_layers):
@@ -107,8 +142,8 @@ def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
         if block.bias:
             B = g.initializer(f"{block.name}.B_l{layer}", np.concatenate(
                 [stacked("bias_ih"), stacked("bias_hh")], axis=1))
-        inputs = [x, W, R, B, lengths]
-        inputs += [_layer_states(ctx, block, key, given.get(key), layer) for key in keys]
+        initials = [_layer_states(ctx, block, key, given.get(key), layer) for key in keys]
+        inputs = [x, W, R, B, lengths, *initials]
         attrs = {"hidden_size": H, "direction": direction, **dict(spec.attributes)}
         if spec.activation is not None:
             names = dict(spec.activations)
@@ -116,7 +151,9 @@ def _builtin_operator_block(ctx: _StackContext, block: model.Block, x: str,
         while inputs and inputs[-1] == "":
             inputs.pop()
         outs = g.node(spec.op, inputs, 1 + len(keys), hint=f"{block.name}.l{layer}", **attrs)
-        for key, value in zip(keys, outs[1:]):
+        for key, value, initial in zip(keys, outs[1:], initials):
+            if ctx.lengths is not None and initial:  # zeros need no correction
+                value = _kept_when_empty(ctx, initial, value, f"{block.name}.{key}_l{layer}")
             finals[key].append(value)
         y = g.node("Transpose", [outs[0]], hint=f"{block.name}.l{layer}.y", perm=[0, 2, 1, 3])
         x = g.node("Reshape", [y, g.ints([0, 0, -1])], hint=f"{block.name}.l{layer}.out")
@@ -145,15 +182,16 @@ def _scan_block(ctx: _StackContext, block: model.Block, x: str,
     block_sizes = size_values(block.spec, block.arguments)
     for layer in range(block.num_layers):
         outputs = []
-        for reverse in (False, True)[:D]:
-            suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        for second in (False, True)[:D]:
+            suffix = f"_l{layer}" + ("_reverse" if second else "")
+            reverse = second or block.reverse  # `reverse = true`: the forward names, run back
             params = {}
-            for p in block.parameters:
-                if p.layer == layer and p.reverse == reverse:
+            for p in block.weights:
+                if p.layer == layer and p.reverse == second:
                     key = f"{block.name}.{p.name}"
                     array = ctx.weights[key]
                     params[p.role] = (g.initializer(key, array), array.shape)
-            index = layer * D + int(reverse)
+            index = layer * D + int(second)
             states = [(name, sizes[key],
                        _initial_state(ctx, block, key, given.get(key), sizes[key], index))
                       for name, key in zip(names, keys)]
@@ -299,6 +337,8 @@ def _block_graph(ctx: _StackContext, block: model.Block, x: str, graph_inputs: l
             graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
                                                               list(shape)))
             given[key] = name
+        if block.learned_states:
+            given[key] = _learned_states(ctx, block, key, given[key])
     if scan_everything or uses_scan(block):
         y, finals = _scan_block(ctx, block, x, given)
     else:

@@ -11,12 +11,14 @@ from rnnspec import model
 from rnnspec.backends.torch import BACKENDS as TORCH_BACKENDS
 from rnnspec.backends.torch import network, torch_module
 from rnnspec.backends.torch.printing import (
+    _direction_keywords,
     _fit,
     _ident,
     _is_fused,
     _numbers,
     _py,
     _py_comment,
+    _py_names,
     _py_tuple,
     _regularisers,
     _runner,
@@ -87,9 +89,10 @@ def _lengths_doc(stack: model.Stack, backend: str) -> str:
     import textwrap
 
     joined = "; ".join(how)
-    text = ("`lengths` (B integers in 1..T, a tensor on any device or a list, in any order) is "
+    text = ("`lengths` (B integers in 0..T, a tensor on any device or a list, in any order) is "
             "for a padded batch: outputs are zero at padded steps and each sequence's final "
-            "states are those of its own last valid step (the reverse direction starts there). "
+            "states are those of its own last valid step (the reverse direction starts there); "
+            "a sequence of length 0 takes no step: zero outputs, its initial states as finals. "
             + joined[0].upper() + joined[1:] + ".")
     return textwrap.fill(text, width=LINE_LENGTH - 12,
                          break_long_words=False, break_on_hyphens=False)
@@ -169,6 +172,7 @@ def environment():
         block_notes=_block_notes, regularisers=_regularisers, numbers=_numbers,
         lengths_doc=_lengths_doc,
         without_time=_without_time, torch_arguments=_torch_arguments,
+        direction_keywords=_direction_keywords, py_names=_py_names,
         is_network=network.is_network, network_source=network.network_source,
     )
     return env
@@ -195,6 +199,8 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
                                 for b in blocks) else set()
     helpers |= {"residual"} if any(b.arguments.get("residual") for b in blocks) else set()
     helpers |= {"network"} if networks else set()
+    helpers |= {"learn"} if any(_is_fused(b, backend) and b.learned_states
+                                for b in blocks) else set()
     helpers |= {"packed"} if any(len(s.blocks) == 1 and _is_fused(s.blocks[0], backend)
                                  for s in result.stacks) else set()
     cell_sources = {}  # class name -> source, in the order of first use

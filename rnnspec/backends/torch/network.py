@@ -197,8 +197,10 @@ class _Writer:
 
     def init(self) -> None:
         from rnnspec.backends.torch.printing import (
+            _direction_keywords,
             _is_fused,
             _numbers,
+            _py_names,
             _py_tuple,
             _regularisers,
             _runner,
@@ -222,6 +224,9 @@ class _Writer:
                           f"batch_first=False, dropout={_py(entry.dropout)}, "
                           f"bidirectional={_py(entry.bidirectional)}, device=device, "
                           "dtype=dtype)")
+                if entry.learned_states:
+                    self.line(f"_learn_states(self.{entry.name}, {_py_names(entry.states)}, "
+                              "device, dtype)")
             else:
                 self.line(f"self.{entry.name} = {runner}(")
                 self.line("{", 12)
@@ -236,6 +241,7 @@ class _Writer:
                             *(f"{arg}={_py(entry.arguments[arg])}"
                               for arg in _regularisers(entry)),
                             *([f"numbers={_numbers(entry)}"] if _numbers(entry) else []),
+                            *_direction_keywords(entry),
                             "device=device", "dtype=dtype"]
                 for keyword in keywords:
                     self.line(f"{keyword},", 12)
@@ -287,7 +293,7 @@ class _Forward(_Writer):
             "the one block's, as its torch.nn module takes them" if count == 1 else
             f"one entry per recurrent block ({', '.join(b.name for b in self.blocks)})"
             if count else "none (the stack has no recurrent block): `()`"))
-        self.doc(f"{doc}. `lengths`: B integers in 1..T for a padded batch; see "
+        self.doc(f"{doc}. `lengths`: B integers in 0..T for a padded batch; see "
                  "`output_lengths`.")
         from rnnspec.backends.torch.printing import _shape
 
@@ -388,7 +394,9 @@ class _Forward(_Writer):
         if call == "(":
             self.line(f"x, {state} = self.{block.name}(x, hx[{index}], {lengths})")
         else:
-            self.line(f"x, {state} = _fused(self.{block.name}, x, hx[{index}], {lengths})")
+            reverse = ", reverse=True" if block.reverse else ""
+            self.line(f"x, {state} = _fused(self.{block.name}, x, hx[{index}], {lengths}"
+                      f"{reverse})")
         if block.merge is not None:
             self.line(f'x = _merge(x, "{block.merge}")')
         if block.residual:
@@ -484,9 +492,12 @@ class _Forward(_Writer):
                  + (" (a side input over time is given for this step: `[B, size]`)."
                     if any(not side.per_sequence for side in s.side_inputs) else "."))
         stopper = next((e for e in s.entries if (not e.recurrent and (
-            e.changes_time or e.kind == "pool")) or (e.recurrent and e.bidirectional)), None)
+            e.changes_time or e.kind == "pool")) or (e.recurrent and (
+                e.bidirectional or e.reverse))), None)
         if stopper is not None:
-            why = f"`{stopper.name}` " + ("is bidirectional" if stopper.recurrent else
+            runs = "is bidirectional" if stopper.recurrent and stopper.bidirectional else \
+                "runs in reverse"
+            why = f"`{stopper.name}` " + (runs if stopper.recurrent else
                                           "changes time" if stopper.kind != "pool"
                                           else "pools time")
             self.line(f'raise TypeError("{s.name}: no step, because {why}; call forward")')

@@ -85,6 +85,21 @@ def _numbers(block: model.Block) -> str:
         return ""
     return "{" + ", ".join(f'"{name}": {_py(float(block.arguments[name]))}'
                            for name in step.numbers) + "}"
+def _direction_keywords(block: model.Block) -> tuple[str, ...]:
+    """`_Recurrent`'s keywords for the section-11 forms a block uses (none at their
+    defaults): `reverse=True`, `learned_states=("h0", "c0")`."""
+    keywords = []
+    if block.reverse:
+        keywords.append("reverse=True")
+    if block.learned_states:
+        keywords.append(f"learned_states={_py_names(block.states)}")
+    return tuple(keywords)
+
+
+def _py_names(names) -> str:
+    """A tuple of checked names as string literals: `("h0", "c0")`."""
+    quoted = [f'"{_ident(name)}"' for name in names]
+    return f"({', '.join(quoted)}{',' if len(quoted) == 1 else ''})"
 
 
 def _runner(block: model.Block, backend: str) -> str:

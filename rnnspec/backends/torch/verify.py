@@ -75,10 +75,17 @@ def verify_stack(stack: model.Stack, generated=None) -> list[Diagnostic]:
                                   block.span))
             return problems
         built = [(name, tuple(p.shape)) for name, p in module.named_parameters()]
-        derived = [(p.name, p.shape) for p in block.parameters]
+        # the torch.nn module has no learned initial states: rnnspec adds them, one vector
+        # of each state's size, checked against the states torch gives below
+        own = block.parameters if torch_module(block.spec) is None else block.weights
+        derived = [(p.name, p.shape) for p in own]
         if built != derived:
             disagree(block, "the parameters", derived, built)
         finals = state if isinstance(state, tuple) else (state,)
+        sizes = {key: tuple(t.shape[-1:]) for key, t in zip(block.states, finals)}
+        learned = [(p.name, p.shape) for p in block.parameters if p.role in sizes]
+        if any(shape != sizes[name.split("_l")[0]] for name, shape in learned):
+            disagree(block, "the learned initial states", learned, sizes)
         keys = [(key, model.final_key(key)) for key in block.states]
         if len(finals) != len(keys):
             disagree(block, "the states", [k[1] for k in keys], len(finals))

@@ -26,7 +26,9 @@ RECURRENT_KEY = re.compile(
     r"_l(?P<layer>\d+)(?P<reverse>_reverse)?")
 GATES = {cell.name: gates for gates, cell in CELLS_BY_GATES.items()}
 SOLVED = ("cell", "hidden_size", "proj_size", "num_layers", "bidirectional", "bias",
-          "input_size")
+          "input_size", "initial_state")
+# `initial_state = learned`: a vector per state, layer and direction, `h0_l0`, `c0_l0`, ...
+LEARNED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*0_l\d+(?:_reverse)?")
 # Far more hypotheses than any block's shapes allow; a bound on the search all the same
 MAX_HYPOTHESES = 20_000
 
@@ -162,7 +164,8 @@ def _spec_values(block: model.Block) -> dict:
     values = {"cell": block.cell, "hidden_size": block.hidden_size,
               "proj_size": block.proj_size, "num_layers": block.num_layers,
               "bidirectional": block.bidirectional, "bias": block.bias,
-              "input_size": block.input_size}
+              "input_size": block.input_size,
+              "initial_state": block.arguments.get("initial_state", "zeros")}
     values.update((name, block.arguments[name]) for name in block.spec.declared)
     return values
 
@@ -204,7 +207,8 @@ def _derive(block: model.Block, values: dict) -> Shapes | None:
         cell, name=block.name, position=block.position, span=block.span,
         input_size=values["input_size"], hidden_size=values["hidden_size"],
         num_layers=values["num_layers"], bias=values["bias"],
-        bidirectional=values["bidirectional"], **projection)
+        bidirectional=values["bidirectional"], initial_state=values["initial_state"],
+        **projection)
     return {p.name: p.shape for p in derived.parameters}
 
 
@@ -216,6 +220,8 @@ def _differences(expected: Shapes, actual: Shapes) -> int:
 def _options(block: model.Block, actual: Shapes) -> dict[str, list]:
     """For each solved argument: the spec's value first, then what the shapes allow."""
     spec = _spec_values(block)
+    learned = any(_is_learned(block, name) for name in actual)
+    actual = {name: shape for name, shape in actual.items() if not _is_learned(block, name)}
     rows = {shape[0] for name, shape in actual.items()
             if not name.startswith("weight_hr") and shape}
     layer0 = {name: shape for name, shape in actual.items()
@@ -240,8 +246,15 @@ def _options(block: model.Block, actual: Shapes) -> dict[str, list]:
         "bidirectional": {any(n.endswith("_reverse") for n in actual)},
         "bias": {any(n.startswith("bias") for n in actual)},
         "input_size": inputs,
+        "initial_state": {"learned" if learned else "zeros"},
     }
     return {key: [spec[key]] + sorted(found[key] - {spec[key]}, key=str) for key in SOLVED}
+
+
+def _is_learned(block: model.Block, name: str) -> bool:
+    """Whether a block's tensor `name` is a learned initial state (`h0_l0`, `c0_l1_reverse`)."""
+    found = _LAYER_NAME.fullmatch(name)
+    return found is not None and found["role"] in {f"{s}0" for s in (*block.state_names, "h", "c")}
 
 
 def solve(block: model.Block, actual: Shapes) -> tuple[dict, Shapes]:
@@ -333,6 +346,11 @@ def _evidence(block: model.Block, argument: str, value, actual: Shapes,
         reverse = [n for n in present if n.endswith("_reverse")]
         return Note(f"the checkpoint has `{reverse[0]}`" if reverse
                     else "the checkpoint has no `_reverse` tensors")
+    if argument == "initial_state":
+        learned = sorted((n for n in present if _is_learned(block, n)),
+                         key=lambda n: not n.startswith("h0"))
+        return Note(f"the checkpoint has `{learned[0]}`" if learned
+                    else "the checkpoint has no learned initial states (`h0_l0`, ...)")
     if argument == "bias":
         biases = [n for n in present if n.startswith("bias")]
         return Note(f"the checkpoint has `{biases[0]}`" if biases
@@ -437,6 +455,8 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
             prefix: str | None = None) -> Comparison:
     """Compare a checkpoint's tensors with a checked stack; diagnostics in the result."""
     roles = {p.role for block in stack.blocks if _is_user(block) for p in block.parameters}
+    # learned initial states, which a spec without them must still see (as unexpected)
+    roles |= {"h0", "c0"} | {f"{s}0" for block in stack.blocks for s in block.state_names}
     modules = recurrent_modules(tensors, roles)
     explain = _Explainer(result, stack)
     detected = prefix is None

@@ -7,7 +7,9 @@ The tensors are grouped by module prefix (`encoder.rnn.weight_ih_l0` belongs to
   4: lstm); the hidden size is `weight_hh_l0`'s columns, or `weight_hr_l0`'s columns when a
   projection is present (whose rows are `proj_size`);
 - `num_layers` from the highest `_l{k}`, `bidirectional` from `_reverse`, `bias` from
-  `bias_ih`/`bias_hh`, `input_size` from `weight_ih_l0`'s columns.
+  `bias_ih`/`bias_hh`, `input_size` from `weight_ih_l0`'s columns;
+- `initial_state = learned` from learned initial states, `h0_l0` (and `c0_l0`, ...: a
+  vector per state, layer and direction).
 
 What the weights cannot tell (`dropout`, `batch_first`, an rnn's `nonlinearity`) is written
 as a comment, never as a fact. Groups of other parameter names are matched against user
@@ -52,6 +54,7 @@ class CellShape(NamedTuple):
     first_state: Size | str  # the size of the first state: `hidden_size`
     arguments: tuple[str, ...] = ()  # declared size arguments beyond hidden_size
     source: str = ""  # the cell's text, copied into the written spec
+    states: tuple[str, ...] = ()  # the states' names: `h0_l0` is a learned initial state
 
 
 class Module(NamedTuple):
@@ -76,16 +79,27 @@ def group_modules(tensors: dict) -> dict[str, dict[str, tuple[tuple[int, ...], s
     return groups
 
 
-def _derived(cell, input_size, hidden_size, num_layers, bias, bidirectional, proj_size):
+def _derived(cell, input_size, hidden_size, num_layers, bias, bidirectional, proj_size,
+             initial_state="zeros"):
     spec = BUILTIN_CELLS[cell]
     projection = {"proj_size": proj_size} if "proj_size" in spec.rules else {}
     block = derive(spec, span=_NOWHERE, input_size=input_size, hidden_size=hidden_size,
-                   num_layers=num_layers, bias=bias, bidirectional=bidirectional, **projection)
+                   num_layers=num_layers, bias=bias, bidirectional=bidirectional,
+                   initial_state=initial_state, **projection)
     return {p.name: p.shape for p in block.parameters}
+
+
+def _split_learned(params: dict, states) -> tuple[dict, bool]:
+    """(the per-layer weights, whether learned initial states `<state>0_l<k>` are there)."""
+    roles = {f"{state}0" for state in states}
+    learned = {n for n in params if LAYER_KEY.fullmatch(n)["name"] in roles}
+    return {n: shape for n, shape in params.items() if n not in learned}, bool(learned)
 
 
 def infer_built_in(params: dict[str, tuple[int, ...]]) -> tuple[str, dict, int] | str:
     """(cell, arguments, input_size) of an nn.RNN/LSTM/GRU's parameters, or why not."""
+    everything = params
+    params, learned = _split_learned(params, ("h", "c"))
     roles = {LAYER_KEY.fullmatch(n)["name"] for n in params}
     if not roles <= BUILT_IN_ROLES:
         return "not the parameters of nn.RNN, nn.LSTM or nn.GRU"
@@ -112,10 +126,11 @@ def infer_built_in(params: dict[str, tuple[int, ...]]) -> tuple[str, dict, int] 
     input_size = params["weight_ih_l0"][1]
     if input_size < 1:
         return "`weight_ih_l0` has no columns"
-    expected = _derived(cell, input_size, hidden, layers, bias, bidirectional, proj)
-    if expected != params:
-        odd = sorted(set(expected) ^ set(params)) or [
-            n for n in expected if expected[n] != params[n]]
+    initial = "learned" if learned else "zeros"
+    expected = _derived(cell, input_size, hidden, layers, bias, bidirectional, proj, initial)
+    if expected != everything:
+        odd = sorted(set(expected) ^ set(everything)) or [
+            n for n in expected if expected[n] != everything[n]]
         return f"its tensors do not form one module (`{odd[0]}` does not fit)"
     arguments: dict = {"hidden_size": hidden}
     if layers != 1:
@@ -126,6 +141,8 @@ def infer_built_in(params: dict[str, tuple[int, ...]]) -> tuple[str, dict, int] 
         arguments["bidirectional"] = True
     if proj:
         arguments["proj_size"] = proj
+    if learned:
+        arguments["initial_state"] = "learned"
     return cell, arguments, input_size
 
 
@@ -202,6 +219,8 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
     Sizes are solved from the layer-0 forward tensors, one unknown per dimension at a time,
     then every tensor of every layer and direction is verified.
     """
+    everything = params
+    params, learned = _split_learned(params, cell.states)
     found = {LAYER_KEY.fullmatch(n)["name"] for n in params}
     if found != set(cell.parameters):
         return None
@@ -246,12 +265,18 @@ def match_cell(params: dict[str, tuple[int, ...]], cell: CellShape):
                     return None
     if len(params) != layers * directions * len(cell.parameters):
         return None
+    if learned and (len(everything) - len(params) != layers * directions * len(cell.states)
+                    or f"{cell.states[0]}0_l0" not in everything
+                    or everything[f"{cell.states[0]}0_l0"] != (state,)):
+        return None
     arguments = {"hidden_size": known["hidden_size"]}
     arguments.update({a: known[a] for a in solvable})
     if layers != 1:
         arguments["num_layers"] = layers
     if directions == 2:
         arguments["bidirectional"] = True
+    if learned:
+        arguments["initial_state"] = "learned"
     return arguments, known["input_size"]
 
 
@@ -264,6 +289,7 @@ def cell_shape(cell, source: str = "") -> CellShape:
         first_state=cell.states[0].size,
         arguments=tuple(cell.declared),
         source=source,
+        states=tuple(state.name for state in cell.states),
     )
 
 
