@@ -515,3 +515,89 @@ def test_export_equals_the_module(tmp_path, case):
             for name, value in expected.items():
                 torch.testing.assert_close(torch.from_numpy(got[name]), value, atol=2e-5,
                                            rtol=1e-5, msg=name)
+
+
+# ----------------------------------------------------------------------------- together
+
+COMBINED = """cell Gate(alpha = 0.5, heads = 2) {
+    state h[hidden_size]
+    param w[2 * hidden_size, input_size]
+    param r[heads, hidden_size // heads, hidden_size // heads]
+
+    a, b = chunk(w, 2)
+    g = sigmoid(b @ x + r @ h)
+    h = where(g > alpha, tanh(a @ x), h * dropout(g, 0.5))
+}
+
+stack Net {
+    input_size = 3
+    batch_first = true
+    Gate(hidden_size = 4, num_layers = 2, reverse = true, initial_state = learned, alpha = 0.25)
+}
+"""
+
+
+def _combined_reference(model, x, lengths):
+    """Each sequence alone: every layer from the sequence's last valid step back to its
+    first, from the learned initial state; zeros at padded steps; an empty sequence keeps
+    the learned states. The step is the interpreter's reading of the cell's text."""
+    from user_cells import CellText
+
+    step = CellText(COMBINED[:COMBINED.index("stack Net")]).step({"alpha": 0.25})
+    params = params_by_layer_dir(dict(model.named_parameters()), prefix="gate0.")
+    batch, steps, _ = x.shape
+    outputs = torch.zeros(batch, steps, 4, dtype=x.dtype)
+    finals = torch.zeros(2, batch, 4, dtype=x.dtype)
+    for index in range(batch):
+        sequence = x[index, :lengths[index]]
+        for layer in range(2):
+            h = getattr(model.gate0, f"h0_l{layer}").unsqueeze(0)  # [1, 4]
+            out = [None] * len(sequence)
+            for t in reversed(range(len(sequence))):
+                (h,) = step(params[layer][0], sequence[t].unsqueeze(0), (h,))
+                out[t] = h[0]
+            finals[layer, index] = h[0]
+            sequence = torch.stack(out) if out else sequence.new_zeros(0, 4)
+        outputs[index, :lengths[index]] = sequence
+    return outputs, finals
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_forms_together_with_reverse_learned_states_and_empty_sequences(backend):
+    """A cell with a number argument, rows of a matrix, heads, `where` and `dropout`, in a
+    reverse block with learned initial states, over a padded batch with an empty sequence:
+    equal to running each sequence alone (float64, evaluation)."""
+    model = _model(COMBINED, "Net", backend)
+    x = torch.randn(3, 5, 3, dtype=F64)
+    lengths = torch.tensor([5, 0, 2])
+    with torch.no_grad():
+        out, h_n = model(x, lengths=lengths)
+        want, want_h = _combined_reference(model, x, lengths)
+    torch.testing.assert_close(out, want)
+    torch.testing.assert_close(h_n, want_h)
+    torch.testing.assert_close(h_n[:, 1], torch.stack([model.gate0.h0_l0, model.gate0.h0_l1]))
+
+
+def test_the_forms_together_export_with_lengths(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from rnnspec.backends.onnx import export as onnx_export
+
+    path = tmp_path / "spec.rnn"
+    path.write_text(COMBINED, encoding="utf-8")
+    result = rnnspec.check_file(path)
+    spec = onnx_export.find_stack(result, "Net")
+    net = _model(COMBINED, "Net", "explicit", torch.float32)
+    weights = onnx_export.match_weights(spec, net.state_dict(), "the module")
+    model = onnx_export.build_model(spec, weights, lengths=True)
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 5, 3)
+    lengths = torch.tensor([5, 0, 2])
+    with torch.no_grad():
+        out, h_n = net(x, lengths=lengths)
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {"input": x.numpy(), "lengths": lengths.numpy()}),
+                   strict=True))
+    torch.testing.assert_close(torch.from_numpy(got["output"]), out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(got["h_n.gate0"]), h_n, atol=1e-5, rtol=1e-5)

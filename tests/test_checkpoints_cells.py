@@ -228,3 +228,29 @@ def test_a_declared_size_no_tensor_shows_keeps_the_specs_value(tmp_path):
                           str(spec)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "P(hidden_size = 6)" in run.stdout and "`extra`" in run.stdout
+
+
+def test_cli_infer_solves_heads_and_keeps_number_arguments_at_their_defaults(tmp_path):
+    """Section 11: a heads parameter's shape solves `heads`; a number argument no tensor
+    can show is left at its default, and the written comment says so."""
+    blocks = ["heads = MultiHeadSLSTM(hidden_size = 12, heads = 3)",
+              "clip = ClippedLSTM(hidden_size = 4, cell_size = 6, memory_clip = 1.0)"]
+    _, state = module_state(spec_text(blocks, 5), str(tmp_path))
+    checkpoint = save(state, str(tmp_path), "torch")
+    out = tmp_path / "inferred.rnn"
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+
+    inferred = run("infer", checkpoint, "--cells", LIBRARY_PATH, "-o", out)
+    assert inferred.returncode == 0, inferred.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "MultiHeadSLSTM(hidden_size = 12, heads = 3)" in text
+    assert "ClippedLSTM(hidden_size = 4, cell_size = 6)" in text
+    assert "`memory_clip` (a number of `ClippedLSTM`: its default 3.0 is assumed)" in text
+    assert "memory_clip` (a size" not in text
+    for name in ("Heads", "Clip"):
+        checked = run("check", out, "--weights", checkpoint, "--stack", name)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "0 missing, 0 unexpected, 0 mismatched" in checked.stdout

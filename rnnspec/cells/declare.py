@@ -97,7 +97,7 @@ class Declarations(Part):
 
     def size_Name(self, expr: ast.Name) -> Size | None:
         if self.scope.kinds.get(expr.name) == "size":
-            return self.scope.substitution.get(expr.name, Size.of(expr.name))
+            return Size.of(expr.name)
         if self.scope.kinds.get(expr.name) == "number":
             self._error("E020", f"`{expr.name}` is a number argument, not a size", expr.span,
                         help="sizes are integers: give a size argument an integer default "
@@ -189,12 +189,12 @@ class Declarations(Part):
             for require in item.requires:
                 self._require(require)
             self.scope.kinds["x"] = "x"
-            self.scope.sizes["x"] = self.scope.substitution.get("input_size",
-                                                                Size.of("input_size"))
+            self.scope.sizes["x"] = self.proved(Size.of("input_size"))
             for state in item.states:
                 size = self.size(state.size)
                 if self.name(state.name, state.name_span, "state") and size is not None:
-                    self.states.append(StateTemplate(state.name, size))
+                    self.states.append(StateTemplate(state.name, size))  # as written
+                    size = self.proved(size)
                     self.scope.sizes[state.name] = size
                     self.scope.current[state.name] = Node(
                         Op.STATE, (), state.name, size, True, True, state.name_span)
@@ -204,6 +204,12 @@ class Declarations(Part):
             for param in item.params:
                 self._param(param)
         return not step.failed
+
+    def proved(self, size: Size) -> Size:
+        """A size as the body's rules compare it: each `require`d name replaced by the size
+        it equals (`input_size` by `hidden_size`), so `x * h` checks."""
+        substitution = self.scope.substitution
+        return size.substitute(substitution) if substitution else size
 
     def _number_argument(self, argument: ast.CellArgument) -> bool:
         """A header argument whose default is a float is a number of the equations
@@ -242,7 +248,8 @@ class Declarations(Part):
         if sizes.failed or left is None or right is None:
             return
         text = f"require {left} == {right}"
-        self.requires.append((left, right, require.span, text))
+        self.requires.append((left, right, require.span, text))  # checked per block as written
+        left, right = self.proved(left), self.proved(right)
         for name, value in ((left, right), (right, left)):
             single = name.names if len(name.terms) == 1 and name.terms[0][1] == 1 else ()
             if len(single) == 1 and len(name.terms[0][0]) == 1:
@@ -267,6 +274,7 @@ class Declarations(Part):
                 or init is None:
             return
         self.parameters.append(ParameterTemplate(param.name, tuple(dims), init=init))
+        dims = [self.proved(d) for d in dims]  # the shapes blocks get stay as written
         if len(dims) == 1:
             self.scope.sizes[param.name] = dims[0]
         elif len(dims) == 2:

@@ -55,6 +55,7 @@ class CellShape(NamedTuple):
     arguments: tuple[str, ...] = ()  # declared size arguments beyond hidden_size
     source: str = ""  # the cell's text, copied into the written spec
     states: tuple[str, ...] = ()  # the states' names: `h0_l0` is a learned initial state
+    numbers: tuple[tuple[str, float], ...] = ()  # number arguments and their defaults
 
 
 class Module(NamedTuple):
@@ -287,9 +288,11 @@ def cell_shape(cell, source: str = "") -> CellShape:
         name=cell.name,
         parameters={t.role: tuple(t.dims) for t in cell.parameters},
         first_state=cell.states[0].size,
-        arguments=tuple(cell.declared),
+        arguments=tuple(name for name in cell.declared if cell.rules[name].kind == "int"),
         source=source,
         states=tuple(state.name for state in cell.states),
+        numbers=tuple((name, cell.rules[name].default) for name in cell.declared
+                      if cell.rules[name].kind == "float"),
     )
 
 
@@ -364,9 +367,12 @@ def _unknowns(module: Module, cells: list[CellShape]) -> list[str]:
     rules = BUILTIN_CELLS[module.cell].rules if module.cell in BUILTIN_CELLS else {}
     unknown[:0] = [f"{r.name} ({' or '.join(r.choices)})" for r in rules.values()
                    if r.choices and not r.keyword_only]  # torch's words weights do not tell
-    declared = next((c.arguments for c in cells if c.name == module.cell), ())
+    shape = next((c for c in cells if c.name == module.cell), None)
+    declared = shape.arguments if shape else ()
+    numbers = [f"`{name}` (a number of `{module.cell}`: its default {default!r} is assumed)"
+               for name, default in (shape.numbers if shape else ())]
     unknown[:0] = [f"`{a}` (a size of `{module.cell}` no tensor shows: set it)"
-                   for a in declared if a not in module.arguments]
+                   for a in declared if a not in module.arguments] + numbers
     return unknown
 
 
