@@ -104,6 +104,24 @@ def test_infer_with_cells_round_trip(text, form):
                                for key, value in state.items() if key.startswith(prefix)}
 
 
+def run(*args):
+    """`python -m rnnspec ARGS`, its output captured."""
+    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def infer_then_check(checkpoint, out, stacks) -> str:
+    """`rnnspec infer --cells` of the library, then `check --weights` of each named stack
+    of what it wrote (each must match the checkpoint exactly); the written spec."""
+    inferred = run("infer", checkpoint, "--cells", LIBRARY_PATH, "-o", out)
+    assert inferred.returncode == 0, inferred.stderr
+    for name in stacks:
+        checked = run("check", out, "--weights", checkpoint, "--stack", name)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "0 missing, 0 unexpected, 0 mismatched" in checked.stdout
+    return out.read_text(encoding="utf-8")
+
+
 def test_cli_infer_with_cells_then_check_weights(tmp_path):
     blocks = ["enc = HasteLayerNormLSTM(hidden_size = 6, num_layers = 2, bidirectional = true)",
               "dec = SLSTM(hidden_size = 4)"]
@@ -111,20 +129,10 @@ def test_cli_infer_with_cells_then_check_weights(tmp_path):
     checkpoint = save(state, str(tmp_path), "safetensors")
     out = tmp_path / "inferred.rnn"
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
-                              capture_output=True, text=True, timeout=120)
-
-    inferred = run("infer", checkpoint, "--cells", LIBRARY_PATH, "-o", out)
-    assert inferred.returncode == 0, inferred.stderr
-    text = out.read_text(encoding="utf-8")
+    text = infer_then_check(checkpoint, out, ("Enc", "Dec"))
     assert "cell HasteLayerNormLSTM {" in text and "cell SLSTM {" in text
     assert "cell TorchGRU" not in text  # only the cells the checkpoint uses are copied
     assert "HasteLayerNormLSTM(hidden_size = 6, num_layers = 2, bidirectional = true)" in text
-    for name in ("Enc", "Dec"):
-        checked = run("check", out, "--weights", checkpoint, "--stack", name)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "0 missing, 0 unexpected, 0 mismatched" in checked.stdout
 
 
 def test_cli_infer_cells_file_with_errors(tmp_path):
@@ -239,18 +247,8 @@ def test_cli_infer_solves_heads_and_keeps_number_arguments_at_their_defaults(tmp
     checkpoint = save(state, str(tmp_path), "torch")
     out = tmp_path / "inferred.rnn"
 
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
-                              capture_output=True, text=True, timeout=120)
-
-    inferred = run("infer", checkpoint, "--cells", LIBRARY_PATH, "-o", out)
-    assert inferred.returncode == 0, inferred.stderr
-    text = out.read_text(encoding="utf-8")
+    text = infer_then_check(checkpoint, out, ("Heads", "Clip"))
     assert "MultiHeadSLSTM(hidden_size = 12, heads = 3)" in text
     assert "ClippedLSTM(hidden_size = 4, cell_size = 6)" in text
     assert "`memory_clip` (a number of `ClippedLSTM`: its default 3.0 is assumed)" in text
     assert "memory_clip` (a size" not in text
-    for name in ("Heads", "Clip"):
-        checked = run("check", out, "--weights", checkpoint, "--stack", name)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "0 missing, 0 unexpected, 0 mismatched" in checked.stdout

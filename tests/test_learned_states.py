@@ -6,13 +6,12 @@ through the checker, the state dict of both torch backends, gradients, the ONNX 
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
 from checkpoint_files import write_safetensors_header
+from user_cells import built
 
 from rnnspec import check_source
-from rnnspec.backends.torch.codegen import generate_source, load_source
 from rnnspec.tools.checkpoints.compare import compare
 from rnnspec.tools.checkpoints.infer import cell_shape, infer_modules, match_cell
 from rnnspec.tools.checkpoints.read import read_checkpoint
@@ -29,12 +28,7 @@ LSTM = ("stack Enc {\n    input_size = 4\n"
 
 
 def build(text: str, backend: str, device: str = "cpu", name: str = "Enc"):
-    result = check_source(text, "learned.rnn")
-    assert result.ok, result.diagnostics
-    module = load_source(generate_source(result, backend=backend), "learned.rnn")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return getattr(module, name)(device=device).eval(), result
+    return built(text, backend, device, name, "learned.rnn")
 
 
 def randomise(model):

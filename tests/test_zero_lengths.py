@@ -7,12 +7,8 @@ states. The non-empty sequences of a batch equal PyTorch's packed path."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
-
-from rnnspec import check_source
-from rnnspec.backends.torch.codegen import generate_source, load_source
+from user_cells import built
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -25,12 +21,7 @@ LENGTHS = [5, 0, 2, 0]
 
 
 def build(text: str, backend: str, device: str = "cpu", name: str = "Net"):
-    result = check_source(text, "zero.rnn")
-    assert result.ok, result.diagnostics
-    module = load_source(generate_source(result, backend=backend), "zero.rnn")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return getattr(module, name)(device=device).eval(), result
+    return built(text, backend, device, name, "zero.rnn")
 
 
 def spec(cell: str, extra: str = "") -> str:

@@ -113,6 +113,22 @@ def generated_module(source: str, backend: str):
     return load_source(generate_source(result, backend=backend), "cells_test.rnn")
 
 
+def built(text: str, backend: str, device: str, name: str, path: str):
+    """(stack `name` of the spec text, generated for `backend` and built on `device`, in
+    eval mode; the checked file)."""
+    import warnings
+
+    from rnnspec import check_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
+
+    result = check_source(text, path)
+    assert result.ok, result.diagnostics
+    module = load_source(generate_source(result, backend=backend), path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return getattr(module, name)(device=device).eval(), result
+
+
 def as_tuple(state):
     """A block's state as returned by forward: a tensor (one state) or a tuple of them."""
     return state if isinstance(state, tuple) else (state,)

@@ -74,11 +74,7 @@ class Expressions(FunctionRules):
         if kind == "x":
             return Node(Op.X, (), "x", self.scope.sizes["x"], False, True, expr.span)
         if name in self.scope.pieces:
-            rows, columns = self.scope.matrices[name]
-            self._error("E072", f"`{name}` is a matrix {format_shape([rows, columns])} (rows "
-                        "of a parameter): it can only multiply a vector", expr.span,
-                        help=f"write `{name} @ v` for a vector `v` of size {columns}")
-            return None
+            return self._matrix_as_value(name, expr.span)
         if kind in ("state", "local"):
             node = self.scope.current.get(name)
             if node is not None and node.op == "local":
@@ -87,11 +83,7 @@ class Expressions(FunctionRules):
         if kind == "param":
             self.scope.read.add(name)
             if name in self.scope.matrices:
-                rows, columns = self.scope.matrices[name]
-                self._error("E072", f"`{name}` is a matrix {format_shape([rows, columns])}: it "
-                            "can only multiply a vector", expr.span,
-                            help=f"write `{name} @ v` for a vector `v` of size {columns}")
-                return None
+                return self._matrix_as_value(name, expr.span)
             if name not in self.scope.sizes:  # its declaration failed, already reported
                 return None
             return Node(Op.PARAM, (), name, self.scope.sizes[name], False, False, expr.span)
@@ -118,6 +110,14 @@ class Expressions(FunctionRules):
         self._error("E010", f"unknown name `{name}` in cell `{self.item.name}`", expr.span,
                     help=hint)
         return None
+
+    def _matrix_as_value(self, name: str, span: Span) -> None:
+        """E072: a matrix (a parameter, or rows of one) where a value is needed."""
+        rows, columns = self.scope.matrices[name]
+        what = " (rows of a parameter)" if name in self.scope.pieces else ""
+        self._error("E072", f"`{name}` is a matrix {format_shape([rows, columns])}{what}: it "
+                    "can only multiply a vector", span,
+                    help=f"write `{name} @ v` for a vector `v` of size {columns}")
 
     def expr_Chain(self, chain: ast.Chain) -> Node | None:
         if chain.rest and chain.rest[0][0] == "@":
