@@ -127,3 +127,35 @@ def test_examples_export_with_lengths(example):
     with torch.no_grad():
         expected, _ = module(x, lengths=given, **sides)
     torch.testing.assert_close(torch.from_numpy(output), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["chain", "time_first"])
+def test_a_length_that_falls_below_one_step_becomes_zero_in_the_graph(case):
+    """The generated module raises a ValueError for a positive length that a layer shortens
+    below one step; a graph cannot raise, so it treats that sequence as one of length 0
+    (zero outputs, `output_lengths` 0), and the other sequences are unaffected."""
+    text, name = NETWORKS[case]
+    module, stack, session = _session(text, name, True)
+    steps = max(12, stack.min_input_time + 6)
+    x, sides = _inputs(stack, steps, 3)
+    short = 1 if stack.min_input_time > 1 else None
+    assert short is not None, "the case must have a layer that shortens time"
+    given = torch.tensor([steps, short, steps - 2])
+    with pytest.raises(ValueError, match="length"):
+        module(x, lengths=given, **sides)
+    feeds = {"input": x.numpy(), "lengths": given.numpy(),
+             **{k: v.numpy() for k, v in sides.items()}}
+    outputs = session.run(None, feeds)
+    names = [o.name for o in session.get_outputs()]
+    assert outputs[names.index("output_lengths")].tolist()[1] == 0
+    axis = 1 if stack.batch_first else 0
+    batch_axis = 1 - axis
+    produced = torch.from_numpy(outputs[0])
+    assert not produced.select(batch_axis, 1).any()
+    keep = torch.tensor([0, 2])
+    with torch.no_grad():
+        expected, _ = module(x.index_select(batch_axis, keep), lengths=given[keep],
+                             **{k: v.index_select(1 if v.dim() == 3 and not stack.batch_first
+                                                  else 0, keep) for k, v in sides.items()})
+    torch.testing.assert_close(produced.index_select(batch_axis, keep), expected,
+                               atol=1e-5, rtol=1e-5)
