@@ -229,8 +229,10 @@ def run_check(args) -> int:
             extra["weights"] = comparison.to_json()
     if args.verify and all(r.ok for r in results):
         try:
+            import torch  # noqa: F401 - verify imports it lazily; ask here, once
+
             from rnnspec.backends.torch.verify import verify_results
-        except ImportError:  # pragma: no cover - torch is an extra
+        except ImportError:  # torch is an extra
             sys.stderr.write("error: --verify needs torch: pip install 'rnnspec[torch]'\n")
             return EXIT_USAGE
         verify_results(results)

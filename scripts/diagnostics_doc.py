@@ -52,9 +52,12 @@ EXPLANATIONS = {
             "`dropout` between 0 and 1, `recurrent_dropout`, `zoneout` and `weight_dropout` "
             "from 0 up to (not including) 1, `nonlinearity` `tanh` or `relu`, `merge` "
             "`concat`, `sum`, `mean` or `mul`, dimensions at least 1.",
-    "E022": "Integer division by zero in an expression.",
+    "E022": "Integer division by zero in an expression; in a cell's equations, `/` by a "
+            "number that is zero (`h / 0`, `1 / (2 - 2.0)`).",
     "E023": "A value too large to mean anything: more than 500 digits, or a size beyond "
-            "PyTorch's int64 dimensions.",
+            "PyTorch's int64 dimensions; in a cell's equations, a whole number beyond int64 "
+            "(2**63 - 1, as which torch takes it) or any number beyond float32 (3.4e38), "
+            "written or computed from numbers alone.",
     "E030": "A stack property other than `input_size` and `batch_first`. Block arguments "
             "such as `hidden_size` belong inside the block's call.",
     "E031": "A stack without `input_size`.",

@@ -197,3 +197,25 @@ def test_parser_cache_problems_never_break_a_check(tmp_path, cache):
 def test_a_folder_given_as_spec_is_an_io_problem(tmp_path):
     run = rnnspec("check", tmp_path)
     assert run.returncode == 2 and "E006" in run.stdout
+
+
+NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'")
+sys.meta_path.insert(0, _NoTorch())
+from rnnspec.cli import entry
+sys.argv = ["rnnspec", "check", "--verify", sys.argv[1]]
+entry()
+"""
+
+
+def test_check_verify_without_torch_is_a_usage_hint():
+    """Without torch `check --verify` answers like `export`: one line and exit 2, not a
+    ModuleNotFoundError traceback with exit 1 (which means "the spec has errors")."""
+    run = subprocess.run([sys.executable, "-c", NO_TORCH, str(ROOT / "examples" / "tagger.rnn")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == "error: --verify needs torch: pip install 'rnnspec[torch]'"

@@ -14,6 +14,29 @@ from rnnspec.language import ast
 from rnnspec.language.diagnostics import Note, Sink, Span
 from rnnspec.language.names import suggest
 
+# A number in the equations reaches torch as a Python scalar beside float32 tensors (and the
+# ONNX graph as a float32 constant): a whole number must fit int64, which torch makes of it,
+# and every number float32 (docs/language.md, "Numbers").
+INT64_MAX = 2**63 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+_FOLDED = {Op.ADD: lambda a, b: a + b, Op.SUB: lambda a, b: a - b,
+           Op.MUL: lambda a, b: a * b, Op.DIV: lambda a, b: a / b}
+
+
+def constant(node: Node):
+    """The value of a node made of numbers alone (`2 * 3`, `-(1 / 4)`), else None."""
+    if node.op == Op.NUMBER:
+        return node.value
+    if node.op == Op.NEG:
+        inner = constant(node.args[0])
+        return None if inner is None else -inner
+    if node.op in _FOLDED:
+        left, right = (constant(arg) for arg in node.args)
+        if left is None or right is None or (node.op == Op.DIV and right == 0):
+            return None
+        return _FOLDED[node.op](left, right)
+    return None
+
 
 class Expressions(FunctionRules):
     """Checks the expressions of one cell's body against its scope; `recurrent` collects
@@ -45,8 +68,23 @@ class Expressions(FunctionRules):
             return None
         return node
 
-    def expr_Integer(self, expr) -> Node:
-        return number(expr.value)._replace(span=expr.span)
+    def expr_Integer(self, expr) -> Node | None:
+        node = number(expr.value)._replace(span=expr.span)
+        return node if self._fits(expr.value, expr.span) else None
+
+    def _fits(self, value, span: Span) -> bool:
+        """Whether a number of the equations is one torch can use (E023 if not)."""
+        digits = len(str(abs(value))) if isinstance(value, int) else 0
+        shown = f"a number of {digits} digits" if digits > 20 else f"`{value:g}`" \
+            if isinstance(value, float) else f"`{value}`"
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            self._error("E023", f"{shown} does not fit int64, as which torch takes a whole "
+                        "number", span, help="write it as a float, such as `1e20`, or smaller")
+        elif abs(value) > FLOAT32_MAX:
+            self._error("E023", f"{shown} is beyond float32 (at most 3.4e38)", span)
+        else:
+            return True
+        return False
 
     expr_Float = expr_Integer
 
@@ -134,6 +172,10 @@ class Expressions(FunctionRules):
                 right = self._matrix(operand)  # `v @ W`: reported at the `@`
             else:
                 right = self.expr(operand)
+            if symbol == "/" and right is not None and constant(right) == 0:
+                self._error("E022", "division by zero", operand.span,
+                            notes=[Note("in this division", symbol_span)])
+                right = None  # reported whether or not the left is good
             if left is None or right is None:
                 left = None
                 continue
@@ -141,6 +183,10 @@ class Expressions(FunctionRules):
                 left = self._matmul(left, right, symbol_span, chain.first, operand)
             else:
                 left = self._elementwise(OPERATORS[symbol], left, right, symbol_span)
+                folded = None if left is None else constant(left)
+                if folded is not None and not self._fits(folded, chain.first.span.to(
+                        operand.span)):
+                    left = None
         return left
 
     def expr_Comparison(self, comparison: ast.Comparison) -> Node | None:

@@ -162,7 +162,9 @@ class FunctionRules(Part):
                 self._error("E074", "the `eps` of `layer_norm` is a number, not "
                             f"`{given.name}`", given.span, help="write `1e-5`, for instance")
                 return None
-            eps = self.values.typed(given, "float", "the `eps` of `layer_norm`")
+            eps = self.values.in_range(  # as a block's `layer_norm(eps = ...)`: at least 0
+                self.values.typed(given, "float", "the `eps` of `layer_norm`"), given.span,
+                "the `eps` of `layer_norm`", minimum=0.0)
             if eps is POISON:
                 return None
         if inner is None:

@@ -61,8 +61,10 @@ class Checker:
                           help=f"choose another name, such as `My{item.name.upper()}`"))
                 self.cells[item.name] = None
                 continue
-            if item.name in others:
-                self._duplicate("name", item.name, item.name_span, others[item.name])
+            if item.name in others:  # the later of the two is the repeat, wherever it is
+                first, later = sorted((item.name_span, others[item.name]),
+                                      key=lambda span: (span.line, span.column))
+                self._duplicate("name", item.name, later, first)
                 self.cells[item.name] = None
                 continue
             cell, arguments = check_cell(item, self.values, self.problems)
