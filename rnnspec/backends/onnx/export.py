@@ -63,6 +63,12 @@ def validate(onnx_model):
 def load_weights(path: str) -> dict:
     """A checkpoint's state dict as {key: tensor}: `.safetensors`, or a `torch.save` file of
     a state dict (read with weights_only=True). The shared checkpoint reader replaces this."""
+    from rnnspec.tools.checkpoints.read import CheckpointError, refuse_special
+
+    try:
+        refuse_special(path)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
