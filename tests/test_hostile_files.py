@@ -144,3 +144,35 @@ def test_draw_does_not_overwrite_a_foreign_file_or_its_spec(spec, tmp_path):
     assert rnnspec("draw", spec, "-o", out, timeout=60).returncode == 0  # its own: replaced
     assert rnnspec("draw", spec, "-o", mine, "--force", timeout=60).returncode == 0
     assert mine.read_text().startswith("<?xml")
+
+
+def _unusable_values():
+    torch = pytest.importorskip("torch")
+    return {
+        "meta": torch.zeros(32, 4, device="meta"),
+        "sparse": torch.zeros(32, 4).to_sparse(),
+        "quantised": torch.quantize_per_tensor(torch.zeros(32, 4), 0.1, 0, torch.qint8),
+        "complex": torch.zeros(32, 4, dtype=torch.complex64),
+        "tensor": None,  # a non-tensor value under a matching key
+    }
+
+
+@pytest.mark.parametrize("kind", ["meta", "sparse", "quantised", "complex", "tensor"])
+def test_export_refuses_weights_it_cannot_use(spec, tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    state = {k: v.detach() for k, v in torch.nn.LSTM(4, 8).state_dict().items()}
+    state["weight_ih_l0"] = _unusable_values()[kind] if kind != "tensor" else "oops"
+    path = tmp_path / "w.pt"
+    torch.save(state, path)
+    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "weight_ih_l0" in done.stderr and kind.rstrip("d") in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_export_refuses_non_string_keys(spec, tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "w.pt"
+    torch.save({0: torch.zeros(1), "weight_ih_l0": torch.zeros(32, 4)}, path)
+    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
+    assert done.returncode == 2 and "not a string" in done.stderr, done.stderr
