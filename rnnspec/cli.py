@@ -147,6 +147,7 @@ def _add_tools(commands) -> None:
     _file(draw)
     _stack(draw, "draw only this stack (default: all)")
     _output(draw, "OUT.svg", "the SVG")
+    _force(draw, "OUT.svg", "rnnspec draw", "draw")
     _color(draw)
 
     infer = _command(commands, "infer", "write a spec describing a checkpoint's recurrent "

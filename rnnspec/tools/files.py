@@ -61,6 +61,10 @@ def write_output(path: str, data: str | bytes, *, is_ours: Callable[[str], bool]
         raise OutputError(f"cannot write `{path}`: it is a folder")
     if not os.path.isdir(folder):
         raise OutputError(f"cannot write `{path}`: the folder `{folder}` does not exist")
+    kind = special_kind(path)
+    if kind:  # never opened: reading a FIFO blocks, and replacing a device is never meant
+        raise OutputError(f"refusing to write `{path}`: it is {kind}, not a regular file "
+                          "(outputs are regular files; --force does not change that)")
     if os.path.exists(path) and not force:
         try:
             ours = is_ours(path)
@@ -70,6 +74,22 @@ def write_output(path: str, data: str | bytes, *, is_ours: Callable[[str], bool]
             raise OutputError(f"refusing to overwrite `{path}`: {who} did not {verb} it "
                               "(use --force to replace it)")
     replace_atomically(path, data)
+
+
+def special_kind(path: str) -> str | None:
+    """What `path` is when it exists and is not a regular file or folder ("a FIFO", "a
+    device", ...), found with `stat` alone, so nothing is opened; None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
 
 
 def starts_with(mark: str) -> Callable[[str], bool]:

@@ -63,6 +63,12 @@ def validate(onnx_model):
 def load_weights(path: str) -> dict:
     """A checkpoint's state dict as {key: tensor}: `.safetensors`, or a `torch.save` file of
     a state dict (read with weights_only=True). The shared checkpoint reader replaces this."""
+    from rnnspec.tools.checkpoints.read import CheckpointError, refuse_special
+
+    try:
+        refuse_special(path)
+    except CheckpointError as exc:
+        raise ExportError(str(exc)) from None
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -98,7 +104,29 @@ def load_weights(path: str) -> dict:
                 break
     if not isinstance(loaded, dict):
         raise ExportError(f"`{path}` holds a {type(loaded).__name__}, not a state dict")
+    for key, value in loaded.items():
+        _refuse_unusable(path, key, value)
     return loaded
+
+
+def _refuse_unusable(path: str, key, value) -> None:
+    """Refuse what export cannot turn into ONNX initializers without losing something."""
+    import torch
+
+    if not isinstance(key, str):
+        raise ExportError(f"`{path}` has a key {key!r} that is not a string: not a state dict")
+    if not isinstance(value, torch.Tensor):
+        if re.search(r"(^|\.)(weight|bias)|_l\d+", key):
+            raise ExportError(f"`{path}`: `{key}` holds a {type(value).__name__}, not a tensor")
+        return
+    what = ("a nested tensor" if value.is_nested else "a meta tensor (no data)" if value.is_meta
+            else "a sparse tensor" if value.layout != torch.strided
+            else "a quantised tensor" if value.is_quantized
+            else "a complex tensor (its imaginary part would be lost)" if value.is_complex()
+            else None)
+    if what:
+        raise ExportError(f"`{path}`: `{key}` is {what}; export needs dense real tensors",
+                          help="save plain dense float tensors: tensor.to_dense().float()")
 
 
 def match_weights(stack: model.Stack, state: dict, source: str) -> dict:

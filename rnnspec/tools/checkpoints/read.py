@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections.abc import Mapping
+
+from rnnspec.tools.files import special_kind
 
 Tensors = dict[str, tuple[tuple[int, ...], str]]
 
@@ -44,6 +47,38 @@ class CheckpointError(Exception):
 
 def read_checkpoint(path: str) -> Tensors:
     """Every tensor's name, shape and dtype, in the file's order."""
+    refuse_special(path)
+    tensors = _read_any(path)
+    _bound_layers(path, tensors)
+    return tensors
+
+
+def refuse_special(path: str) -> None:
+    """Raise CheckpointError when `path` is a FIFO, device or socket, found with `stat`
+    alone: opening a FIFO blocks, and `/dev/zero` never ends."""
+    kind = special_kind(path)
+    if kind:
+        raise CheckpointError(f"cannot read `{path}`: it is {kind}, not a regular file; "
+                              "a checkpoint is a file on disk")
+
+
+# The largest layer index (`weight_ih_l<N>`) a checkpoint may name: every later step does
+# work per layer up to it, so a tiny header naming layer 10**20 must not reach them.
+MAX_LAYER_INDEX = 10_000
+
+
+def _bound_layers(path: str, tensors: Tensors) -> None:
+    for name in tensors:
+        for found in re.finditer(r"_l(\d+)", name):
+            digits = found.group(1)
+            if len(digits) > 6 or int(digits) > MAX_LAYER_INDEX:
+                shown = digits if len(digits) <= 30 else digits[:12] + "..."
+                raise CheckpointError(
+                    f"`{path}`: tensor `{name[:80]}` names layer {shown}, more than the "
+                    f"{MAX_LAYER_INDEX:,} layers rnnspec reads")
+
+
+def _read_any(path: str) -> Tensors:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as handle:
@@ -112,6 +147,10 @@ def read_safetensors_header(path: str) -> Tensors:
     except (UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(
             f"`{path}`: the safetensors header is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(
+            f"`{path}`: the safetensors header nests JSON too deeply to be a header of "
+            "tensors") from None
     if not isinstance(header, dict):
         raise CheckpointError(
             f"`{path}`: the safetensors header is a JSON {type(header).__name__}, "
@@ -122,7 +161,24 @@ def read_safetensors_header(path: str) -> Tensors:
         if name == "__metadata__":
             continue
         tensors[name] = _safetensors_entry(path, name, entry, data_bytes)
+    _contiguous(path, header, data_bytes)
     return tensors
+
+
+def _contiguous(path: str, header: dict, data_bytes: int) -> None:
+    """The tensors' data_offsets tile the data from 0 with no gap or overlap, as the
+    safetensors library requires."""
+    spans = sorted((entry["data_offsets"][0], entry["data_offsets"][1], name)
+                   for name, entry in header.items() if name != "__metadata__")
+    end = 0
+    for begin, stop, name in spans:
+        if begin != end:
+            what = "overlaps the data of another tensor" if begin < end else \
+                f"starts at byte {begin:,}, leaving a gap after byte {end:,}"
+            raise CheckpointError(
+                f"`{path}`: tensor `{name}` in the safetensors header {what}: the "
+                "data_offsets must be contiguous")
+        end = stop
 
 
 def _safetensors_entry(path: str, name: str, entry, data_bytes: int):
@@ -144,7 +200,10 @@ def _safetensors_entry(path: str, name: str, entry, data_bytes: int):
     if offsets[1] > data_bytes:
         raise bad(f"ends at byte {offsets[1]:,} of the data, but the file holds only "
                   f"{data_bytes:,} bytes of data: the file is truncated")
-    torch_name, width = SAFETENSORS_DTYPES.get(dtype, (dtype.lower(), 0))
+    if dtype not in SAFETENSORS_DTYPES:
+        raise bad(f"has dtype `{dtype[:40]}`, which safetensors does not have (it has "
+                  f"{', '.join(SAFETENSORS_DTYPES)})")
+    torch_name, width = SAFETENSORS_DTYPES[dtype]
     if width:
         count = 1
         for dim in shape:
@@ -181,20 +240,27 @@ def _read_torch(path: str, zip_format: bool) -> Tensors:
         raise CheckpointError(
             f"`{path}` holds no state dict: a {type(loaded).__name__} without tensors "
             f"(looked at the top level and under {', '.join(f'`{k}`' for k in STATE_DICT_KEYS)})")
-    return {name: (tuple(int(d) for d in t.shape), str(t.dtype).removeprefix("torch."))
-            for name, t in state.items()}
+    tensors = {}
+    for name, t in state.items():
+        if getattr(t, "is_nested", False):
+            raise CheckpointError(f"`{path}`: `{name}` is a nested tensor, which has no "
+                                  "single shape: not a weight of a stack")
+        tensors[name] = (tuple(int(d) for d in t.shape), str(t.dtype).removeprefix("torch."))
+    return tensors
 
 
 def _torch_failure(path: str, exc: Exception) -> str:
     text = str(exc)
+    if ("truncated" in text or "Ran out of input" in text) and not isinstance(exc, EOFError):
+        return f"`{path}` is truncated or damaged: its `torch.save` data ends early"
     if "Weights only load failed" in text or "weights_only" in text:
-        import re
-
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         what = f" (it needs `{found.group(1)}`)" if found else ""
         return (f"`{path}` holds pickled objects that a safe load refuses{what}; rnnspec never "
                 "runs code from a checkpoint: save `model.state_dict()` instead of the model")
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if isinstance(exc, EOFError) or "truncated" in text or "Ran out of input" in text:
+        return f"`{path}` is truncated or damaged: its `torch.save` data ends early ({first})"
     return f"`{path}` is not a readable `torch.save` checkpoint (truncated or damaged?): {first}"
 
 

@@ -1,0 +1,178 @@
+"""Hostile checkpoints and output paths (issue 19): FIFOs, devices, huge layer indices,
+deep JSON, bad dtypes and offsets, truncated pickles, draw -o over foreign files. Every CLI
+run is a subprocess with a timeout, so a regression fails instead of hanging."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+SPEC = "stack s {\n    input_size = 4\n    lstm(hidden_size = 8)\n}\n"
+
+
+def rnnspec(*args, cwd=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def safetensors(path, header: dict | bytes, data: bytes = b""):
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+@pytest.fixture
+def spec(tmp_path):
+    path = tmp_path / "s.rnn"
+    path.write_text(SPEC)
+    return path
+
+
+def commands(spec, checkpoint, tmp_path):
+    return [("check", spec, "--weights", checkpoint), ("infer", checkpoint),
+            ("export", spec, "--weights", checkpoint, "-o", tmp_path / "out.onnx")]
+
+
+def test_a_fifo_as_checkpoint_is_refused_at_once(spec, tmp_path):
+    fifo = tmp_path / "w.safetensors"
+    os.mkfifo(fifo)
+    for command in commands(spec, fifo, tmp_path):
+        done = rnnspec(*command, timeout=30)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "FIFO" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_dev_zero_is_a_device_not_an_empty_file(spec, tmp_path):
+    for command in commands(spec, "/dev/zero", tmp_path)[:2]:
+        done = rnnspec(*command, timeout=30)
+        assert done.returncode == 2
+        assert "device" in done.stderr and "empty" not in done.stderr, done.stderr
+        assert "-8" not in done.stderr
+
+
+@pytest.mark.parametrize("index", [10**6, 10**20])
+def test_a_huge_layer_index_is_answered_quickly(spec, tmp_path, index):
+    path = safetensors(tmp_path / "w.safetensors", {
+        f"weight_ih_l{index}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})
+    assert path.stat().st_size < 300
+    for command in commands(spec, path, tmp_path)[:2]:
+        done = rnnspec(*command, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert "names layer" in done.stderr, done.stderr
+
+
+def test_deeply_nested_json_header_is_an_error_not_a_recursion(spec, tmp_path):
+    path = safetensors(tmp_path / "w.safetensors", b"[" * 100_000 + b"]" * 100_000)
+    for command in commands(spec, path, tmp_path)[:2]:
+        done = rnnspec(*command, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "nests JSON" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("dtype", ["F99", "FLOAT32"])
+def test_dtypes_that_do_not_exist_are_refused(tmp_path, dtype):
+    from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
+
+    path = safetensors(tmp_path / "w.safetensors", {
+        "weight_ih_l0": {"dtype": dtype, "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)
+    with pytest.raises(CheckpointError, match=f"dtype `{dtype}`"):
+        read_checkpoint(str(path))
+
+
+def test_overlapping_offsets_are_refused(tmp_path):
+    from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
+
+    entry = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+    path = safetensors(tmp_path / "w.safetensors",
+                       {"weight_ih_l0": entry, "weight_hh_l0": entry}, b"\0" * 4)
+    with pytest.raises(CheckpointError, match="overlaps"):
+        read_checkpoint(str(path))
+
+
+def test_a_truncated_legacy_torch_file_is_called_truncated(tmp_path):
+    torch = pytest.importorskip("torch")
+    from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
+
+    whole = tmp_path / "whole.pt"
+    torch.save({"weight_ih_l0": torch.zeros(32, 4)}, whole, _use_new_zipfile_serialization=False)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:60])
+    with pytest.raises(CheckpointError, match="truncated") as caught:
+        read_checkpoint(str(cut))
+    assert "refuses" not in str(caught.value)
+
+
+def test_a_nested_tensor_checkpoint_is_an_error(spec, tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "n.pt"
+    nested = torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+    torch.save({"weight_ih_l0": nested}, path)
+    for command in commands(spec, path, tmp_path)[:2]:
+        done = rnnspec(*command, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and "nested" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "draw"])
+def test_a_fifo_as_output_is_refused_without_opening_it(spec, tmp_path, command):
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    for extra in ([], ["--force"]):
+        done = rnnspec(command, spec, "-o", fifo, *extra, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert "FIFO" in done.stderr, done.stderr
+    assert (tmp_path / "out").is_fifo()
+
+
+def test_draw_does_not_overwrite_a_foreign_file_or_its_spec(spec, tmp_path):
+    mine = tmp_path / "notes.svg"
+    mine.write_text("hand-written\n")
+    done = rnnspec("draw", spec, "-o", mine, timeout=60)
+    assert done.returncode == 2 and "refusing" in done.stderr, done.stderr
+    assert mine.read_text() == "hand-written\n"
+    done = rnnspec("draw", spec, "-o", spec, "--force", timeout=60)
+    assert done.returncode == 2 and spec.read_text() == SPEC
+    out = tmp_path / "pic.svg"
+    assert rnnspec("draw", spec, "-o", out, timeout=60).returncode == 0
+    assert rnnspec("draw", spec, "-o", out, timeout=60).returncode == 0  # its own: replaced
+    assert rnnspec("draw", spec, "-o", mine, "--force", timeout=60).returncode == 0
+    assert mine.read_text().startswith("<?xml")
+
+
+def _unusable_values():
+    torch = pytest.importorskip("torch")
+    return {
+        "meta": torch.zeros(32, 4, device="meta"),
+        "sparse": torch.zeros(32, 4).to_sparse(),
+        "quantised": torch.quantize_per_tensor(torch.zeros(32, 4), 0.1, 0, torch.qint8),
+        "complex": torch.zeros(32, 4, dtype=torch.complex64),
+        "tensor": None,  # a non-tensor value under a matching key
+    }
+
+
+@pytest.mark.parametrize("kind", ["meta", "sparse", "quantised", "complex", "tensor"])
+def test_export_refuses_weights_it_cannot_use(spec, tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    state = {k: v.detach() for k, v in torch.nn.LSTM(4, 8).state_dict().items()}
+    state["weight_ih_l0"] = _unusable_values()[kind] if kind != "tensor" else "oops"
+    path = tmp_path / "w.pt"
+    torch.save(state, path)
+    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "weight_ih_l0" in done.stderr and kind.rstrip("d") in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_export_refuses_non_string_keys(spec, tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "w.pt"
+    torch.save({0: torch.zeros(1), "weight_ih_l0": torch.zeros(32, 4)}, path)
+    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
+    assert done.returncode == 2 and "not a string" in done.stderr, done.stderr
