@@ -145,8 +145,10 @@ class RnnspecServer(LanguageServer):
 
     async def drain(self) -> None:
         """At the end of input: let the requests in flight answer."""
+        await asyncio.sleep(0)  # the requests just handed over start
         while self.inflight:
             await asyncio.gather(*list(self.inflight), return_exceptions=True)
+            await asyncio.sleep(0)
 
     def report_failure(self, message: str) -> None:
         self.stderr.write(message + "\n")

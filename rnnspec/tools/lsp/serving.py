@@ -81,6 +81,9 @@ class Reader:
         while not stop.is_set():
             data = await chunks.get()
             for item in framer.feed(data) if data else framer.close():
+                if isinstance(item, dict) and item.get("method") in (types.SHUTDOWN,
+                                                                     types.EXIT):
+                    await self.server.drain()  # the requests before them answer first
                 self.take(item)
                 if stop.is_set():
                     return
