@@ -338,7 +338,7 @@ class CheckedFile:
     """One file's outcome: its stacks, expectations and diagnostics."""
 
     __slots__ = ("path", "text", "stacks", "cells", "expectations", "diagnostics", "readable",
-                 "tree", "values")
+                 "tree", "values", "partial")
 
     def __init__(self, path: str, text: str, stacks=None, expectations=None, diagnostics=None,
                  readable: bool = True):
@@ -351,6 +351,7 @@ class CheckedFile:
         self.readable = readable  # False when the file could not be read (exit status 2)
         self.tree = None  # the parsed file (language.ast.SpecFile); None if it did not parse
         self.values: dict = {}  # every constant's checked value, by name (POISON where it failed)
+        self.partial: dict = {}  # stacks that failed: (batch_first, {index: entry that derived})
 
     @property
     def ok(self) -> bool:

@@ -196,7 +196,9 @@ async def test_completion(client: LanguageClient):
         return [item.label for item in result.items]
 
     in_lstm = await labels("num_layers")
-    assert {"hidden_size", "num_layers", "proj_size", "dropout", "EMB", "HID"} <= set(in_lstm)
+    assert {"num_layers", "proj_size", "dropout"} <= set(in_lstm)
+    # after a keyword argument only names go here: no value by position, no true/false
+    assert not {"EMB", "HID", "true", "false", "hidden_size"} & set(in_lstm)
     assert "nonlinearity" not in in_lstm  # rnn only
     in_gru = await labels("HID // 2")
     assert "proj_size" not in in_gru and "hidden_size" in in_gru
@@ -312,7 +314,8 @@ async def test_definition_and_symbols_of_user_cells(client: LanguageClient):
 async def test_completion_in_and_of_user_cells(client: LanguageClient):
     uri, _, _, labels = await _requests(client, GATED)
     in_block = await labels("hidden_size = 8, k")
-    assert {"hidden_size", "k", "merge", "residual", "zoneout", "DEEP"} <= set(in_block)
+    assert {"hidden_size", "k", "merge", "residual", "zoneout"} <= set(in_block)
+    assert not {"DEEP", "true", "false"} & set(in_block)  # a user cell takes no positions
     assert "proj_size" not in in_block and "nonlinearity" not in in_block
     assert await labels("sum)") == ["concat", "sum", "mean", "mul", "DEEP", "DROP"]
     assert (await labels("true)"))[:2] == ["true", "false"]

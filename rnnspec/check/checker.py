@@ -34,6 +34,9 @@ class Checker:
         self.problems = Sink()
         self.stacks: dict[str, model.Stack] = {}
         self.stack_asts: dict[str, ast.Stack] = {}
+        # stacks that did not derive: (batch_first, the entries that did, by index), for
+        # the language server's hover on the rest of a stack with one broken block
+        self.partial: dict[str, tuple] = {}
         lets = self._unique(spec.lets, "constant")
         self.values = Evaluator(lets, self.problems)
         self.cells: dict[str, Cell] = dict(BUILTIN_CELLS)
@@ -166,6 +169,8 @@ class Checker:
         sides = flow.side_inputs(self, stack, batch_first)
         walker = flow.EntryChecker(self, stack, settings, spans, sides or [])
         entries = walker.run()
+        if entries is None and walker.derived:
+            self.partial[stack.name] = (batch_first, dict(walker.derived))
         if bound is None or not items or entries is None or sides is None:
             return None
         count = sum(e.parameter_count for e in entries)
@@ -393,6 +398,7 @@ def check_text(text: str, path: str) -> model.CheckedFile:
             problems += checker.problems
             result.stacks = list(checker.stacks.values())
             result.cells = checker.user_cells
+            result.partial = checker.partial
             result.expectations = check_expectations(
                 spec.expects, checker.values, checker.stacks, checker.stack_asts, problems,
                 checker.cells)

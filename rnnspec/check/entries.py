@@ -110,6 +110,7 @@ class EntryChecker:
         self.sides = {side.name for side in sides}
         self.names: dict[str, Span] = {}
         self.failed = False
+        self.derived: dict[int, object] = {}  # each entry that derived, by its index
 
     # ------------------------------------------------------------------- the loop
 
@@ -133,6 +134,7 @@ class EntryChecker:
                 continue
             entry, flow, described = derived
             entries.append(entry)
+            self.derived[index] = entry
             previous = Produced(flow, item.span, entry)
             self.produced.setdefault(name, previous)
         return None if self.failed else entries

@@ -30,44 +30,30 @@ def _contains(span: Span | None, line: int, column: int) -> bool:
 # ----------------------------------------------------------------------------- analysis
 
 
-class Analysis:
-    """One version of a document: its text and the checked file (with the parsed tree and
-    the constants' values the checker kept)."""
+class Text:
+    """A document's text by lines, with each line's offset (computed once: lookups are
+    linear in nothing but the line they read)."""
 
-    def __init__(self, text: str, path: str):
-        from rnnspec.check.checker import check_text
-
+    def __init__(self, text: str, path: str = ""):
         self.text = text
         self.path = path
         self.lines = text.split("\n")
-        self.result = check_text(text, path)
-        self._constants = None
-
-    @property
-    def stacks(self):
-        return {s.name: s for s in self.result.stacks}
-
-    @property
-    def parsed(self) -> bool:
-        """Whether the text parsed (no syntax or lexical error was reported)."""
-        return not any(d.code in SYNTAX_CODES for d in self.result.diagnostics)
-
-    def semantic(self):
-        """(AST or None, constant values): the checker's, not parsed again."""
-        if self._constants is None:
-            from rnnspec.check.evaluate import POISON
-
-            self._constants = {k: v for k, v in self.result.values.items()
-                               if v is not None and v is not POISON}
-        return self.result.tree, self._constants
+        self._starts: list[int] | None = None
 
     def line(self, number: int) -> str:
         """The text of 0-based line `number` ("" past the end)."""
         return self.lines[number] if 0 <= number < len(self.lines) else ""
 
     def offset(self, line: int, column: int) -> int:
-        """Character offset of a 1-based line and column."""
-        return sum(len(t) + 1 for t in self.lines[:line - 1]) + column - 1
+        """Character offset of a 1-based line and column (clamped to the text)."""
+        if self._starts is None:
+            starts, at = [], 0
+            for text in self.lines:
+                starts.append(at)
+                at += len(text) + 1
+            self._starts = starts
+        index = min(max(line - 1, 0), len(self.lines) - 1)
+        return min(self._starts[index] + max(column - 1, 0), len(self.text))
 
     def source(self, span: Span) -> str:
         """The text a span covers."""
@@ -82,6 +68,34 @@ class Analysis:
                 return match.group(), Span(self.path, line, match.start() + 1, line,
                                            match.end() + 1)
         return None
+
+
+class Analysis(Text):
+    """One version of a document: its text and the checked file (with the parsed tree and
+    the constants' values the checker kept). `version`: the document's version it is of."""
+
+    def __init__(self, text: str, path: str, version: int | None = None):
+        from rnnspec.check.checker import check_text
+
+        super().__init__(text, path)
+        self.version = version
+        self.result = check_text(text, path)
+        self._constants = None
+        self.stacks = {s.name: s for s in self.result.stacks}
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the text parsed (no syntax or lexical error was reported)."""
+        return not any(d.code in SYNTAX_CODES for d in self.result.diagnostics)
+
+    def semantic(self):
+        """(AST or None, constant values): the checker's, not parsed again."""
+        if self._constants is None:
+            from rnnspec.check.evaluate import POISON
+
+            self._constants = {k: v for k, v in self.result.values.items()
+                               if v is not None and v is not POISON}
+        return self.result.tree, self._constants
 
 
 def format_value(value) -> str:
@@ -133,9 +147,11 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
     from rnnspec.tools.lsp import layers as lsp_layers
 
     for stack_ast in spec.stacks if spec is not None else ():
+        if not _contains(stack_ast.span, line, column):
+            continue
         stack = analysis.stacks.get(stack_ast.name)
         if stack is None:
-            continue
+            return _broken_stack_hover(analysis, stack_ast, line, column)
         for side in stack.side_inputs:
             if _contains(side.span, line, column):
                 return lsp_layers.side_input_hover(side), side.span
@@ -145,6 +161,27 @@ def hover_text(analysis: Analysis, line: int, column: int) -> tuple[str, Span] |
         for entry, entry_ast in zip(stack.entries, items):
             if _contains(entry_ast.span, line, column):
                 return lsp_layers.entry_hover(entry, stack, block_hover), entry_ast.span
+    return None
+
+
+def _broken_stack_hover(analysis: Analysis, stack_ast, line: int, column: int):
+    """A block of a stack with errors: the entries that derived before the first broken
+    one keep their hover; the others say why they have no shapes."""
+    from types import SimpleNamespace
+
+    from rnnspec.tools.lsp import layers as lsp_layers
+
+    batch_first, derived = analysis.result.partial.get(stack_ast.name, (False, {}))
+    stack = SimpleNamespace(batch_first=batch_first is True)
+    for index, item in enumerate(entry_items(stack_ast)):
+        if not _contains(item.span, line, column):
+            continue
+        entry = derived.get(index)
+        if entry is not None:
+            return lsp_layers.entry_hover(entry, stack, block_hover), item.span
+        name = item.name or item.cell
+        return (f"**{name}**: `{item.cell}`, not derived: this entry or one before it in "
+                f"stack `{stack_ast.name}` has errors (see the diagnostics)"), item.span
     return None
 
 

@@ -116,6 +116,8 @@ def _cell_scope(tokens) -> list[tuple[str, str]]:
     depth, declaring = 0, None
     for index, token in enumerate(body):
         text = token.text
+        if token.newlines and depth == 1 and index and body[index - 1].text != ",":
+            declaring = None  # a new line: a new statement or declaration
         if text in ("(", "[", "{"):
             depth += 1
         elif text in (")", "]", "}"):
@@ -127,6 +129,8 @@ def _cell_scope(tokens) -> list[tuple[str, str]]:
         elif token.kind == "name" and declaring and index + 1 < len(body) \
                 and body[index + 1].text == "[":
             names.append((text, declaring))
+        elif text == "=" and declaring == "param":
+            continue  # `param a[n] = zeros, b[n] = ones`: an initialiser, more may follow
         elif text == "=":
             declaring = None
             at, targets = index - 1, []
@@ -156,18 +160,77 @@ def _stacks(analysis, previous) -> dict:
     return {}
 
 
-def _argument_rules(cell: str | None, records: dict, declared: dict) -> tuple:
-    """The rules of every argument a block of `cell` takes: from the registry record
-    (built-in, or the file's checked cell), else every block's arguments plus the sizes
-    the cell's header names."""
+def _argument_rules(cell: str | None, records: dict, declared: dict) -> tuple[tuple, bool]:
+    """The rules of every argument a block of `cell` takes, and whether they may be passed
+    by position: from the layer's or the registry's record (built-in, or the file's checked
+    cell), else every block's arguments plus the sizes the cell's header names."""
     from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS, ArgumentRule
+    from rnnspec.tools.lsp import layers as lsp_layers
 
+    layer = lsp_layers.layer_rules(cell)
+    if layer:
+        return layer, True
     record = BUILTIN_CELLS.get(cell or "") or records.get(cell or "")
     if record is not None:
-        return record.arguments
+        return record.arguments, record.positional
     return (*COMMON_ARGUMENTS, *(ArgumentRule(n, "int", None, meaning="size argument of "
                                               f"cell `{cell}`")
-                                 for n in declared.get(cell or "", ())))
+                                 for n in declared.get(cell or "", ()))), False
+
+
+def _written_arguments(tokens) -> tuple[list[str | None], bool]:
+    """The arguments before the cursor in the innermost block call of `tokens`: each one's
+    keyword (None when positional), and whether the cursor is past a `NAME =` already."""
+    depth, start = 0, None
+    for index in range(len(tokens) - 1, -1, -1):
+        text = tokens[index].text
+        if text in (")", "]", "}"):
+            depth += 1
+        elif text in ("(", "[", "{"):
+            if depth == 0 and text == "(":
+                start = index  # keep going out: the call of the block is the outermost
+            elif depth == 0:
+                break
+            depth = max(0, depth - 1)
+    if start is None:
+        return [], False
+    written: list[str | None] = []
+    current: list = []
+    depth = 0
+    for token in tokens[start + 1:]:
+        if token.text in ("(", "["):
+            depth += 1
+        elif token.text in (")", "]"):
+            depth -= 1
+        if token.text == "," and depth == 0:
+            written.append(current[0].text if len(current) > 1 and current[1].text == "="
+                           else None)
+            current = []
+        else:
+            current.append(token)
+    return written, len(current) > 1 and current[1].text == "="
+
+
+def _call_completions(rules: tuple, positional: bool, written: list, values: list) -> list:
+    """At an argument's name: the names not given yet, and when a value may go here by
+    position (no keyword before it), the values of the next positional argument."""
+    given = {name for name in written if name is not None}
+    order = [r for r in rules if not r.keyword_only] if positional else []
+    by_position = len(written) if all(name is None for name in written) else None
+    if by_position is not None and by_position > len(order):
+        by_position = None
+    if by_position is not None:
+        given |= {r.name for r in order[:by_position]}
+    items = [Completion(r.name, "argument", r.meaning, f"{r.name} = ")
+             for r in rules if r.name not in given]
+    if by_position is None or by_position >= len(order):
+        return items
+    rule = order[by_position]
+    if rule.kind == "bool":
+        return items + [Completion(c, "value", rule.meaning) for c in ("true", "false")]
+    if rule.choices:
+        return items + [Completion(c, "value", rule.meaning) for c in rule.choices]
+    return items + (values if rule.kind in ("int", "float") else [])
 
 
 _VALUE_OF = re.compile(r"(\w+)\s*=\s*\w*$")
@@ -202,16 +265,16 @@ def completions(analysis: Analysis | None, text: str, offset: int,
         value = _VALUE_OF.search(before)
         if _PARTS.search(before) or (value is not None and value.group(1) == "from"):
             return lsp_layers.from_completions(Completion, stack, _entry_names(stack))
-        rules = lsp_layers.layer_rules(context.name) or _argument_rules(
-            context.name, records, declared)
+        rules, positional = _argument_rules(context.name, records, declared)
+        written, after_equals = _written_arguments(tokens)
+        if not after_equals:  # an argument's name, or a value by position
+            return _call_completions(rules, positional, written, values)
         by_name = {r.name: r for r in rules}
         rule = by_name.get(value.group(1)) if value is not None else None
         if rule is not None and (rule.choices or rule.kind == "bool"):  # `merge = ` -> sum...
             choices = list(rule.choices) or ["true", "false"]
             return [Completion(c, "value", rule.meaning) for c in choices] + values
-        return [Completion(r.name, "argument", r.meaning, f"{r.name} = ")
-                for r in rules] + values + [
-            Completion("true", "value"), Completion("false", "value")]
+        return values
     if where == "stack":
         from rnnspec.cells.registry import BUILTIN_CELLS, STACK_PROPERTIES
 
@@ -236,6 +299,9 @@ def completions(analysis: Analysis | None, text: str, offset: int,
 
         line = text[text.rfind("\n", 0, offset) + 1:offset].lstrip()
         if where == "cell" and line.startswith("param") and "=" in line:
+            outside = re.sub(r"\[[^\]]*\]|\([^)]*\)", "", line)
+            if outside.rfind("=") < outside.rfind(","):
+                return []  # `param a[n] = zeros, b`: the name of the next parameter
             return [Completion(i, "function", "initialiser") for i in INITIALISERS]
         items = [Completion(f, "function", "function", f"{f}(") for f in FUNCTIONS]
         items += [Completion(n, "name", what) for n, what in _cell_scope(tokens)]

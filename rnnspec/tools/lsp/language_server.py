@@ -4,23 +4,73 @@ decorator and receiving the server. Imports pygls and lsprotocol (the `lsp` extr
 
 Positions go through pygls' codec (`position_codec` of the workspace's documents), so the
 encoding the client asked for in `general.positionEncodings` (UTF-8, UTF-16 or UTF-32) is
-the one every position is read and written in. Every handler catches its own exceptions:
-a bug answers one request with nothing, it never ends the server.
+the one every position is read and written in.
+
+Each version of a document is analysed at most once, on a worker thread, after a short
+pause for more changes (`DEBOUNCE_S`); a request waits at most `WAIT_S` for the analysis
+of the version it is about, then answers from the latest analysis there is. A request on a
+document that is not open answers null (or an empty list); a handler that fails answers
+its request with an InternalError response and reports the traceback on stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 import sys
+import threading
 import traceback
+from collections import Counter
+from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInternalError
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import ServerTextPosition
 
 from rnnspec.language.diagnostics import Span
-from rnnspec.tools.lsp.analysis import DOCS_URL, Analysis, Symbol, definition, hover_text, symbols
+from rnnspec.tools.lsp.analysis import (
+    DOCS_URL,
+    Analysis,
+    Symbol,
+    Text,
+    definition,
+    hover_text,
+    symbols,
+)
 from rnnspec.tools.lsp.completion import completions
+
+DEBOUNCE_S = 0.05  # after a change, how long more changes may come before analysing
+WAIT_S = 2.0  # how long a request waits for its version's analysis before answering
+
+
+class Reported(JsonRpcInternalError):
+    """A handler's failure, already reported: pygls answers the request with it."""
+
+
+def _in_thread(function, *args):
+    """`function(*args)` on a daemon thread (one that never holds up the exit), awaited."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error):
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def run():
+        try:
+            result, error = function(*args), None
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop has ended: nobody waits
+            pass
+
+    threading.Thread(target=run, name="rnnspec-lsp-analysis", daemon=True).start()
+    return future
 
 _SYMBOL_KINDS = {"constant": types.SymbolKind.Constant, "stack": types.SymbolKind.Class,
                  "block": types.SymbolKind.Field, "expect": types.SymbolKind.Event,
@@ -46,38 +96,154 @@ def _path_of(uri: str) -> str:
 
 
 class RnnspecServer(LanguageServer):
-    """The server's state: each open document's latest analysis and its last version that
-    parsed (for completing in a half-typed file)."""
+    """The server's state: each open document's latest analysis, its last version that
+    parsed (for completing in a half-typed file), and how often each (uri, version) was
+    analysed (`analysed`: at most once)."""
 
-    def __init__(self):
+    def __init__(self, stderr=None):
         from rnnspec import __version__
 
         super().__init__("rnnspec", __version__,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
-        self.cache: dict[str, tuple[int | None, str, Analysis]] = {}
+        self.stderr = stderr or sys.stderr
+        self.latest: dict[str, Analysis] = {}
         self.parsed: dict[str, Analysis] = {}
+        self.attempted: dict[str, tuple] = {}  # uri -> (version, text) last analysed
+        self.analysed: Counter = Counter()
+        self.workers: dict[str, asyncio.Future] = {}
+        self.inflight: set = set()
+        self.debounce_s, self.wait_s = DEBOUNCE_S, WAIT_S
+        self._updated: asyncio.Event | None = None
+        self._one_at_a_time: asyncio.Lock | None = None
         for method, options, handler in _FEATURES:
             self.feature(method, options)(_guard(handler))
 
+    # ----------------------------------------------------------------- input and output
+
+    def start_io(self, stdin=None, stdout=None):
+        """Serve over stdio (or the given binary streams) until `exit` or the end of input;
+        rnnspec's reader (`serving.Reader`) in place of pygls'."""
+        from rnnspec.tools.lsp.serving import OneLine, Reader
+
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        reader = Reader(self, stdin or sys.stdin.buffer)
+        pygls_log = logging.getLogger("pygls")
+        handler = OneLine(self.stderr, Reported)
+        pygls_log.addHandler(handler)
+        propagate, pygls_log.propagate = pygls_log.propagate, False
+        try:
+            asyncio.run(reader.run(self._stop_event))
+        except BrokenPipeError:
+            self.stderr.write("rnnspec lsp: the client closed the connection\n")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            pygls_log.removeHandler(handler)
+            pygls_log.propagate = propagate
+            self.shutdown()
+
+    async def drain(self) -> None:
+        """At the end of input: let the requests in flight answer."""
+        await asyncio.sleep(0)  # the requests just handed over start
+        while self.inflight:
+            await asyncio.gather(*list(self.inflight), return_exceptions=True)
+            await asyncio.sleep(0)
+
     def report_failure(self, message: str) -> None:
-        sys.stderr.write(message + "\n")
+        self.stderr.write(message + "\n")
+        self.stderr.flush()
         self.window_log_message(types.LogMessageParams(types.MessageType.Error, message))
 
-    def analysis_of(self, uri: str) -> Analysis:
-        document = self.workspace.get_text_document(uri)
-        text = document.source
-        cached = self.cache.get(uri)
-        if cached is not None and cached[0] == document.version and cached[1] == text:
-            return cached[2]
-        analysis = Analysis(text, _path_of(uri))
-        self.cache[uri] = (document.version, text, analysis)
-        if analysis.parsed:
-            self.parsed[uri] = analysis
-        return analysis
+    def report_problem(self, message: str) -> None:
+        """A problem of the client's input: one line on stderr and in the client's log."""
+        self.stderr.write(message + "\n")
+        self.stderr.flush()
+        if self.protocol.writer is not None:
+            self.window_log_message(types.LogMessageParams(types.MessageType.Warning,
+                                                           message))
+
+    def report_server_error(self, error, source) -> None:
+        """pygls' report of a failure outside a request (a change to a document that is
+        not open, say): one line, not a pop-up."""
+        self.report_problem(f"rnnspec lsp: {error}")
+
+    # ----------------------------------------------------------------- analyses
+
+    def open_document(self, uri: str):
+        """The open document at `uri`, or None (never read from disk)."""
+        return self.workspace.text_documents.get(unquote(uri))
+
+    def schedule(self, uri: str) -> None:
+        worker = self.workers.get(uri)
+        if worker is None or worker.done():
+            self.workers[uri] = asyncio.ensure_future(self._work(uri))
+
+    def _current(self, uri: str, document) -> bool:
+        attempted = self.attempted.get(uri)
+        return attempted is not None and attempted[0] == document.version and (
+            attempted[1] is document.source or attempted[1] == document.source)
+
+    async def _work(self, uri: str) -> None:
+        """Analyse the document's newest version until it is the one analysed."""
+        if self._one_at_a_time is None:
+            self._one_at_a_time = asyncio.Lock()
+        while True:
+            await asyncio.sleep(self.debounce_s)
+            document = self.open_document(uri)
+            if document is None or self._current(uri, document):
+                return
+            version, text = document.version, document.source
+            async with self._one_at_a_time:
+                try:
+                    analysis = await _in_thread(Analysis, text, _path_of(uri), version)
+                except Exception:  # noqa: BLE001 - a bug of the checker's: reported
+                    self.report_failure("rnnspec lsp: analysis failed\n"
+                                        + traceback.format_exc())
+                    analysis = None
+            self.analysed[(uri, version)] += 1
+            self.attempted[uri] = (version, text)
+            if self.open_document(uri) is None:
+                return
+            if analysis is not None:
+                self.latest[uri] = analysis
+                if analysis.parsed:
+                    self.parsed[uri] = analysis
+                self.publish(uri, analysis)
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._updated is not None:
+            self._updated.set()
+        self._updated = asyncio.Event()
+
+    async def analysis_for(self, uri: str) -> Analysis | None:
+        """The analysis of the open document's current version, waiting up to `wait_s`
+        for it; else the latest there is (None: none yet, or the document is not open)."""
+        document = self.open_document(uri)
+        if document is None:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait_s
+        while not self._current(uri, document):
+            self.schedule(uri)
+            if self._updated is None:
+                self._updated = asyncio.Event()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._updated.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+            document = self.open_document(uri)
+            if document is None:
+                return None
+        return self.latest.get(uri)
 
     def forget(self, uri: str) -> None:
-        self.cache.pop(uri, None)
-        self.parsed.pop(uri, None)
+        for table in (self.latest, self.parsed, self.attempted):
+            table.pop(uri, None)
 
     # positions: rnnspec's 1-based character columns <-> the client's units, by pygls' codec
 
@@ -126,29 +292,45 @@ class RnnspecServer(LanguageServer):
             selection_range=self.lsp_range(analysis, symbol.selection),
             children=[self.lsp_symbol(analysis, c) for c in symbol.children] or None)
 
-    def publish(self, uri: str) -> None:
+    def publish(self, uri: str, analysis: Analysis) -> None:
         try:
-            analysis = self.analysis_of(uri)
             diagnostics = [self.lsp_diagnostic(uri, analysis, d)
                            for d in analysis.result.diagnostics]
         except Exception:  # noqa: BLE001
             self.report_failure("rnnspec lsp: diagnostics failed\n" + traceback.format_exc())
             diagnostics = []
-        self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=diagnostics))
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+            uri=uri, diagnostics=diagnostics, version=analysis.version))
 
 
 def _guard(handler):
-    """Answer a failing request with nothing rather than end the server."""
+    """A failing handler answers its request with an InternalError response (and reports
+    the traceback) rather than end the server; a request's task is tracked in flight."""
+    if not asyncio.iscoroutinefunction(handler):
+        @functools.wraps(handler)
+        def guarded_notification(ls: RnnspecServer, params):
+            try:
+                return handler(ls, params)
+            except Exception:  # noqa: BLE001 - any bug: log it, keep serving
+                ls.report_failure(f"rnnspec lsp: {handler.__name__} failed\n"
+                                  + traceback.format_exc())
+                return None
+
+        return guarded_notification
 
     @functools.wraps(handler)
-    def guarded(ls: RnnspecServer, params):
+    async def guarded(ls: RnnspecServer, params):
+        task = asyncio.current_task()
+        ls.inflight.add(task)
         try:
-            return handler(ls, params)
-        except Exception:  # noqa: BLE001 - any bug: log it, keep serving
+            return await handler(ls, params)
+        except Exception as exc:  # noqa: BLE001 - any bug: answered and reported
             ls.report_failure(f"rnnspec lsp: {handler.__name__} failed\n"
                               + traceback.format_exc())
-            return None
+            raise Reported(f"rnnspec lsp: {handler.__name__} failed: "
+                           f"{type(exc).__name__}: {exc}") from None
+        finally:
+            ls.inflight.discard(task)
 
     return guarded
 
@@ -157,11 +339,11 @@ def _guard(handler):
 
 
 def did_open(ls: RnnspecServer, params: types.DidOpenTextDocumentParams):
-    ls.publish(params.text_document.uri)
+    ls.schedule(params.text_document.uri)
 
 
 def did_change(ls: RnnspecServer, params: types.DidChangeTextDocumentParams):
-    ls.publish(params.text_document.uri)
+    ls.schedule(params.text_document.uri)
 
 
 def did_close(ls: RnnspecServer, params: types.DidCloseTextDocumentParams):
@@ -170,8 +352,10 @@ def did_close(ls: RnnspecServer, params: types.DidCloseTextDocumentParams):
         types.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
-def hover(ls: RnnspecServer, params: types.HoverParams):
-    analysis = ls.analysis_of(params.text_document.uri)
+async def hover(ls: RnnspecServer, params: types.HoverParams):
+    analysis = await ls.analysis_for(params.text_document.uri)
+    if analysis is None:
+        return None
     found = hover_text(analysis, *ls.position(analysis, params.position))
     if found is None:
         return None
@@ -180,41 +364,56 @@ def hover(ls: RnnspecServer, params: types.HoverParams):
                        ls.lsp_range(analysis, span))
 
 
-def goto_definition(ls: RnnspecServer, params: types.DefinitionParams):
-    analysis = ls.analysis_of(params.text_document.uri)
+async def goto_definition(ls: RnnspecServer, params: types.DefinitionParams):
+    analysis = await ls.analysis_for(params.text_document.uri)
+    if analysis is None:
+        return None
     span = definition(analysis, *ls.position(analysis, params.position))
     if span is None:
         return None
     return types.Location(params.text_document.uri, ls.lsp_range(analysis, span))
 
 
-def document_symbol(ls: RnnspecServer, params: types.DocumentSymbolParams):
-    analysis = ls.analysis_of(params.text_document.uri)
+async def document_symbol(ls: RnnspecServer, params: types.DocumentSymbolParams):
+    analysis = await ls.analysis_for(params.text_document.uri)
+    if analysis is None:
+        return []
     return [ls.lsp_symbol(analysis, s) for s in symbols(analysis)]
 
 
-def completion(ls: RnnspecServer, params: types.CompletionParams):
-    analysis = ls.analysis_of(params.text_document.uri)
-    line, column = ls.position(analysis, params.position)
-    items = completions(analysis, analysis.text, analysis.offset(line, column),
-                        ls.parsed.get(params.text_document.uri))
+async def completion(ls: RnnspecServer, params: types.CompletionParams):
+    uri = params.text_document.uri
+    document = ls.open_document(uri)
+    if document is None:
+        return types.CompletionList(is_incomplete=False, items=[])
+    analysis = await ls.analysis_for(uri)
+    document = ls.open_document(uri)
+    if document is None:
+        return types.CompletionList(is_incomplete=False, items=[])
+    current = Text(document.source)  # the text as it is now; the analysis may be older
+    line, column = ls.position(current, params.position)
+    items = completions(analysis, current.text, current.offset(line, column),
+                        ls.parsed.get(uri))
     return types.CompletionList(is_incomplete=False, items=[
         types.CompletionItem(label=c.label, kind=_COMPLETION_KINDS[c.kind],
                              detail=c.detail or None, insert_text=c.insert)
         for c in items])
 
 
-def formatting(ls: RnnspecServer, params: types.DocumentFormattingParams):
+async def formatting(ls: RnnspecServer, params: types.DocumentFormattingParams):
     from rnnspec.tools.fmt import FormatRefused, format_source
 
-    analysis = ls.analysis_of(params.text_document.uri)
+    document = ls.open_document(params.text_document.uri)
+    if document is None:
+        return None
+    current = Text(document.source, _path_of(params.text_document.uri))
     try:
-        formatted = format_source(analysis.text, analysis.path)
+        formatted = format_source(current.text, current.path)
     except FormatRefused:
         return None
-    if formatted == analysis.text:
+    if formatted == current.text:
         return []
-    end = ls.lsp_position(analysis, len(analysis.lines), len(analysis.lines[-1]) + 1)
+    end = ls.lsp_position(current, len(current.lines), len(current.lines[-1]) + 1)
     return [types.TextEdit(types.Range(types.Position(0, 0), end), formatted)]
 
 
