@@ -231,20 +231,63 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
 
 
 def load_source(source: str, spec_path: str):
-    """Execute generated source as a fresh module object (not added to sys.modules).
+    """Execute generated source as a module registered in `sys.modules` under a name taken
+    from the source's hash (`rnnspec_generated_<stem>_<hash>`: the same spec gives the same
+    name in every process, two different specs never share one).
 
-    The source is registered with `linecache`, so tracebacks through it show its lines.
+    The source is registered with `linecache`, so tracebacks through it show its lines. The
+    module's classes pickle: an instance carries the generated source with it (see
+    `_rebuild`), so `torch.save(model)`, spawn workers and a fresh process unpickle it
+    without the spec file; a class pickles by name once its module is loaded.
     """
+    import hashlib
     import linecache
+    import sys
     import types
 
     stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(spec_path))[0]) or "spec"
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    name = f"rnnspec_generated_{stem}_{digest}"
+    if getattr(sys.modules.get(name), "__rnnspec_source__", None) == source:
+        return sys.modules[name]
     filename = f"<rnnspec generated from {spec_path}>"
-    module = types.ModuleType(f"rnnspec_generated_{stem}")
+    module = types.ModuleType(name)
     module.__file__ = filename
+    module.__rnnspec_source__ = source
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), module.__dict__)
+    _make_picklable(module, source, spec_path)
+    sys.modules[name] = module
     return module
+
+
+def _make_picklable(module, source: str, spec_path: str) -> None:
+    """Give each torch.nn.Module class of `module` a `__reduce_ex__` that embeds the source."""
+    import torch
+
+    for value in list(vars(module).values()):
+        if (isinstance(value, type) and issubclass(value, torch.nn.Module)
+                and value.__module__ == module.__name__):
+            value.__reduce_ex__ = _reducer(source, spec_path, value.__qualname__)
+            for attribute, inner in list(vars(value).items()):  # `Numbers`: pickled by name
+                if isinstance(inner, type) and inner.__module__ == module.__name__:
+                    inner.__qualname__ = f"{value.__qualname__}.{attribute}"
+
+
+def _reducer(source: str, spec_path: str, qualname: str):
+    def __reduce_ex__(self, protocol):
+        return _rebuild, (source, spec_path, qualname), self.__getstate__()
+
+    return __reduce_ex__
+
+
+def _rebuild(source: str, spec_path: str, qualname: str):
+    """Unpickling: the class named `qualname` of the module that `source` defines (loaded
+    once per process), as an empty instance whose state pickle then sets."""
+    cls = load_source(source, spec_path)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls.__new__(cls)
 
 
 def write_output(path: str, source: str, *, force: bool = False, mark: str = HEADER_MARK,
