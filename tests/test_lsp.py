@@ -200,8 +200,9 @@ async def test_completion(client: LanguageClient):
     # after a keyword argument only names go here: no value by position, no true/false
     assert not {"EMB", "HID", "true", "false", "hidden_size"} & set(in_lstm)
     assert "nonlinearity" not in in_lstm  # rnn only
-    in_gru = await labels("HID // 2")
+    in_gru = await labels("hidden_size = HID // 2")
     assert "proj_size" not in in_gru and "hidden_size" in in_gru
+    assert await labels("HID // 2") == ["EMB", "HID"]  # after `=` only values go
     in_stack = await labels("refine  =")
     assert {"rnn", "lstm", "gru", "input_size", "batch_first"} <= set(in_stack)
     in_expect = await labels("output    ")
@@ -345,7 +346,8 @@ async def test_completion_in_and_of_user_cells(client: LanguageClient):
     at = _position(typing, "8, \n")
     result = await client.text_document_completion_async(types.CompletionParams(
         types.TextDocumentIdentifier(uri), types.Position(at.line, at.character + 3)))
-    assert {"k", "hidden_size", "residual"} <= {item.label for item in result.items}
+    offered = {item.label for item in result.items}
+    assert {"k", "residual"} <= offered and "hidden_size" not in offered  # given already
     at = _position(typing, "m0[")
     result = await client.text_document_completion_async(types.CompletionParams(
         types.TextDocumentIdentifier(uri), types.Position(at.line, at.character + 3)))
@@ -479,7 +481,8 @@ async def test_hover_and_completion_of_layers(client: LanguageClient):
 
     assert set(LAYER_KINDS) | {"lstm", "gru", "rnn", "input", "input_size"} <= set(in_stack)
     in_conv = await labels("32, [21", after=4)
-    assert ["out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
+    # `32` is out_channels by position: not offered again
+    assert ["kernel_size", "stride", "padding", "dilation", "groups", "bias",
             "layout", "from"] == [x for x in in_conv if x in (
                 "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
                 "bias", "layout", "from")]
