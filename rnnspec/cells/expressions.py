@@ -74,9 +74,11 @@ class Expressions(FunctionRules):
 
     def _fits(self, value, span: Span) -> bool:
         """Whether a number of the equations is one torch can use (E023 if not)."""
-        digits = len(str(abs(value))) if isinstance(value, int) else 0
-        shown = f"a number of {digits} digits" if digits > 20 else f"`{value:g}`" \
-            if isinstance(value, float) else f"`{value}`"
+        if isinstance(value, float):
+            shown = f"`{value:g}`"
+        else:
+            digits = len(str(abs(value)))
+            shown = f"a number of {digits} digits" if digits > 20 else f"`{value}`"
         if isinstance(value, int) and abs(value) > INT64_MAX:
             self._error("E023", f"{shown} does not fit int64, as which torch takes a whole "
                         "number", span, help="write it as a float, such as `1e20`, or smaller")

@@ -251,16 +251,15 @@ def _read_torch(path: str, zip_format: bool) -> Tensors:
 
 def _torch_failure(path: str, exc: Exception) -> str:
     text = str(exc)
-    if ("truncated" in text or "Ran out of input" in text) and not isinstance(exc, EOFError):
-        return f"`{path}` is truncated or damaged: its `torch.save` data ends early"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    # before the weights-only test: a safe load of a cut file says both
+    if isinstance(exc, EOFError) or "truncated" in text or "Ran out of input" in text:
+        return f"`{path}` is truncated or damaged: its `torch.save` data ends early ({first})"
     if "Weights only load failed" in text or "weights_only" in text:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
         what = f" (it needs `{found.group(1)}`)" if found else ""
         return (f"`{path}` holds pickled objects that a safe load refuses{what}; rnnspec never "
                 "runs code from a checkpoint: save `model.state_dict()` instead of the model")
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if isinstance(exc, EOFError) or "truncated" in text or "Ran out of input" in text:
-        return f"`{path}` is truncated or damaged: its `torch.save` data ends early ({first})"
     return f"`{path}` is not a readable `torch.save` checkpoint (truncated or damaged?): {first}"
 
 

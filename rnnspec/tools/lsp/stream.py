@@ -79,6 +79,22 @@ def _content_length(header: bytes) -> tuple[int | None, str]:
     return length, ""
 
 
+TOO_LARGE = Problem("its `Content-Length` is larger than its body", 0)
+
+
+def _value_before_header(data, start: int, search_from: int):
+    """(a JSON value, where the next `Content-Length` header begins) when `data[start:]`
+    holds a whole JSON value followed by such a header, searched for from `search_from`;
+    else None."""
+    at = _NEXT_HEADER.search(data, search_from)
+    if at is None:
+        return None
+    try:
+        return json.loads(bytes(data[start:at.start()])), at.start()
+    except (ValueError, RecursionError):
+        return None
+
+
 class Framer:
     """Feed it bytes as they arrive; it returns the messages (decoded JSON values) and the
     problems (`Problem`) in the order they occurred."""
@@ -146,33 +162,24 @@ class Framer:
     def _too_long(self, out: list, start: int) -> bool:
         """A body still arriving; but when a next header follows a complete JSON value in
         it, the header's `Content-Length` was too large: that value is the message."""
-        at = _NEXT_HEADER.search(self.buffer, max(start, self._scanned - 16))
+        found = _value_before_header(self.buffer, start, max(start, self._scanned - 16))
         self._scanned = len(self.buffer)
-        if at is None:
+        if found is None:
             return False
-        try:
-            message = json.loads(bytes(self.buffer[start:at.start()]))
-        except (ValueError, RecursionError):
-            return False
-        self._take(at.start())
-        out.append(Problem("its `Content-Length` is larger than its body", 0))
-        out.append(message)
+        message, at = found
+        self._take(at)
+        out.extend((TOO_LARGE, message))
         return True
 
     def _not_json(self, out: list, body: bytes) -> None:
         """A body that does not decode: the message is lost (a request in it answered by
         id); a next header inside it (a `Content-Length` too large) is read again."""
-        at = _NEXT_HEADER.search(body, 1)
-        if at is not None:
-            try:
-                message = json.loads(body[:at.start()])
-            except (ValueError, RecursionError):
-                message = None
-            if message is not None:
-                self.buffer[:0] = body[at.start():]
-                out.append(Problem("its `Content-Length` is larger than its body", 0))
-                out.append(message)
-                return
+        found = _value_before_header(body, 0, 1)
+        if found is not None:
+            message, at = found
+            self.buffer[:0] = body[at:]
+            out.extend((TOO_LARGE, message))
+            return
         out.append(Problem(f"the body is not JSON: `{_shown(body)}`", len(body),
                            _request_id(body)))
 
