@@ -5,10 +5,13 @@
   diagnostics, or a not-UTF-8 report.
 - `lsp`: byte streams of LSP sessions through the language server (scripts/fuzz_lsp.py):
   every readable request answered, no traceback, no hang.
+- `checkpoint`: safetensors files with mutated headers (scripts/fuzz_checkpoint.py)
+  through the reader, `check --weights`' comparison and `infer`: a result or a
+  CheckpointError within 5 s.
 
 Anything else (an exception, an AssertionError of the surface's oracle, a hang) is saved
 under `--out` as `crash-<hash><suffix>` or `hang-<hash><suffix>`, the suffix naming the
-surface (`.rnn`, `.lsp`), with a `.txt` beside it saying what went wrong.
+surface (`.rnn`, `.lsp`, `.safetensors`), with a `.txt` beside it saying what went wrong.
 
     python scripts/fuzz.py --minutes 20                  # the long run
     python scripts/fuzz.py --surface lsp --minutes 10    # the language server
@@ -154,14 +157,16 @@ def make_spec(rng: random.Random) -> bytes:
     return GENERATORS[rng.choice(list(GENERATORS))](rng)
 
 
-def _lsp(name: str) -> Callable:
-    """scripts/fuzz_lsp.py's `make` or `exercise`, imported when first called (pygls)."""
+def _from(module: str, name: str) -> Callable:
+    """`name` of scripts/<module>.py, imported when first called (pygls, torch)."""
 
     def call(*args):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import fuzz_lsp
+        import importlib
 
-        return getattr(fuzz_lsp, name)(*args)
+        scripts = str(Path(__file__).resolve().parent)
+        if scripts not in sys.path:
+            sys.path.insert(0, scripts)
+        return getattr(importlib.import_module(module), name)(*args)
 
     call.__name__ = name
     return call
@@ -176,7 +181,9 @@ class Surface(NamedTuple):
 
 SURFACES = {
     "spec": Surface(make_spec, exercise, ".rnn", 10),
-    "lsp": Surface(_lsp("make"), _lsp("exercise"), ".lsp", 90),
+    "lsp": Surface(_from("fuzz_lsp", "make"), _from("fuzz_lsp", "exercise"), ".lsp", 90),
+    "checkpoint": Surface(_from("fuzz_checkpoint", "make"),
+                          _from("fuzz_checkpoint", "exercise"), ".safetensors", 5),
 }
 
 
@@ -210,7 +217,8 @@ def run(minutes: float, out: Path, seed: int, surface: str = "spec") -> dict:
         counts["inputs"] += 1
         signal.alarm(chosen.timeout)
         try:
-            counts[chosen.exercise(data) or "ok"] += 1
+            outcome = chosen.exercise(data) or "ok"
+            counts[outcome] = counts.get(outcome, 0) + 1
         except _Timeout:
             counts["hangs"] += 1
             target = save(out, data, "hang", "no answer in time", chosen.suffix)
