@@ -276,3 +276,23 @@ def test_the_lsp_surface_makes_sessions_the_server_answers():
     late = json.dumps({"jsonrpc": "2.0", "id": 77, "method": "textDocument/hover"}).encode()
     with pytest.raises(AssertionError, match="no reply"):  # after `exit`: never read
         surface.exercise(data + b"Content-Length: %d\r\n\r\n" % len(late) + late)
+
+
+def test_the_checkpoint_surface_reads_valid_files_and_refuses_broken_ones():
+    import random
+
+    pytest.importorskip("safetensors")
+    pytest.importorskip("torch")
+    import fuzz_checkpoint
+
+    valid = fuzz_checkpoint.valid()
+    assert fuzz.SURFACES["checkpoint"].exercise(valid) == "ok"
+    assert fuzz_checkpoint.exercise(valid[:20]) == "refused"  # truncated in its header
+    header, body = fuzz_checkpoint._split(valid)
+    header["lstm.weight_ih_l1000000"] = header.pop("lstm.weight_ih_l1")
+    started = time.monotonic()
+    assert fuzz_checkpoint.exercise(fuzz_checkpoint._join(header, body)) == "refused"
+    assert time.monotonic() - started < 5
+    outcomes = {fuzz_checkpoint.exercise(fuzz_checkpoint.make(random.Random(n)))
+                for n in range(40)}
+    assert outcomes <= {"ok", "refused"} and "refused" in outcomes
