@@ -128,7 +128,7 @@ def exercise(data: bytes) -> str:
     spec from it (`infer`): "refused" (a CheckpointError) or "ok"; anything else raises."""
     from rnnspec.check.checker import check_text
     from rnnspec.tools.checkpoints.compare import attach, stack_for
-    from rnnspec.tools.checkpoints.infer import Module, infer_stacks, render_spec
+    from rnnspec.tools.checkpoints.infer import infer_stacks, modules_of, render_spec
     from rnnspec.tools.checkpoints.read import CheckpointError, read_checkpoint
 
     handle, path = tempfile.mkstemp(suffix=".safetensors")
@@ -145,9 +145,7 @@ def exercise(data: bytes) -> str:
         comparison.text()
         json.dumps(comparison.to_json())
         stacks, _, _ = infer_stacks(tensors, [])
-        modules = [s for s in stacks if isinstance(s, Module)] + [
-            e.module for s in stacks if not isinstance(s, Module) for e in s[1]
-            if e.kind == "recurrent"]
+        modules = modules_of(stacks)
         if modules:
             render_spec(modules, path, [], stacks)
         return "ok"
