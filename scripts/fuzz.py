@@ -1,13 +1,27 @@
-"""Fuzz rnnspec: random bytes, token soups and mutations of valid specs through `check`,
-the JSON report and `generate`. The only acceptable outcomes are a clean check, located
-diagnostics, or a not-UTF-8 report; anything else (an exception, a hang) is saved.
+"""Fuzz rnnspec, one surface at a time (`--surface`, default `spec`):
+
+- `spec`: random bytes, token soups and mutations of valid specs through `check`, the JSON
+  report and `generate`. The only acceptable outcomes are a clean check, located
+  diagnostics, or a not-UTF-8 report.
+- `lsp`: byte streams of LSP sessions through the language server (scripts/fuzz_lsp.py):
+  every readable request answered, no traceback, no hang.
+- `checkpoint`: safetensors files with mutated headers (scripts/fuzz_checkpoint.py)
+  through the reader, `check --weights`' comparison and `infer`: a result or a
+  CheckpointError within 5 s.
+
+Anything else (an exception, an AssertionError of the surface's oracle, a hang) is saved
+under `--out` as `crash-<hash><suffix>` or `hang-<hash><suffix>`, the suffix naming the
+surface (`.rnn`, `.lsp`, `.safetensors`), with a `.txt` beside it saying what went wrong.
 
     python scripts/fuzz.py --minutes 20                  # the long run
+    python scripts/fuzz.py --surface lsp --minutes 10    # the language server
     python scripts/fuzz.py --minutes 1 --out crashes/    # where crashing inputs go
     python scripts/fuzz.py --replay crashes/             # run saved inputs again
 
-The generators and the oracle are shared with tests/test_robustness.py, which drives them
-from hypothesis.
+`--replay` runs each saved input through the surface its suffix names (only `--surface`'s
+files when it is given). A surface is a `make(rng) -> bytes` and an `exercise(data)` that
+raises AssertionError (or OracleFailure) on a defect (`SURFACES`). The spec generators
+and oracle are shared with tests/test_robustness.py, which drives them from hypothesis.
 """
 
 from __future__ import annotations
@@ -20,7 +34,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -136,6 +152,41 @@ def exercise(data: bytes, compile_generated: bool = True) -> str:
     return "ok"
 
 
+def make_spec(rng: random.Random) -> bytes:
+    """One input of the `spec` surface, from a generator chosen at random."""
+    return GENERATORS[rng.choice(list(GENERATORS))](rng)
+
+
+def _from(module: str, name: str) -> Callable:
+    """`name` of scripts/<module>.py, imported when first called (pygls, torch)."""
+
+    def call(*args):
+        import importlib
+
+        scripts = str(Path(__file__).resolve().parent)
+        if scripts not in sys.path:
+            sys.path.insert(0, scripts)
+        return getattr(importlib.import_module(module), name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+class Surface(NamedTuple):
+    make: Callable[[random.Random], bytes]
+    exercise: Callable[[bytes], object]  # raises on a defect; may return an outcome
+    suffix: str  # of the saved inputs
+    timeout: int  # seconds one input may take
+
+
+SURFACES = {
+    "spec": Surface(make_spec, exercise, ".rnn", 10),
+    "lsp": Surface(_from("fuzz_lsp", "make"), _from("fuzz_lsp", "exercise"), ".lsp", 90),
+    "checkpoint": Surface(_from("fuzz_checkpoint", "make"),
+                          _from("fuzz_checkpoint", "exercise"), ".safetensors", 5),
+}
+
+
 class _Timeout(Exception):
     pass
 
@@ -144,43 +195,50 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def save(folder: Path, data: bytes, kind: str, detail: str) -> Path:
+def save(folder: Path, data: bytes, kind: str, detail: str, suffix: str = ".rnn") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(data).hexdigest()[:16]
-    target = folder / f"{kind}-{digest}.rnn"
+    target = folder / f"{kind}-{digest}{suffix}"
     target.write_bytes(data)
     (folder / f"{kind}-{digest}.txt").write_text(detail, encoding="utf-8")
     return target
 
 
-def run(minutes: float, out: Path, seed: int, timeout: int = 10) -> dict:
+def run(minutes: float, out: Path, seed: int, surface: str = "spec") -> dict:
+    chosen = SURFACES[surface]
     rng = random.Random(seed)
     deadline = time.monotonic() + minutes * 60
-    counts = {"inputs": 0, "ok": 0, "errors": 0, "not-utf8": 0, "crashes": 0, "hangs": 0}
+    counts = ({"inputs": 0, "ok": 0, "errors": 0, "not-utf8": 0} if surface == "spec"
+              else {"inputs": 0, "ok": 0})
+    counts.update(crashes=0, hangs=0)
     signal.signal(signal.SIGALRM, _alarm)
     while time.monotonic() < deadline:
-        kind = rng.choice(list(GENERATORS))
-        data = GENERATORS[kind](rng)
+        data = chosen.make(rng)
         counts["inputs"] += 1
-        signal.alarm(timeout)
+        signal.alarm(chosen.timeout)
         try:
-            counts[exercise(data)] += 1
+            outcome = chosen.exercise(data) or "ok"
+            counts[outcome] = counts.get(outcome, 0) + 1
         except _Timeout:
             counts["hangs"] += 1
-            print(f"hang: saved {save(out, data, 'hang', 'no answer in time')}", flush=True)
+            target = save(out, data, "hang", "no answer in time", chosen.suffix)
+            print(f"hang: saved {target}", flush=True)
         except Exception:  # noqa: BLE001 - every defect is a finding
             counts["crashes"] += 1
-            print(f"crash: saved {save(out, data, 'crash', traceback.format_exc())}", flush=True)
+            target = save(out, data, "crash", traceback.format_exc(), chosen.suffix)
+            print(f"crash: saved {target}", flush=True)
         finally:
             signal.alarm(0)
     return counts
 
 
-def replay(folder: Path) -> int:
+def replay(folder: Path, surface: str | None = None) -> int:
+    """Run the inputs saved in `folder` again, each through the surface of its suffix."""
+    by_suffix = {s.suffix: s for name, s in SURFACES.items() if surface in (None, name)}
     failures = 0
-    for path in sorted(folder.glob("*.rnn")):
+    for path in sorted(p for p in folder.glob("*") if p.suffix in by_suffix):
         try:
-            outcome = exercise(path.read_bytes())
+            outcome = by_suffix[path.suffix].exercise(path.read_bytes()) or "ok"
             print(f"{path.name}: {outcome}")
         except Exception:  # noqa: BLE001
             failures += 1
@@ -194,13 +252,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "fuzz-crashes")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--replay", type=Path)
+    parser.add_argument("--surface", choices=sorted(SURFACES),
+                        help="what to fuzz (default: spec; with --replay: every surface)")
     args = parser.parse_args()
     if args.replay:
-        return 1 if replay(args.replay) else 0
+        return 1 if replay(args.replay, args.surface) else 0
+    surface = args.surface or "spec"
     started = time.monotonic()
-    counts = run(args.minutes, args.out, args.seed)
+    counts = run(args.minutes, args.out, args.seed, surface)
     elapsed = time.monotonic() - started
-    print(json.dumps({"seed": args.seed, "seconds": round(elapsed), **counts,
+    print(json.dumps({"surface": surface, "seed": args.seed, "seconds": round(elapsed), **counts,
                       "inputs_per_second": round(counts["inputs"] / elapsed, 1)}))
     return 1 if counts["crashes"] or counts["hangs"] else 0
 

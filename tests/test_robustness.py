@@ -247,3 +247,52 @@ def test_long_lines_are_shown_as_a_window_around_the_span():
     caret = rendered[rendered.index(shown) + 1]
     assert len(shown) < 200 and shown.endswith("...")
     assert shown[caret.index("^")] == "0"
+
+
+def test_saved_inputs_replay_through_the_surface_their_suffix_names(tmp_path, monkeypatch):
+    def strict(data):
+        assert data != b"bad", "the oracle refused it"
+
+    monkeypatch.setitem(fuzz.SURFACES, "strict", fuzz.Surface(
+        lambda rng: b"", strict, ".strict", 5))
+    fuzz.save(tmp_path, b"bad", "crash", "found", ".strict")
+    fuzz.save(tmp_path, b"good", "crash", "found", ".strict")
+    fuzz.save(tmp_path, VALID.encode(), "crash", "found")  # .rnn: the spec surface
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".rnn", ".strict", ".strict",
+                                                            ".txt", ".txt", ".txt"]
+    assert fuzz.replay(tmp_path) == 1  # only b"bad" still fails
+    assert fuzz.replay(tmp_path, "spec") == 0
+    assert fuzz.replay(tmp_path, "strict") == 1
+
+
+def test_the_lsp_surface_makes_sessions_the_server_answers():
+    import random
+
+    pytest.importorskip("pygls")
+    surface = fuzz.SURFACES["lsp"]
+    data = surface.make(random.Random(1))
+    assert data.startswith(b"Content-Length: ") and b'"method": "exit"' in data
+    assert surface.exercise(data) is None
+    late = json.dumps({"jsonrpc": "2.0", "id": 77, "method": "textDocument/hover"}).encode()
+    with pytest.raises(AssertionError, match="no reply"):  # after `exit`: never read
+        surface.exercise(data + b"Content-Length: %d\r\n\r\n" % len(late) + late)
+
+
+def test_the_checkpoint_surface_reads_valid_files_and_refuses_broken_ones():
+    import random
+
+    pytest.importorskip("safetensors")
+    pytest.importorskip("torch")
+    import fuzz_checkpoint
+
+    valid = fuzz_checkpoint.valid()
+    assert fuzz.SURFACES["checkpoint"].exercise(valid) == "ok"
+    assert fuzz_checkpoint.exercise(valid[:20]) == "refused"  # truncated in its header
+    header, body = fuzz_checkpoint._split(valid)
+    header["lstm.weight_ih_l1000000"] = header.pop("lstm.weight_ih_l1")
+    started = time.monotonic()
+    assert fuzz_checkpoint.exercise(fuzz_checkpoint._join(header, body)) == "refused"
+    assert time.monotonic() - started < 5
+    outcomes = {fuzz_checkpoint.exercise(fuzz_checkpoint.make(random.Random(n)))
+                for n in range(40)}
+    assert outcomes <= {"ok", "refused"} and "refused" in outcomes

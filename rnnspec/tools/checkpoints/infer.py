@@ -547,6 +547,13 @@ def write_spec(path: str, text: str, force: bool) -> None:
         raise InferError(str(exc), 2) from None
 
 
+def modules_of(stacks) -> list[Module]:
+    """The recurrent modules of `infer_stacks`' stacks: the bare ones, then those inside."""
+    return [s for s in stacks if isinstance(s, Module)] + [
+        e.module for s in stacks if not isinstance(s, Module) for e in s[1]
+        if e.kind == "recurrent"]
+
+
 def run_infer(args) -> int:
     import sys
 
@@ -567,9 +574,7 @@ def run_infer(args) -> int:
         sys.stderr.write(f"rnnspec: error: {exc}\n")
         return 2
     stacks, skipped, notes = infer_stacks(tensors, cells)
-    modules = [s for s in stacks if isinstance(s, Module)] + [
-        e.module for s in stacks if not isinstance(s, Module) for e in s[1]
-        if e.kind == "recurrent"]
+    modules = modules_of(stacks)
     for prefix, why in skipped:
         sys.stderr.write(f"rnnspec: note: skipped `{prefix or '(no prefix)'}`: {why}\n")
     for note in notes:

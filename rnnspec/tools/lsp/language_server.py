@@ -28,6 +28,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInternalError
 from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import ServerTextPosition
 
 from rnnspec.language.diagnostics import Span
@@ -72,6 +73,36 @@ def _in_thread(function, *args):
     threading.Thread(target=run, name="rnnspec-lsp-analysis", daemon=True).start()
     return future
 
+
+class Protocol(LanguageServerProtocol):
+    """pygls' protocol, counting the client's requests it was handed and has not answered
+    yet (`unanswered`, by id); `answered` is set at each response. pygls writes the
+    response of an async handler from a done callback of the handler's task, a loop step
+    after the handler returns: the drain before `shutdown` and `exit` waits for the
+    responses, not for the tasks (`exit` ends the loop, so a task that had finished but
+    not yet answered lost its answer)."""
+
+    def __init__(self, server, converter):
+        super().__init__(server, converter)
+        self.unanswered: Counter = Counter()
+        self.answered: asyncio.Event | None = None  # made by the drain, in its loop
+
+    def _handle_request(self, msg_id, method_name, params):
+        self.unanswered[msg_id] += 1
+        super()._handle_request(msg_id, method_name, params)
+
+    def _send_response(self, msg_id, result=None, error=None):
+        try:
+            super()._send_response(msg_id, result, error)
+        finally:
+            if self.unanswered[msg_id] > 1:
+                self.unanswered[msg_id] -= 1
+            else:
+                self.unanswered.pop(msg_id, None)
+            if self.answered is not None:
+                self.answered.set()
+
+
 _SYMBOL_KINDS = {"constant": types.SymbolKind.Constant, "stack": types.SymbolKind.Class,
                  "block": types.SymbolKind.Field, "expect": types.SymbolKind.Event,
                  "key": types.SymbolKind.Property, "cell": types.SymbolKind.Struct,
@@ -103,7 +134,7 @@ class RnnspecServer(LanguageServer):
     def __init__(self, stderr=None):
         from rnnspec import __version__
 
-        super().__init__("rnnspec", __version__,
+        super().__init__("rnnspec", __version__, protocol_cls=Protocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.stderr = stderr or sys.stderr
         self.latest: dict[str, Analysis] = {}
@@ -111,7 +142,6 @@ class RnnspecServer(LanguageServer):
         self.attempted: dict[str, tuple] = {}  # uri -> (version, text) last analysed
         self.analysed: Counter = Counter()
         self.workers: dict[str, asyncio.Future] = {}
-        self.inflight: set = set()
         self.debounce_s, self.wait_s = DEBOUNCE_S, WAIT_S
         self._updated: asyncio.Event | None = None
         self._one_at_a_time: asyncio.Lock | None = None
@@ -144,11 +174,12 @@ class RnnspecServer(LanguageServer):
             self.shutdown()
 
     async def drain(self) -> None:
-        """At the end of input: let the requests in flight answer."""
-        await asyncio.sleep(0)  # the requests just handed over start
-        while self.inflight:
-            await asyncio.gather(*list(self.inflight), return_exceptions=True)
-            await asyncio.sleep(0)
+        """Before `shutdown` and `exit`, and at the end of input: until every request
+        handed to pygls has its response written (`Protocol.unanswered`)."""
+        protocol = self.protocol
+        while protocol.unanswered:
+            protocol.answered = asyncio.Event()
+            await protocol.answered.wait()
 
     def report_failure(self, message: str) -> None:
         self.stderr.write(message + "\n")
@@ -305,7 +336,7 @@ class RnnspecServer(LanguageServer):
 
 def _guard(handler):
     """A failing handler answers its request with an InternalError response (and reports
-    the traceback) rather than end the server; a request's task is tracked in flight."""
+    the traceback) rather than end the server."""
     if not asyncio.iscoroutinefunction(handler):
         @functools.wraps(handler)
         def guarded_notification(ls: RnnspecServer, params):
@@ -320,8 +351,6 @@ def _guard(handler):
 
     @functools.wraps(handler)
     async def guarded(ls: RnnspecServer, params):
-        task = asyncio.current_task()
-        ls.inflight.add(task)
         try:
             return await handler(ls, params)
         except Exception as exc:  # noqa: BLE001 - any bug: answered and reported
@@ -329,8 +358,6 @@ def _guard(handler):
                               + traceback.format_exc())
             raise Reported(f"rnnspec lsp: {handler.__name__} failed: "
                            f"{type(exc).__name__}: {exc}") from None
-        finally:
-            ls.inflight.discard(task)
 
     return guarded
 
