@@ -11,9 +11,9 @@ from rnnspec import model
 from rnnspec.backends.torch import BACKENDS as TORCH_BACKENDS
 from rnnspec.backends.torch import network, torch_module
 from rnnspec.backends.torch.printing import (
+    _blocks_check,
     _direction_keywords,
     _fit,
-    _blocks_check,
     _ident,
     _is_fused,
     _kind_check,
