@@ -560,7 +560,8 @@ def test_bad_inputs_to_a_network_are_value_errors_that_say_what_is_wrong():
     x = torch.randn(40, 2, 161)
     with pytest.raises(ValueError, match=r"0\.\.40"):
         model(x, lengths=[41, 3])
-    with pytest.raises(ValueError, match="hx must hold 2"):
+    one_per_block = r"hx must be a tuple or list \(rnn1, rnn2\), one entry per block; got a tuple"
+    with pytest.raises(ValueError, match=one_per_block):
         model(x, hx=(None,))
     with pytest.raises(ValueError, match=r"h0\[rnn1\]"):
         model(x, hx=((torch.zeros(1, 2, 32), torch.zeros(2, 2, 32)), None))

@@ -11,10 +11,12 @@ from rnnspec import model
 from rnnspec.backends.torch import BACKENDS as TORCH_BACKENDS
 from rnnspec.backends.torch import network, torch_module
 from rnnspec.backends.torch.printing import (
+    _blocks_check,
     _direction_keywords,
     _fit,
     _ident,
     _is_fused,
+    _kind_check,
     _numbers,
     _py,
     _py_comment,
@@ -173,6 +175,7 @@ def environment():
         lengths_doc=_lengths_doc,
         without_time=_without_time, torch_arguments=_torch_arguments,
         direction_keywords=_direction_keywords, py_names=_py_names,
+        kind_check=_kind_check, blocks_check=_blocks_check,
         is_network=network.is_network, network_source=network.network_source,
     )
     return env

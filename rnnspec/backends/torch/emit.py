@@ -208,7 +208,9 @@ class CellEmitter:
         if statement.expand is not None:
             # a value of parameters only: each piece given the batch of the state
             if len(statement.targets) > 1:
-                value = f"(piece.expand_as({statement.expand}) for piece in {value})"
+                # the loop reads only the state it expands to: its own name differs from that
+                each = "piece" if statement.expand != "piece" else "part"
+                value = f"({each}.expand_as({statement.expand}) for {each} in {value})"
             else:
                 value = f"({value}).expand_as({statement.expand})"
             return self._assignment(statement, value, ["B"])

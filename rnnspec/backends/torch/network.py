@@ -295,7 +295,7 @@ class _Forward(_Writer):
             if count else "none (the stack has no recurrent block): `()`"))
         self.doc(f"{doc}. `lengths`: B integers in 0..T for a padded batch; see "
                  "`output_lengths`.")
-        from rnnspec.backends.torch.printing import _shape
+        from rnnspec.backends.torch.printing import _blocks_check, _shape
 
         self.line(f'x, batch = _network_input("{name}", input, {_py(s.input_size)}, '
                   f'{_py(s.batch_first)}, "{_shape(s.input)}", {_py(s.ids)})')
@@ -309,9 +309,7 @@ class _Forward(_Writer):
         elif count:
             self.line("if hx is None:")
             self.line(f"hx = ({', '.join(['None'] * count)}{',' if count == 1 else ''})", 12)
-            self.line(f"elif not isinstance(hx, (tuple, list)) or len(hx) != {count}:")
-            self.line(f'raise ValueError("{name}: hx must hold {count} states, one per '
-                      'recurrent block")', 12)
+            self.line(_blocks_check(name, [block.name for block in self.blocks]))
         for index, block in enumerate(self.blocks):
             self._check_hx(block, index)
         if "input" in self.kept:
@@ -355,10 +353,12 @@ class _Forward(_Writer):
         self.lines.append("")
 
     def _check_hx(self, block: model.Block, index: int) -> None:
-        from rnnspec.backends.torch.printing import _runtime_shape, _shape
+        from rnnspec.backends.torch.printing import _kind_check, _runtime_shape, _shape
 
         several = len(block.states) > 1
         self.line(f"if hx[{index}] is not None:")
+        label = "hx" if len(self.blocks) == 1 else f"hx[{index}]"
+        self.line(_kind_check(self.stack.name, label, f"hx[{index}]", block), 12)
         for k, (key, shape) in enumerate(block.states.items()):
             value = f"hx[{index}][{k}]" if several else f"hx[{index}]"
             self.line(f'_check_state("{self.stack.name}", "{key}[{block.name}]", {value}, '

@@ -43,6 +43,21 @@ def _runtime_shape(shape) -> str:
     return "(" + ", ".join("None" if d == "B" else _py(d) for d in shape) + ")"
 
 
+def _kind_check(stack: str, label: str, value: str, block: model.Block) -> str:
+    """The `_check_kind` call for one block's states in `hx` (`value`, a Python expression):
+    a tensor for one state, a tuple of them for several, named as the cell names them."""
+    keys = ", ".join(f'"{_ident(key)}"' for key in block.states)
+    one = len(block.states) == 1
+    what = f"the state{'' if one else 's'} of {_ident(block.cell)} block `{_ident(block.name)}`"
+    return f'_check_kind("{stack}", "{label}", {value}, ({keys}{"," if one else ""}), "{what}")'
+
+
+def _blocks_check(stack: str, names) -> str:
+    """The `_check_kind` call for the `hx` of a stack of several blocks: one entry each."""
+    keys = ", ".join(f'"{_ident(name)}"' for name in names)
+    return f'_check_kind("{stack}", "hx", hx, ({keys}), "one entry per block")'
+
+
 def _shape(shape) -> str:
     from rnnspec.cells.shapes import Time
 
