@@ -46,3 +46,36 @@ def test_export_dynamic_time_and_batch_with_lengths_equals_eager_elsewhere():
     for a, b in zip(torch.utils._pytree.tree_leaves(got_state),
                     torch.utils._pytree.tree_leaves(want_state)):
         torch.testing.assert_close(a, b)
+
+
+USER_CELL = """cell Tiny(hidden_size: int) {
+    state h[hidden_size]
+    param W[hidden_size, input_size]
+    param U[hidden_size, hidden_size]
+    h = tanh(W @ x + U @ h)
+    output h
+}
+
+stack Net {
+    input_size = 3
+    own = Tiny(hidden_size = 4, bidirectional = true)
+}
+"""
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_dynamic_padded_without_grad_compiles_once():
+    torch.manual_seed(0)
+    net = generated("stack Net {\n    input_size = 3\n    lstm(hidden_size = 4)\n}\n", "Net")
+    compiled = torch.compile(net, fullgraph=True, dynamic=True)
+    # sizes unlike the features (3) and each other: torch unifies equal sizes at first
+    cases = [(5, [5, 2]), (7, [1, 7, 2, 0, 7, 3]), (9, [9, 4, 0, 8, 1, 2, 6, 5, 9, 3, 7])]
+    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
+        torch._dynamo.reset()
+        for steps, lengths in cases:
+            x, lengths = torch.randn(steps, len(lengths), 3), torch.tensor(lengths)
+            got, (h, c) = compiled(x, lengths=lengths)
+            want, (h_want, c_want) = net(x, lengths=lengths)
+            torch.testing.assert_close(got, want)
+            torch.testing.assert_close(h, h_want)
+            torch.testing.assert_close(c, c_want)
