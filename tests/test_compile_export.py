@@ -9,6 +9,21 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+# a user cell, plain and reversed in a padded batch, and torch's cells with projections
+USER_CELL = """cell Tiny {
+    state h[hidden_size]
+    param weight_ih[hidden_size, input_size]
+    param weight_hh[hidden_size, hidden_size]
+
+    h = tanh(weight_ih @ x + weight_hh @ h)
+}
+
+stack Net {
+    input_size = 3
+    own = Tiny(hidden_size = 4, bidirectional = true)
+    proj = lstm(hidden_size = 6, proj_size = 2)
+}
+"""
 SPEC = """stack Net {
     input_size = 3
     enc = lstm(hidden_size = 4, num_layers = 2, bidirectional = true)
@@ -29,11 +44,12 @@ def generated(text: str, name: str):
 
 
 @pytest.mark.slow
-def test_export_dynamic_time_and_batch_with_lengths_equals_eager_elsewhere():
+@pytest.mark.parametrize("text", [SPEC, USER_CELL], ids=["torch_cells", "user_cell"])
+def test_export_dynamic_time_and_batch_with_lengths_equals_eager_elsewhere(text):
     from torch.export import Dim, export
 
     torch.manual_seed(0)
-    net = generated(SPEC, "Net")
+    net = generated(text, "Net")
     steps, batch = Dim("T", min=2, max=64), Dim("B", min=2, max=64)
     x, lengths = torch.randn(6, 3, 3), torch.tensor([6, 2, 4])
     shapes = {"input": {0: steps, 1: batch}, "lengths": {0: batch}}
@@ -46,21 +62,6 @@ def test_export_dynamic_time_and_batch_with_lengths_equals_eager_elsewhere():
     for a, b in zip(torch.utils._pytree.tree_leaves(got_state),
                     torch.utils._pytree.tree_leaves(want_state)):
         torch.testing.assert_close(a, b)
-
-
-USER_CELL = """cell Tiny(hidden_size: int) {
-    state h[hidden_size]
-    param W[hidden_size, input_size]
-    param U[hidden_size, hidden_size]
-    h = tanh(W @ x + U @ h)
-    output h
-}
-
-stack Net {
-    input_size = 3
-    own = Tiny(hidden_size = 4, bidirectional = true)
-}
-"""
 
 
 @pytest.mark.slow
