@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cells, editor, layers, lengths, models, onnx_rows, processes, scaling
+from . import cells, compiled, editor, layers, lengths, models, onnx_rows, processes, scaling
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -182,6 +182,12 @@ def run(quick: bool) -> str:
             f"{speech['times']['rnnspec'] * 1e3:.1f} ms / "
             f"{speech['times']['reference'] * 1e3:.1f} ms = " + _verdict(speech["ratio"], 1.02)
             + f" (A/A noise {speech['noise']:.3f})", ""]
+    print("12. torch.compile ...", flush=True)
+    out += ["## 12. torch.compile(fullgraph=True, dynamic=True) / eager, explicit backend",
+            "", compiled.DESCRIPTION, ""]
+    out += _table(compiled.HEADERS, compiled.rows(1 if quick else model_rounds,
+                                                  (5, 7, 9) if quick else compiled.STEPS))
+    out.append("")
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 
