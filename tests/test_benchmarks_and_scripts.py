@@ -49,7 +49,7 @@ def test_fuzz_script_runs_and_saves_failures(tmp_path, monkeypatch):
     def broken(data, compile_generated=True):
         raise RuntimeError("planted defect")
 
-    monkeypatch.setattr(fuzz, "exercise", broken)
+    monkeypatch.setitem(fuzz.SURFACES, "spec", fuzz.SURFACES["spec"]._replace(exercise=broken))
     counts = fuzz.run(minutes=0.005, out=tmp_path / "found", seed=4)
     assert counts["crashes"] == counts["inputs"] > 0
     saved = sorted((tmp_path / "found").glob("crash-*.rnn"))
