@@ -175,7 +175,8 @@ def test_wrong_state_shape_is_a_value_error_before_arithmetic():
     tagger = rnnspec.load(TAGGER).PosTagger()
     with pytest.raises(ValueError, match=r"h0\[refine\]"):
         tagger(torch.randn(2, 7, 300), (None, torch.zeros(2, 2, 128)))
-    with pytest.raises(ValueError, match="2 states"):
+    one_entry = r"\(encoder, refine\), one entry per block; got a tuple of 1"
+    with pytest.raises(ValueError, match=one_entry):
         tagger(torch.randn(2, 7, 300), (None,))
 
 
