@@ -114,9 +114,14 @@ def _add_export(commands) -> None:
     _stack(export, "the stack to export (may be omitted when the file has one)")
     _output(export, "OUT.onnx", "the ONNX model", required=True)
     export.add_argument("--weights", metavar="CKPT",
-                        help="parameters: a state dict saved with torch.save or a "
-                             ".safetensors file, keys `<block>.<parameter>`; without it, "
-                             "the generated module's initialisation with --seed")
+                        help="parameters: a checkpoint as check --weights reads it (a "
+                             "state dict saved with torch.save, nested or not, or a "
+                             ".safetensors file; keys matched as check --weights matches "
+                             "them); without it, the generated module's initialisation "
+                             "with --seed")
+    export.add_argument("--prefix", metavar="P",
+                        help="with --weights: the checkpoint's key prefix, as for check "
+                             "--weights; detected when omitted")
     export.add_argument("--seed", type=int, default=0,
                         help="torch.manual_seed before initialising (default 0)")
     export.add_argument("--opset", type=int, default=None, metavar="N",
@@ -292,6 +297,8 @@ def run_export(args) -> int:
         sys.stderr.write(f"{style.error('error')}: opset {opset} is not supported: rnnspec "
                          f"writes opsets {exporter.MIN_OPSET} to {exporter.MAX_OPSET}\n")
         return EXIT_USAGE
+    if args.prefix is not None and args.weights is None:
+        return _usage_error("--prefix goes with --weights")
     result = _checked_for_output(args, style)
     if not result.ok:
         return _exit_status([result])
@@ -299,7 +306,7 @@ def run_export(args) -> int:
         stack = backend.generate(result, args.output, stack_name=args.stack,
                                  weights=args.weights, opset=opset, seed=args.seed,
                                  initial_states=args.initial_states, lengths=args.lengths,
-                                 force=args.force)
+                                 force=args.force, prefix=args.prefix)
     except exporter.ExportError as exc:
         sys.stderr.write(f"{style.error('error')}: {exc}\n")
         if exc.help:

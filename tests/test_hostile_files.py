@@ -114,10 +114,8 @@ def test_a_nested_tensor_checkpoint_is_an_error(spec, tmp_path):
     path = tmp_path / "n.pt"
     nested = torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
     torch.save({"weight_ih_l0": nested}, path)
-    for command in commands(spec, path, tmp_path)[:2]:
-        done = rnnspec(*command, timeout=60)
-        assert done.returncode == 2, done.stderr
-        assert "Traceback" not in done.stderr and "nested" in done.stderr, done.stderr
+    (message,) = said_by_each(spec, path, tmp_path)  # check, infer and export alike
+    assert "nested" in message, message
 
 
 @pytest.mark.parametrize("command", ["generate", "draw"])
@@ -157,22 +155,65 @@ def _unusable_values():
     }
 
 
+def said_by_each(spec, checkpoint, tmp_path) -> set[str]:
+    """The one-line error of check --weights, infer and export on `checkpoint` (exit 2,
+    no traceback, nothing written)."""
+    said = set()
+    for command in commands(spec, checkpoint, tmp_path):
+        done = rnnspec(*command, timeout=120)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+        said.add(line.split("error: ", 1)[1])
+    assert not (tmp_path / "out.onnx").exists()
+    return said
+
+
 @pytest.mark.parametrize("kind", ["meta", "sparse", "quantised", "complex", "tensor"])
-def test_export_refuses_weights_it_cannot_use(spec, tmp_path, kind):
+def test_weights_no_command_can_use_are_refused_alike(spec, tmp_path, kind):
     torch = pytest.importorskip("torch")
     state = {k: v.detach() for k, v in torch.nn.LSTM(4, 8).state_dict().items()}
     state["weight_ih_l0"] = _unusable_values()[kind] if kind != "tensor" else "oops"
     path = tmp_path / "w.pt"
-    torch.save(state, path)
-    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert "weight_ih_l0" in done.stderr and kind.rstrip("d") in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    torch.save({"model": state}, path)
+    (message,) = said_by_each(spec, path, tmp_path)  # the same from all three
+    assert "weight_ih_l0" in message and kind.rstrip("d") in message, message
 
 
-def test_export_refuses_non_string_keys(spec, tmp_path):
+def test_non_string_keys_are_refused_alike(spec, tmp_path):
     torch = pytest.importorskip("torch")
     path = tmp_path / "w.pt"
     torch.save({0: torch.zeros(1), "weight_ih_l0": torch.zeros(32, 4)}, path)
-    done = rnnspec("export", spec, "--weights", path, "-o", tmp_path / "o.onnx", timeout=120)
-    assert done.returncode == 2 and "not a string" in done.stderr, done.stderr
+    (message,) = said_by_each(spec, path, tmp_path)
+    assert "not a string" in message, message
+
+
+def test_complex_safetensors_are_refused_alike(spec, tmp_path):
+    path = safetensors(tmp_path / "w.safetensors", {
+        "weight_ih_l0": {"dtype": "C64", "shape": [32, 4], "data_offsets": [0, 1024]}},
+        b"\0" * 1024)
+    (message,) = said_by_each(spec, path, tmp_path)
+    assert "complex" in message and "weight_ih_l0" in message, message
+
+
+def test_a_safetensors_checkpoint_exports_its_own_bytes(spec, tmp_path):
+    """export reads safetensors data itself, at the offsets the validated header gives."""
+    torch = pytest.importorskip("torch")
+    save_file = pytest.importorskip("safetensors.torch").save_file
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(4, 8).eval()
+    state = {k: v.detach().to(torch.float16 if "bias" in k else torch.float64)
+             for k, v in lstm.state_dict().items()}
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    out = tmp_path / "out.onnx"
+    done = rnnspec("export", spec, "--weights", path, "-o", out, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lstm.load_state_dict({k: v.float() for k, v in state.items()})
+    x = torch.randn(5, 2, 4)
+    with torch.no_grad():
+        expected = lstm(x)[0].numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["output"], {"input": x.numpy()})[0]
+    assert abs(got - expected).max() < 1e-5

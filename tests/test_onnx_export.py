@@ -248,6 +248,69 @@ def test_cli_export_with_weights(tmp_path, two_stacks, form):
     np.testing.assert_allclose(run_model(out, x.numpy()), expected, atol=TOLERANCE, rtol=0)
 
 
+LAYERED = ("stack T {\n    input_size = 4\n    enc = lstm(hidden_size = 8)\n"
+           "    dec = gru(hidden_size = 5)\n    out = linear(out_features = 3)\n}\n")
+ONE_BLOCK = "stack S {\n    input_size = 4\n    lstm(hidden_size = 8)\n}\n"
+
+
+def _checkpoint_forms(name: str, state: dict):
+    """The ways training scripts save `state` (the generated module's state dict)."""
+    if name == "model":
+        return {"model": state, "epoch": 3}
+    if name == "module":  # nn.DataParallel's prefix, inside a `state_dict` entry
+        return {"state_dict": {f"module.{k}": v for k, v in state.items()}}
+    # inside a bigger model, beside tensors of other modules
+    return {**{f"encoder.{k}": v for k, v in state.items()}, "decoder.weight": torch.ones(2, 2)}
+
+
+@pytest.mark.parametrize("form", ["model", "module", "encoder"])
+def test_export_loads_what_check_weights_accepts(tmp_path, form):
+    spec = write_spec(tmp_path, LAYERED)
+    torch.manual_seed(5)
+    net = rnnspec.load(spec).T().eval()
+    checkpoint = tmp_path / "w.pt"
+    torch.save(_checkpoint_forms(form, net.state_dict()), checkpoint)
+    checked = rnnspec_cli("check", spec, "--weights", checkpoint)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "10 matched, 0 missing, 0 unexpected, 0 mismatched" in checked.stdout
+    out = tmp_path / "t.onnx"
+    run = rnnspec_cli("export", spec, "-o", out, "--weights", checkpoint)
+    assert run.returncode == 0, run.stderr
+    x = torch.randn(6, 2, 4)
+    with torch.no_grad():
+        expected = net(x)[0].numpy()
+    np.testing.assert_allclose(run_model(out, x.numpy()), expected, atol=TOLERANCE, rtol=0)
+
+
+def test_export_loads_a_bare_nn_lstm_under_a_prefix(tmp_path):
+    """A one-block stack matches a bare module's keys (`encoder.rnn.weight_ih_l0`), as
+    check --weights matches them; --prefix names the same prefix explicitly."""
+    spec = write_spec(tmp_path, ONE_BLOCK)
+    torch.manual_seed(6)
+    lstm = torch.nn.LSTM(4, 8).eval()
+    state = {f"encoder.rnn.{k}": v for k, v in lstm.state_dict().items()}
+    state["head.weight"] = torch.ones(3, 8)
+    checkpoint = tmp_path / "w.pt"
+    torch.save({"model_state_dict": state}, checkpoint)
+    checked = rnnspec_cli("check", spec, "--weights", checkpoint)
+    assert checked.returncode == 0 and "key prefix `encoder.rnn.`" in checked.stdout, \
+        checked.stdout
+    x = torch.randn(5, 3, 4)
+    with torch.no_grad():
+        expected = lstm(x)[0].numpy()
+    for extra in ([], ["--prefix", "encoder.rnn."]):
+        out = tmp_path / "s.onnx"
+        run = rnnspec_cli("export", spec, "-o", out, "--weights", checkpoint, *extra)
+        assert run.returncode == 0, run.stderr
+        np.testing.assert_allclose(run_model(out, x.numpy()), expected, atol=TOLERANCE,
+                                   rtol=0)
+    run = rnnspec_cli("export", spec, "-o", tmp_path / "x.onnx", "--weights", checkpoint,
+                      "--prefix", "decoder.")
+    assert run.returncode == 1 and "does not match stack `S`" in run.stderr, run.stderr
+    run = rnnspec_cli("export", spec, "-o", tmp_path / "x.onnx", "--prefix", "encoder.")
+    assert run.returncode == 2 and "--prefix goes with --weights" in run.stderr
+
+
 def assert_refused(run, out, status: int, *words):
     assert run.returncode == status, run.stderr
     assert "Traceback" not in run.stderr + run.stdout
@@ -314,6 +377,13 @@ class Exotic:
     """Not an allowed global for weights_only loading."""
 
 
+def check_weights_error(spec, checkpoint, *extra) -> str:
+    """What `check --weights` says of a checkpoint it cannot read (exit 2)."""
+    run = rnnspec_cli("check", spec, "--weights", checkpoint, *extra)
+    assert run.returncode == 2, run.stdout + run.stderr
+    return run.stderr.removeprefix("rnnspec: error: ").strip()
+
+
 @pytest.mark.parametrize("content", [b"not a checkpoint", None, "pickle"])
 def test_cli_bad_checkpoint(tmp_path, two_stacks, content):
     checkpoint = tmp_path / "w.pt"
@@ -324,9 +394,12 @@ def test_cli_bad_checkpoint(tmp_path, two_stacks, content):
     out = tmp_path / "x.onnx"
     run = rnnspec_cli("export", two_stacks, "--stack", "Gru", "-o", out, "--weights",
                       checkpoint)
-    why = {"pickle": "weights_only=True refuses", None: "no such file"}.get(
-        content, "as a checkpoint")
-    assert_refused(run, out, 2, f"cannot read `{checkpoint}`", why)
+    why = {"pickle": "a safe load refuses", None: "No such file"}.get(
+        content, "is not a checkpoint")
+    assert_refused(run, out, 2, f"`{checkpoint}`", why)
+    # the one reader: check --weights says the same
+    said = check_weights_error(two_stacks, checkpoint, "--stack", "Gru")
+    assert said in run.stderr, (said, run.stderr)
 
 
 def test_cli_truncated_safetensors(tmp_path, two_stacks):
@@ -335,7 +408,8 @@ def test_cli_truncated_safetensors(tmp_path, two_stacks):
     out = tmp_path / "x.onnx"
     run = rnnspec_cli("export", two_stacks, "--stack", "Gru", "-o", out, "--weights",
                       checkpoint)
-    assert_refused(run, out, 2, "cannot read")
+    assert_refused(run, out, 2, "is truncated")
+    assert check_weights_error(two_stacks, checkpoint, "--stack", "Gru") in run.stderr
 
 
 def test_cli_checkpoint_of_another_stack(tmp_path, two_stacks):
@@ -346,8 +420,10 @@ def test_cli_checkpoint_of_another_stack(tmp_path, two_stacks):
     out = tmp_path / "x.onnx"
     run = rnnspec_cli("export", two_stacks, "--stack", "Gru", "-o", out, "--weights",
                       checkpoint)
-    assert_refused(run, out, 1, "does not match stack `Gru`", "missing `gru0.weight_ih_l0`",
-                   "unexpected `lstm0.bias_hh_l0`")
+    # matched as check --weights matches: the one block's module is `lstm0.`, whose
+    # tensors have an LSTM's shapes
+    assert_refused(run, out, 1, "does not match stack `Gru` (key prefix `lstm0.`)",
+                   "`lstm0.weight_ih_l0` is [", "rnnspec check")
 
 
 def test_check_path_does_not_import_onnx():

@@ -34,7 +34,6 @@ checkpoint or to initialise parameters from the generated module.
 from __future__ import annotations
 
 import os
-import re
 
 from rnnspec import model
 from rnnspec.backends.onnx.graph import (  # noqa: F401  (the exporter's public names)
@@ -60,73 +59,37 @@ def validate(onnx_model):
 # ----------------------------------------------------------------------------- parameters
 
 
-def load_weights(path: str) -> dict:
-    """A checkpoint's state dict as {key: tensor}: `.safetensors`, or a `torch.save` file of
-    a state dict (read with weights_only=True). The shared checkpoint reader replaces this."""
-    from rnnspec.tools.checkpoints.read import CheckpointError, refuse_special
+def load_weights(result: model.CheckedFile, stack: model.Stack, path: str,
+                 prefix: str | None = None) -> dict:
+    """A checkpoint's tensors under the generated module's names (`<entry>.<parameter>`):
+    read by the one checkpoint reader and matched by the key resolution of
+    `check --weights` (nested state dicts, prefixes such as `module.`, a bare `nn.LSTM`'s
+    keys for a one-block stack), so what that command accepts loads here."""
+    from rnnspec.tools.checkpoints.compare import compare
+    from rnnspec.tools.checkpoints.read import CheckpointError, load_tensors
 
     try:
-        refuse_special(path)
+        tensors = load_tensors(path)
     except CheckpointError as exc:
         raise ExportError(str(exc)) from None
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return dict(load_file(path))
-        import torch
-
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ExportError(f"cannot read `{path}`: no such file") from None
-    except ImportError as exc:
-        raise ExportError(f"cannot read `{path}`: {exc}") from None
-    except IsADirectoryError:
-        raise ExportError(f"cannot read `{path}`: it is a folder") from None
-    except PermissionError:
-        raise ExportError(f"cannot read `{path}`: permission denied") from None
-    except Exception as exc:  # torch and safetensors raise many kinds for a bad file
-        if "was not an allowed global" in str(exc) or "Unsupported global" in str(exc):
-            raise ExportError(
-                f"cannot read `{path}`: it holds objects other than tensors and plain "
-                "containers, which loading with weights_only=True refuses",
-                help="save the state dict alone: torch.save(model.state_dict(), path)") from None
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-        first = [] if "Weights only load failed" in text else text.splitlines()
-        raise ExportError(f"cannot read `{path}` as a checkpoint"
-                          + (f": {first[0]}" if first else ""),
-                          help="give a state dict saved with torch.save or a .safetensors "
-                               "file") from None
-    if isinstance(loaded, dict) and not any(hasattr(v, "shape") for v in loaded.values()):
-        for key in ("state_dict", "model"):
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict):
-        raise ExportError(f"`{path}` holds a {type(loaded).__name__}, not a state dict")
-    for key, value in loaded.items():
-        _refuse_unusable(path, key, value)
-    return loaded
-
-
-def _refuse_unusable(path: str, key, value) -> None:
-    """Refuse what export cannot turn into ONNX initializers without losing something."""
-    import torch
-
-    if not isinstance(key, str):
-        raise ExportError(f"`{path}` has a key {key!r} that is not a string: not a state dict")
-    if not isinstance(value, torch.Tensor):
-        if re.search(r"(^|\.)(weight|bias)|_l\d+", key):
-            raise ExportError(f"`{path}`: `{key}` holds a {type(value).__name__}, not a tensor")
-        return
-    what = ("a nested tensor" if value.is_nested else "a meta tensor (no data)" if value.is_meta
-            else "a sparse tensor" if value.layout != torch.strided
-            else "a quantised tensor" if value.is_quantized
-            else "a complex tensor (its imaginary part would be lost)" if value.is_complex()
-            else None)
-    if what:
-        raise ExportError(f"`{path}`: `{key}` is {what}; export needs dense real tensors",
-                          help="save plain dense float tensors: tensor.to_dense().float()")
+    shapes = {k: (tuple(v.shape), str(v.dtype)) for k, v in tensors.items()}
+    found = compare(result, stack, shapes, path, prefix)
+    problems = [f"missing `{key}`" for key in found.missing]
+    problems += [f"`{key}` is {list(have)}, the stack needs {list(need)}"
+                 for key, have, need in found.mismatched]
+    if len(problems) > 10:
+        problems[10:] = [f"... and {len(problems) - 10} more missing or mis-shaped tensors"]
+    problems += [f"unexpected `{key}`" for key in found.unexpected[:5]]
+    if len(found.unexpected) > 5:
+        problems.append(f"... and {len(found.unexpected) - 5} more unexpected tensors")
+    if problems:
+        shown = f"`{found.prefix}`" if found.prefix else "none"
+        raise ExportError(
+            f"`{path}` does not match stack `{stack.name}` (key prefix {shown}):\n  "
+            + "\n  ".join(problems), status=1,
+            help=f"`rnnspec check {result.path} --weights {path}` shows which arguments of "
+                 "the spec explain the differences")
+    return {ours: tensors[theirs] for ours, theirs in found.keys.items()}
 
 
 def match_weights(stack: model.Stack, state: dict, source: str) -> dict:
@@ -217,7 +180,7 @@ def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
 def export(result: model.CheckedFile, output: str, *, stack_name: str | None = None,
            weights: str | None = None, opset: int = DEFAULT_OPSET, seed: int = 0,
            initial_states: bool = False, lengths: bool = False,
-           force: bool = False) -> model.Stack:
+           force: bool = False, prefix: str | None = None) -> model.Stack:
     """Export a checked file's stack to `output`; raises ExportError."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
@@ -228,7 +191,7 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
     except ImportError:
         raise ExportError("export needs onnx: pip install 'rnnspec[onnx]'") from None
     if weights is not None:
-        state, source = load_weights(weights), f"`{weights}`"
+        state, source = load_weights(result, stack, weights, prefix), f"`{weights}`"
     else:
         try:
             state = initial_weights(result.path, stack, seed)

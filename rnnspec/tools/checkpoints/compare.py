@@ -47,6 +47,9 @@ class Comparison(NamedTuple):
     ignored: int  # tensors of the checkpoint outside the stack
     also: list[str]  # other prefixes that explain as many tensors
     diagnostics: list[Diagnostic]
+    # each found tensor of the stack: `<entry>.<parameter>` (the generated module's
+    # state_dict name) -> its key in the checkpoint; export loads through it
+    keys: dict[str, str]
 
     def to_json(self) -> dict:
         return {
@@ -476,11 +479,12 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
         return Comparison(checkpoint, stack.name, prefix or "", detected, [], [
             prefix_key for b in stack.blocks for prefix_key in
             (f"{b.name}.{p.name}" for p in b.parameters)], [], [], len(tensors), [],
-            explain.problems)
+            explain.problems, {})
     prefixes = _block_prefixes(stack, prefix, modules)
     claimed = set(prefixes.values())
     strays = sorted(m for m in modules if m not in claimed and m.startswith(prefix))
     matched, missing, unexpected, mismatched = [], [], [], []
+    keys: dict[str, str] = {}
     compared = 0
     previous: model.Block | None = None
     previous_change: dict = {}
@@ -491,6 +495,8 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
         expected = {p.name: p.shape for p in block.parameters}
         for name, shape in expected.items():
             key = key_prefix + name
+            if name in actual:
+                keys[f"{block.name}.{name}"] = key
             if name not in actual:
                 missing.append(key)
             elif actual[name] == shape:
@@ -515,9 +521,9 @@ def compare(result: model.CheckedFile, stack: model.Stack, tensors: dict, checkp
         from rnnspec.tools.checkpoints.layers import compare_layers
 
         compared += compare_layers(stack, tensors, prefix, (matched, missing, mismatched),
-                                   explain.problems)
+                                   explain.problems, keys)
     return Comparison(checkpoint, stack.name, prefix, detected, matched, missing, unexpected,
-                      mismatched, len(tensors) - compared, also, explain.problems)
+                      mismatched, len(tensors) - compared, also, explain.problems, keys)
 
 
 def _output_size(block: model.Block, changes: dict) -> int:

@@ -23,9 +23,10 @@ _ARGUMENTS = {
 
 
 def compare_layers(stack: model.Stack, tensors: dict, prefix: str, lists: tuple,
-                   problems: list[Diagnostic]) -> int:
-    """Adds each layer tensor to `lists` (matched, missing, mismatched) and a diagnostic
-    per layer that differs; returns how many checkpoint tensors were compared."""
+                   problems: list[Diagnostic], keys: dict[str, str]) -> int:
+    """Adds each layer tensor to `lists` (matched, missing, mismatched) and to `keys`
+    (`<layer>.<name>` -> its checkpoint key), and a diagnostic per layer that differs;
+    returns how many checkpoint tensors were compared."""
     matched, missing, mismatched = lists
     compared = 0
     for layer in stack.entries:
@@ -42,6 +43,7 @@ def compare_layers(stack: model.Stack, tensors: dict, prefix: str, lists: tuple,
                 absent.append(key)
                 continue
             compared += 1
+            keys[f"{layer.name}.{name}"] = key
             actual = tuple(found[0])
             if actual == shape:
                 matched.append(key)

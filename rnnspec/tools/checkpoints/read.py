@@ -1,15 +1,20 @@
-"""Reading checkpoints: tensor names, shapes and dtypes, never the tensors' data.
+"""Reading checkpoints: the one reader of `check --weights`, `infer` and `export`.
 
-`read_checkpoint(path)` gives `{name: (shape, dtype)}` for
+`read_checkpoint(path)` gives `{name: (shape, dtype)}`, never reading the tensors' data;
+`load_tensors(path)` gives `{name: torch tensor}` (export) through the same checks, so the
+three commands accept the same files and refuse the others with the same message. Both read
 
-- a safetensors file: only its header (an 8-byte little-endian length and that many bytes of
-  JSON) is read, with the standard library; neither torch nor the safetensors package is
-  imported, so a checkpoint of any size costs a few kilobytes of reading;
+- a safetensors file: `read_checkpoint` reads only its header (an 8-byte little-endian
+  length and that many bytes of JSON), with the standard library; neither torch nor the
+  safetensors package is imported, so a checkpoint of any size costs a few kilobytes of
+  reading (`load_tensors` then reads each tensor's bytes at its validated offsets);
 - a file written by `torch.save`: loaded lazily with torch, `weights_only=True` (no code in
   the file runs) and, for the zip format of torch >= 1.6, memory-mapped, so the storages are
   never read. A state dict, or a dict holding one under a usual key (`state_dict`, `model`,
   ...; nested at most one level) is accepted.
 
+Refused, by both: FIFOs and devices (by `stat`, never opened), non-string keys, a
+non-tensor under a parameter's key, nested, meta, sparse, quantised and complex tensors.
 Everything else raises `CheckpointError` with a message for people (exit status 2).
 """
 
@@ -47,10 +52,24 @@ class CheckpointError(Exception):
 
 def read_checkpoint(path: str) -> Tensors:
     """Every tensor's name, shape and dtype, in the file's order."""
+    return _read(path, data=False)
+
+
+def load_tensors(path: str) -> dict:
+    """Every tensor of the checkpoint as a torch tensor (`{name: tensor}`, the file's
+    order), read through the same checks as `read_checkpoint`, so every command that takes
+    a checkpoint accepts and refuses the same files with the same messages."""
+    return _read(path, data=True)
+
+
+def _read(path: str, data: bool):
     refuse_special(path)
-    tensors = _read_any(path)
+    tensors = _read_any(path, data)
     _bound_layers(path, tensors)
-    return tensors
+    if data or not tensors or isinstance(next(iter(tensors.values())), tuple):
+        return tensors  # torch tensors, or a safetensors header's (shape, dtype)
+    return {name: (tuple(int(d) for d in t.shape), str(t.dtype).removeprefix("torch."))
+            for name, t in tensors.items()}
 
 
 def refuse_special(path: str) -> None:
@@ -78,7 +97,7 @@ def _bound_layers(path: str, tensors: Tensors) -> None:
                     f"{MAX_LAYER_INDEX:,} layers rnnspec reads")
 
 
-def _read_any(path: str) -> Tensors:
+def _read_any(path: str, data: bool):
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as handle:
@@ -90,7 +109,7 @@ def _read_any(path: str) -> Tensors:
     if os.path.isdir(path):
         raise CheckpointError(f"cannot read `{path}`: it is a folder")
     if path.endswith(".safetensors") or _looks_like_safetensors(head, size):
-        return read_safetensors_header(path)
+        return load_safetensors(path) if data else read_safetensors_header(path)
     if head.startswith(b"PK\x03\x04"):
         import zipfile
 
@@ -120,6 +139,37 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 def read_safetensors_header(path: str) -> Tensors:
     """The header of a safetensors file, validated; no tensor data is read."""
+    return _safetensors_header(path)[0]
+
+
+def load_safetensors(path: str) -> dict:
+    """A safetensors file's tensors (torch), after its header is validated."""
+    tensors, header, start = _safetensors_header(path)
+    import torch
+
+    loaded = {}
+    try:
+        with open(path, "rb") as handle:
+            for name, (shape, dtype) in tensors.items():
+                begin, end = header[name]["data_offsets"]
+                if not SAFETENSORS_DTYPES[header[name]["dtype"]][1]:
+                    raise CheckpointError(f"`{path}`: tensor `{name}` has dtype "
+                                          f"`{header[name]['dtype']}`, which rnnspec cannot "
+                                          "load (sub-byte values)")
+                handle.seek(start + begin)
+                raw = bytearray(handle.read(end - begin))
+                if len(raw) < end - begin:
+                    raise CheckpointError(f"`{path}` is truncated inside tensor `{name}`")
+                values = (torch.frombuffer(raw, dtype=getattr(torch, dtype)) if raw
+                          else torch.empty(0, dtype=getattr(torch, dtype)))
+                loaded[name] = values.reshape(shape)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read `{path}`: {exc.strerror or exc}") from None
+    return loaded
+
+
+def _safetensors_header(path: str) -> tuple[Tensors, dict, int]:
+    """The validated header's tensors, the header itself, and where the data starts."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as handle:
@@ -162,7 +212,7 @@ def read_safetensors_header(path: str) -> Tensors:
             continue
         tensors[name] = _safetensors_entry(path, name, entry, data_bytes)
     _contiguous(path, header, data_bytes)
-    return tensors
+    return tensors, header, 8 + length
 
 
 def _contiguous(path: str, header: dict, data_bytes: int) -> None:
@@ -204,6 +254,8 @@ def _safetensors_entry(path: str, name: str, entry, data_bytes: int):
         raise bad(f"has dtype `{dtype[:40]}`, which safetensors does not have (it has "
                   f"{', '.join(SAFETENSORS_DTYPES)})")
     torch_name, width = SAFETENSORS_DTYPES[dtype]
+    if torch_name.startswith("complex"):
+        raise CheckpointError(unusable(path, name, "a complex tensor"))
     if width:
         count = 1
         for dim in shape:
@@ -240,13 +292,38 @@ def _read_torch(path: str, zip_format: bool) -> Tensors:
         raise CheckpointError(
             f"`{path}` holds no state dict: a {type(loaded).__name__} without tensors "
             f"(looked at the top level and under {', '.join(f'`{k}`' for k in STATE_DICT_KEYS)})")
-    tensors = {}
-    for name, t in state.items():
-        if getattr(t, "is_nested", False):
-            raise CheckpointError(f"`{path}`: `{name}` is a nested tensor, which has no "
-                                  "single shape: not a weight of a stack")
-        tensors[name] = (tuple(int(d) for d in t.shape), str(t.dtype).removeprefix("torch."))
-    return tensors
+    for name, value in state.items():
+        _refuse_unusable(path, name, value, torch)
+    return {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def unusable(path: str, name: str, what: str) -> str:
+    """The message for a tensor no command can use: the same from every command."""
+    return (f"`{path}`: `{name}` is {what}; rnnspec reads dense real tensors (save them "
+            "as `tensor.to_dense().float()`)")
+
+
+# a key that names a parameter: its value must be a tensor
+_PARAMETER_KEY = re.compile(r"(^|\.)(weight|bias)|_l\d+")
+
+
+def _refuse_unusable(path: str, key, value, torch) -> None:
+    """Refuse what has no shape and data of real numbers: the same for every command."""
+    if not isinstance(key, str):
+        raise CheckpointError(f"`{path}` has a key {str(key)[:40]!r} that is not a string: "
+                              "not a state dict")
+    if not isinstance(value, torch.Tensor):
+        if _PARAMETER_KEY.search(key):
+            raise CheckpointError(f"`{path}`: `{key}` holds a {type(value).__name__}, "
+                                  "not a tensor")
+        return
+    what = ("a nested tensor (no single shape)" if value.is_nested
+            else "a meta tensor (no data)" if value.is_meta
+            else "a sparse tensor" if value.layout != torch.strided
+            else "a quantised tensor" if value.is_quantized
+            else "a complex tensor" if value.is_complex() else None)
+    if what:
+        raise CheckpointError(unusable(path, key, what))
 
 
 def _torch_failure(path: str, exc: Exception) -> str:
@@ -275,9 +352,7 @@ def _find_state_dict(loaded, tensor_type):
                                if isinstance(inner.get(k), Mapping)]
         candidates.insert(0, loaded)
     for candidate in candidates[1:] + candidates[:1]:  # a usual key wins over the top level
-        tensors = {k: v for k, v in candidate.items()
-                   if isinstance(k, str) and isinstance(v, tensor_type)}
-        if tensors:
-            return tensors
+        if any(isinstance(v, tensor_type) for v in candidate.values()):
+            return candidate  # whole: its non-string keys and non-tensors are refused
     return None
 
