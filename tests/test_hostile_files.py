@@ -217,3 +217,63 @@ def test_a_safetensors_checkpoint_exports_its_own_bytes(spec, tmp_path):
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(["output"], {"input": x.numpy()})[0]
     assert abs(got - expected).max() < 1e-5
+
+
+_WRITER = """
+import sys
+from rnnspec.tools.files import replace_atomically
+print("ready", flush=True)
+for i in range(10**9):
+    replace_atomically(sys.argv[1], (b"A" if i % 2 else b"B") * (4_000_000 + i % 2))
+"""
+
+
+def test_a_killed_writer_leaves_no_temporary_file_and_no_torn_target(tmp_path):
+    """SIGKILL at random moments of a writer replacing a 4 MB file over and over: after
+    the next write no `.rnnspec-*.tmp` is left, and the target is always one whole
+    version (issue 19)."""
+    import random
+    import time
+
+    from rnnspec.tools.files import replace_atomically
+
+    target = tmp_path / "big.bin"
+    versions = {b"A" * 4_000_001, b"B" * 4_000_000}
+    previous = b"old"
+    target.write_bytes(previous)
+    chance = random.Random(19)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for run in range(30):
+        child = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env,
+                                 stdout=subprocess.PIPE)
+        assert child.stdout.readline() == b"ready\n"
+        time.sleep(chance.uniform(0, 0.1))
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+        content = target.read_bytes()
+        assert content == previous or content in versions, (run, len(content))
+        previous = f"next {run}".encode()
+        replace_atomically(str(target), previous)  # the next write, by a live process
+        left = [p.name for p in tmp_path.iterdir() if p.name != "big.bin"]
+        assert not left, (run, left)
+        assert target.read_bytes() == previous
+
+
+def test_a_write_removes_only_dead_writers_temporary_files(tmp_path, monkeypatch):
+    """Where there is no O_TMPFILE the temporary file is named; what a killed writer left
+    beside the same target (its pid gone) is removed by the next write, nothing else."""
+    from rnnspec.tools import files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".rnnspec-out.txt.{dead}.k1ll3d.tmp"
+    alive = tmp_path / f".rnnspec-out.txt.{os.getppid()}.wr1t1ng.tmp"
+    other = tmp_path / f".rnnspec-other.txt.{dead}.k1ll3d.tmp"
+    for path in (stale, alive, other):
+        path.write_text("partial")
+    monkeypatch.delattr(files.os, "O_TMPFILE", raising=False)
+    files.replace_atomically(str(tmp_path / "out.txt"), "whole\n")
+    assert (tmp_path / "out.txt").read_text() == "whole\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other.name, "out.txt"])
