@@ -21,12 +21,12 @@ from __future__ import annotations
 import ast as python_ast
 import os
 import re
-from typing import NamedTuple
 
 from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from rnnspec.cells.shapes import Size, quotient, symbols
 from rnnspec.language.diagnostics import Span
 from rnnspec.language.names import Namespace, check_name
+from rnnspec.records import Record
 
 HEADER_MARK = "# Written by rnnspec infer"
 CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}
@@ -45,7 +45,7 @@ class InferError(Exception):
         self.status = status
 
 
-class CellShape(NamedTuple):
+class CellShape(Record):
     """What `infer --cells` needs of a user cell (section 8 of the language)."""
 
     name: str
@@ -58,7 +58,7 @@ class CellShape(NamedTuple):
     numbers: tuple[tuple[str, float], ...] = ()  # number arguments and their defaults
 
 
-class Module(NamedTuple):
+class Module(Record):
     prefix: str
     cell: str
     arguments: dict  # as they are written in the block
