@@ -27,7 +27,8 @@ The layout (docs/editors.md has the user-facing version):
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+
+from rnnspec.records import Record
 
 INDENT = "    "
 
@@ -45,7 +46,7 @@ def _operator_words() -> frozenset[str]:
     return operator_words()
 
 
-class Token(NamedTuple):
+class Token(Record):
     kind: str  # comment, float, int, name, op, other
     text: str
     newlines: int  # newlines between the previous token (or comment) and this one
@@ -54,7 +55,7 @@ class Token(NamedTuple):
 def tokenize(text: str) -> list[Token]:
     """Every token and comment of `text`, with the newlines before each (the language's
     lexer, `language.lexer`; comments without their trailing spaces)."""
-    from rnnspec.language.lexer import tokenize as lex
+    from rnnspec.language.parse import tokenize as lex
 
     return [Token(t.kind, t.text.rstrip() if t.kind == "comment" else t.text, t.newlines)
             for t in lex(text.replace("\r\n", "\n").replace("\r", "\n"))]

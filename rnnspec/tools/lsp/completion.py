@@ -6,19 +6,19 @@ the registry, functions and initialisers from the cell checker's tables."""
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
+from rnnspec.records import Record
 from rnnspec.tools.lsp.analysis import Analysis, format_value
 
 
-class Completion(NamedTuple):
+class Completion(Record):
     label: str
     kind: str  # argument, cell, constant, key, keyword, property, value, function, name
     detail: str = ""
     insert: str | None = None
 
 
-class Context(NamedTuple):
+class Context(Record):
     """Where a position is: `where` is top, stack, expect, cell (a cell body), call (a
     block's arguments), function (inside a call in a cell body), header (a cell's size
     arguments), dims (inside `[...]`) or selector (`h0[` in an expect); `name` is the call's
@@ -245,8 +245,7 @@ def completions(analysis: Analysis | None, text: str, offset: int,
                 previous: Analysis | None = None) -> list[Completion]:
     """What may be typed at `offset` of `text`. `previous`: the document's last version
     that parsed, for what the current one (half typed) cannot say: its cells and stacks."""
-    from rnnspec.language.lexer import tokenize
-    from rnnspec.language.parse import cell_keywords, item_keywords
+    from rnnspec.language.parse import cell_keywords, item_keywords, tokenize
 
     tokens = [t for t in tokenize(text[:offset]) if t.kind != "comment"]
     context = _context(tokens)
