@@ -41,7 +41,7 @@ from rnnspec.tools.lsp.analysis import (
     hover_text,
     symbols,
 )
-from rnnspec.tools.lsp.completion import completions
+from rnnspec.tools.lsp.completion import CodeTokens, completions
 
 DEBOUNCE_S = 0.05  # after a change, how long more changes may come before analysing
 WAIT_S = 2.0  # how long a request waits for its version's analysis before answering
@@ -141,6 +141,8 @@ class RnnspecServer(LanguageServer):
         self.parsed: dict[str, Analysis] = {}
         self.attempted: dict[str, tuple] = {}  # uri -> (version, text) last analysed
         self.analysed: Counter = Counter()
+        self.texts: dict[str, tuple] = {}  # uri -> (version, Text, CodeTokens) for completion
+        self.lexed: Counter = Counter()  # (uri, version) -> how often lexed for completion
         self.workers: dict[str, asyncio.Future] = {}
         self.debounce_s, self.wait_s = DEBOUNCE_S, WAIT_S
         self._updated: asyncio.Event | None = None
@@ -273,8 +275,21 @@ class RnnspecServer(LanguageServer):
         return self.latest.get(uri)
 
     def forget(self, uri: str) -> None:
-        for table in (self.latest, self.parsed, self.attempted):
+        for table in (self.latest, self.parsed, self.attempted, self.texts):
             table.pop(uri, None)
+
+    def current_text(self, uri: str, document) -> tuple[Text, CodeTokens]:
+        """The open document's text as it is now, by lines and lexed: made once per version
+        (completion answers from the current text, which the analysis may lag behind)."""
+        kept = self.texts.get(uri)
+        source = document.source
+        if kept is not None and kept[0] == document.version and (
+                kept[1].text is source or kept[1].text == source):
+            return kept[1], kept[2]
+        text, code = Text(source), CodeTokens(source)
+        self.lexed[(uri, document.version)] += 1
+        self.texts[uri] = (document.version, text, code)
+        return text, code
 
     # positions: rnnspec's 1-based character columns <-> the client's units, by pygls' codec
 
@@ -417,10 +432,10 @@ async def completion(ls: RnnspecServer, params: types.CompletionParams):
     document = ls.open_document(uri)
     if document is None:
         return types.CompletionList(is_incomplete=False, items=[])
-    current = Text(document.source)  # the text as it is now; the analysis may be older
+    current, code = ls.current_text(uri, document)  # now: the analysis may be older
     line, column = ls.position(current, params.position)
     items = completions(analysis, current.text, current.offset(line, column),
-                        ls.parsed.get(uri))
+                        ls.parsed.get(uri), code)
     return types.CompletionList(is_incomplete=False, items=[
         types.CompletionItem(label=c.label, kind=_COMPLETION_KINDS[c.kind],
                              detail=c.detail or None, insert_text=c.insert)
