@@ -295,8 +295,10 @@ class RnnspecServer(LanguageServer):
 
     def position(self, analysis: Analysis, position: types.Position) -> tuple[int, int]:
         """The client's position -> rnnspec's 1-based line and character column."""
-        codec = self.workspace.position_codec
         line = analysis.line(position.line)
+        if line.isascii():  # one code unit per character in every encoding: no codec
+            return position.line + 1, min(position.character, len(line)) + 1
+        codec = self.workspace.position_codec
         character = min(position.character, codec.client_num_units(line))
         found = codec.position_from_client_units(
             [line], types.Position(0, character)) if line else ServerTextPosition(0, 0)
@@ -305,8 +307,9 @@ class RnnspecServer(LanguageServer):
     def lsp_position(self, analysis: Analysis, line: int, column: int) -> types.Position:
         text = analysis.line(line - 1)
         before = text[:max(0, column - 1)]
-        return types.Position(max(0, line - 1),
-                              self.workspace.position_codec.client_num_units(before))
+        units = len(before) if before.isascii() else \
+            self.workspace.position_codec.client_num_units(before)  # pygls: per character
+        return types.Position(max(0, line - 1), units)
 
     def lsp_range(self, analysis: Analysis, span: Span) -> types.Range:
         return types.Range(self.lsp_position(analysis, span.line, span.column),
