@@ -1,7 +1,7 @@
 """The language server's work, counted (issue 19; no wall-clock times here: those are
 benchmarks/editor.py's `lsp_scaling`): each version of a document analysed once however
-many requests come, its text lexed for completion once per version, the checked stacks
-built once per analysis, and completion reading only the item the cursor is in."""
+many requests come, the checked stacks built once per analysis, symbols linear, and
+completion lexing only the item the cursor is in (and the cells' headers)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rnnspec.language.lexer import tokenize  # noqa: E402
 from rnnspec.tools.lsp import completion as lsp_completion  # noqa: E402
 from rnnspec.tools.lsp import language_server  # noqa: E402
 from rnnspec.tools.lsp.analysis import Analysis, definition, hover_text, symbols  # noqa: E402
-from rnnspec.tools.lsp.completion import CodeTokens, completions  # noqa: E402
+from rnnspec.tools.lsp.completion import completions, declared_cells, item_start  # noqa: E402
 from rnnspec.tools.lsp.stream import Framer  # noqa: E402
 
 URI = "file:///a.rnn"
@@ -103,7 +103,6 @@ def test_requests_on_one_version_trigger_one_analysis_and_a_change_one_more(monk
     assert not [m for m in answered.values() if "error" in m]
     assert made == [1, 2]  # one analysis per version, whatever the number of requests
     assert server.analysed == {(URI, 1): 1, (URI, 2): 1}
-    assert server.lexed == {(URI, 1): 1, (URI, 2): 1}  # completion: one lexing per version
     hovered = answered[200]["result"]["contents"]["value"]  # version 2: `let H = 6`
     assert "**lstm0**" in hovered and "[24, 4]" in hovered, hovered
 
@@ -147,18 +146,37 @@ def test_symbols_read_each_stack_once(monkeypatch):
         assert len(reads) == stacks  # linear: no per-stack pass over every stack
 
 
-def test_completion_reads_the_tokens_of_the_cursors_item_only():
-    sizes = {}
+def test_completion_lexes_the_cursors_item_only(monkeypatch):
+    from rnnspec.language import lexer
+
+    lexed = []
+    real = lexer.tokenize
+    monkeypatch.setattr(lexer, "tokenize", lambda text: lexed.append(len(text)) or real(text))
+    cell = "cell G(k) {\n    state h[hidden_size]\n    h = tanh(x + h)\n}\n\n"
+    read = {}
     for stacks in (10, 1000):
-        text = _spec(stacks)
-        code = CodeTokens(text)
+        text = cell + _spec(stacks)
         offset = text.rindex("hidden_size = H") + len("hidden_size = ")
-        before = code.before(offset)
-        assert before[0].text == "stack" and before[-1].text == "="
-        sizes[stacks] = len(before)
-        labels = [c.label for c in completions(None, text, offset, code=code)]
-        assert labels == [c.label for c in completions(None, text, offset)]
-    assert sizes[10] == sizes[1000]  # the same, however long the document
+        analysis = Analysis(text, "s.rnn")
+        lexed.clear()
+        labels = [c.label for c in completions(analysis, text, offset)]
+        assert "H" in labels
+        read[stacks] = list(lexed)
+        lexed.clear()
+        stack_offset = text.rindex("input_size")  # in a stack: the file's cells offered
+        assert "G" in [c.label for c in completions(None, text, stack_offset)]
+    # the same characters, however long the document: the item (`S999` is 2 longer than
+    # `S9`) and the cell's header
+    assert sum(read[1000]) - sum(read[10]) == 2 and len(read[10]) == len(read[1000])
+    assert sum(read[10]) < 100
+
+
+def test_a_half_typed_item_does_not_swallow_the_next():
+    text = "stack A {\n    input_size = 4\n    lstm(hid\n\nstack B {\n    \n}\n"
+    offset = text.rindex("    \n}") + 4
+    assert item_start(text, offset) == text.index("stack B")
+    labels = [c.label for c in completions(None, text, offset)]
+    assert "lstm" in labels and "input_size" in labels  # a stack's body, not A's call
 
 
 def _examples() -> list[Path]:
@@ -166,20 +184,30 @@ def _examples() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _examples(), ids=lambda p: p.stem)
-def test_the_item_tokens_read_as_the_whole_prefix_does(path):
-    """At offsets all through each example (and a half-typed copy of it), the context,
-    the arguments written and the cell's scope are those of `tokenize(text[:offset])`."""
+def test_the_cursors_item_reads_as_the_whole_prefix_does(path):
+    """At offsets all through each example (and where `lstm(hid` is being typed into it),
+    the tokens of the cursor's item are the whole prefix's last tokens, and the context,
+    the arguments written and the cell's scope read from them are the whole prefix's; the
+    cells found from their headers are those found from every token."""
     text = path.read_text(encoding="utf-8")
-    for variant in (text, text[:len(text) // 2] + "lstm(hid" + text[len(text) // 2:]):
-        code = CodeTokens(variant)
-        for offset in range(0, len(variant) + 1, max(1, len(variant) // 150)):
-            whole = [t for t in tokenize(variant[:offset]) if t.kind != "comment"]
-            item = code.before(offset)
-            assert whole[len(whole) - len(item):] == item, offset
-            context = lsp_completion._context(item)
-            assert context == lsp_completion._context(whole), offset
-            assert lsp_completion._written_arguments(item) == \
-                lsp_completion._written_arguments(whole), offset
-            if context.block == "cell":  # where completion reads a cell's scope
-                assert lsp_completion._cell_scope(item) == \
-                    lsp_completion._cell_scope(whole), offset
+    everything = [t for t in tokenize(text) if t.kind != "comment"]
+    assert declared_cells(text) == lsp_completion._declared_cells(everything)
+    middle = text.index("\n", len(text) // 2) + 1
+    typing = text[:middle] + "lstm(hid" + text[middle:]
+    offsets = [(text, o) for o in range(0, len(text) + 1, max(1, len(text) // 150))]
+    offsets.append((typing, middle + len("lstm(hid")))
+    for variant, offset in offsets:
+        whole = [t for t in tokenize(variant[:offset]) if t.kind != "comment"]
+        start = item_start(variant, offset)
+        item = [t._replace(start=t.start + start)
+                for t in tokenize(variant[start:offset]) if t.kind != "comment"]
+        if item and start:
+            item[0] = item[0]._replace(newlines=whole[len(whole) - len(item)].newlines)
+        assert whole[len(whole) - len(item):] == item, offset
+        context = lsp_completion._context(item)
+        assert context == lsp_completion._context(whole), offset
+        assert lsp_completion._written_arguments(item) == \
+            lsp_completion._written_arguments(whole), offset
+        if context.block == "cell":  # where completion reads a cell's scope
+            assert lsp_completion._cell_scope(item) == \
+                lsp_completion._cell_scope(whole), offset

@@ -30,51 +30,46 @@ class Context(NamedTuple):
     block_name: str | None = None
 
 
-class CodeTokens:
-    """A text's code tokens (comments dropped), lexed once, with the index of each token
-    that starts a top-level item (`let`, `stack`, `cell`, `expect` outside every bracket)
-    and the file's declared cells: what completion needs at any offset, read in time
-    proportional to the item the offset is in, not to the text (the server keeps one per
-    version of a document)."""
+def item_start(text: str, offset: int) -> int:
+    """Where the top-level item that holds `offset` starts: the last line before `offset`
+    that begins (in its first column) with an item keyword (`let`, `stack`, `cell`,
+    `expect`), else 0. Found with `str.rfind`, so a request reads the item it is in, not
+    the document: an item's start is outside every bracket, and a half-typed item above
+    does not swallow the one below it."""
+    from rnnspec.language.parse import item_keywords
 
-    def __init__(self, text: str):
-        from rnnspec.language.lexer import tokenize
-        from rnnspec.language.parse import item_keywords
+    best = 0
+    for keyword in item_keywords():
+        at = text.rfind("\n" + keyword, 0, offset)
+        while at >= 0:
+            end = at + 1 + len(keyword)
+            if end >= len(text) or not (text[end].isalnum() or text[end] == "_"):
+                best = max(best, at + 1)
+                break
+            at = text.rfind("\n" + keyword, 0, at)
+    return best
 
-        self.text = text
-        self.tokens = [t for t in tokenize(text) if t.kind != "comment"]
-        self.starts = [t.start for t in self.tokens]
-        keywords = frozenset(item_keywords())
-        self.items: list[int] = []
-        depth = 0
-        for index, token in enumerate(self.tokens):
-            if token.text in ("{", "(", "["):
-                depth += 1
-            elif token.text in (")", "]", "}"):
-                depth = max(0, depth - 1)
-            elif depth == 0 and token.text in keywords:
-                self.items.append(index)
-        self.declared = _declared_cells(self.tokens)
 
-    def before(self, offset: int) -> list:
-        """The code tokens of the text before `offset`, from the start of the item that
-        holds it (the nesting at an item's start is none: the context reads the same), as
-        `tokenize(text[:offset])` gives them (a token the offset cuts is lexed cut)."""
-        from bisect import bisect_left, bisect_right
+_CELL_LINE = re.compile(r"^cell\b", re.MULTILINE)
+_HEADER_CHARS = 4096  # of a `cell NAME(sizes) {` header read for its size arguments
 
-        from rnnspec.language.lexer import tokenize
 
-        cut = bisect_left(self.starts, offset)
-        at = bisect_right(self.items, cut - 1)
-        first = self.items[at - 1] if at else 0
-        tokens = self.tokens[first:cut]
-        if tokens and tokens[-1].start + len(tokens[-1].text) > offset:
-            last = tokens.pop()
-            tokens += [t._replace(start=last.start + t.start,
-                                  newlines=last.newlines if i == 0 else t.newlines)
-                       for i, t in enumerate(tokenize(last.text[:offset - last.start]))
-                       if t.kind != "comment"]
-        return tokens
+def declared_cells(text: str) -> dict[str, tuple[str, ...]]:
+    """Each `cell NAME(args)` at the start of a line of `text`, with its size arguments:
+    only the headers are lexed (the lines are found by a regular expression)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for match in _CELL_LINE.finditer(text):
+        end = text.find("{", match.start(), match.start() + _HEADER_CHARS)
+        header = text[match.start():end if end >= 0 else match.start() + _HEADER_CHARS]
+        found.update(_declared_cells(_code(header)))
+    return found
+
+
+def _code(text: str) -> list:
+    """The code tokens of `text` (comments dropped)."""
+    from rnnspec.language.lexer import tokenize
+
+    return [t for t in tokenize(text) if t.kind != "comment"]
 
 
 def _header(tokens, index: int) -> tuple[str | None, str | None]:
@@ -289,21 +284,18 @@ def _entry_names(stack) -> list[str]:
 
 
 def completions(analysis: Analysis | None, text: str, offset: int,
-                previous: Analysis | None = None,
-                code: CodeTokens | None = None) -> list[Completion]:
+                previous: Analysis | None = None) -> list[Completion]:
     """What may be typed at `offset` of `text`. `previous`: the document's last version
     that parsed, for what the current one (half typed) cannot say: its cells and stacks.
-    `code`: `text`'s tokens, when the caller keeps them (else lexed here)."""
+    Only the item that holds `offset` is lexed (`item_start`), and the cells' headers."""
     from rnnspec.language.parse import cell_keywords, item_keywords
 
-    if code is None or code.text is not text and code.text != text:
-        code = CodeTokens(text)
-    tokens = code.before(offset)
+    tokens = _code(text[item_start(text, offset):offset])
     context = _context(tokens)
     where = context.where
     constants = analysis.semantic()[1] if analysis is not None else {}
     values = [Completion(c, "constant", format_value(v)) for c, v in sorted(constants.items())]
-    declared = code.declared
+    declared = declared_cells(text)
     records = _records(analysis, previous)
     stacks = _stacks(analysis, previous)
     if where == "call":

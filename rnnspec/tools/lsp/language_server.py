@@ -41,7 +41,7 @@ from rnnspec.tools.lsp.analysis import (
     hover_text,
     symbols,
 )
-from rnnspec.tools.lsp.completion import CodeTokens, completions
+from rnnspec.tools.lsp.completion import completions
 
 DEBOUNCE_S = 0.05  # after a change, how long more changes may come before analysing
 WAIT_S = 2.0  # how long a request waits for its version's analysis before answering
@@ -141,8 +141,7 @@ class RnnspecServer(LanguageServer):
         self.parsed: dict[str, Analysis] = {}
         self.attempted: dict[str, tuple] = {}  # uri -> (version, text) last analysed
         self.analysed: Counter = Counter()
-        self.texts: dict[str, tuple] = {}  # uri -> (version, Text, CodeTokens) for completion
-        self.lexed: Counter = Counter()  # (uri, version) -> how often lexed for completion
+        self.texts: dict[str, tuple] = {}  # uri -> (version, Text): completion's line index
         self.workers: dict[str, asyncio.Future] = {}
         self.debounce_s, self.wait_s = DEBOUNCE_S, WAIT_S
         self._updated: asyncio.Event | None = None
@@ -278,18 +277,17 @@ class RnnspecServer(LanguageServer):
         for table in (self.latest, self.parsed, self.attempted, self.texts):
             table.pop(uri, None)
 
-    def current_text(self, uri: str, document) -> tuple[Text, CodeTokens]:
-        """The open document's text as it is now, by lines and lexed: made once per version
-        (completion answers from the current text, which the analysis may lag behind)."""
+    def current_text(self, uri: str, document) -> Text:
+        """The open document's text as it is now, by lines (its line index built once per
+        version): completion answers from it, as the analysis may lag behind."""
         kept = self.texts.get(uri)
         source = document.source
         if kept is not None and kept[0] == document.version and (
                 kept[1].text is source or kept[1].text == source):
-            return kept[1], kept[2]
-        text, code = Text(source), CodeTokens(source)
-        self.lexed[(uri, document.version)] += 1
-        self.texts[uri] = (document.version, text, code)
-        return text, code
+            return kept[1]
+        text = Text(source)
+        self.texts[uri] = (document.version, text)
+        return text
 
     # positions: rnnspec's 1-based character columns <-> the client's units, by pygls' codec
 
@@ -435,10 +433,10 @@ async def completion(ls: RnnspecServer, params: types.CompletionParams):
     document = ls.open_document(uri)
     if document is None:
         return types.CompletionList(is_incomplete=False, items=[])
-    current, code = ls.current_text(uri, document)  # now: the analysis may be older
+    current = ls.current_text(uri, document)  # now: the analysis may be older
     line, column = ls.position(current, params.position)
     items = completions(analysis, current.text, current.offset(line, column),
-                        ls.parsed.get(uri), code)
+                        ls.parsed.get(uri))
     return types.CompletionList(is_incomplete=False, items=[
         types.CompletionItem(label=c.label, kind=_COMPLETION_KINDS[c.kind],
                              detail=c.detail or None, insert_text=c.insert)
