@@ -5,6 +5,7 @@ completion lexing only the item the cursor is in (and the cells' headers)."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from pathlib import Path
@@ -91,6 +92,11 @@ def test_requests_on_one_version_trigger_one_analysis_and_a_change_one_more(monk
             super().__init__(text, path, version)
 
     monkeypatch.setattr(language_server, "Analysis", Counted)
+    settled = []
+    real_settle = language_server._settle_heap
+    monkeypatch.setattr(language_server, "_settle_heap",
+                        lambda: settled.append(gc.get_freeze_count()) or real_settle())
+    monkeypatch.setattr(language_server, "LARGE_TEXT", len(SPEC))  # this one counts as large
     burst = lambda first: b"".join(  # noqa: E731
         request(first + n, METHODS[n % len(METHODS)]) for n in range(40))
     server = language_server.RnnspecServer(stderr=io.StringIO())
@@ -103,6 +109,8 @@ def test_requests_on_one_version_trigger_one_analysis_and_a_change_one_more(monk
     assert not [m for m in answered.values() if "error" in m]
     assert made == [1, 2]  # one analysis per version, whatever the number of requests
     assert server.analysed == {(URI, 1): 1, (URI, 2): 1}
+    assert len(settled) == 2 and settled[1] > 0  # each analysis frozen out of gc passes
+    assert gc.get_freeze_count() == 0  # and thawed when the server ends
     hovered = answered[200]["result"]["contents"]["value"]  # version 2: `let H = 6`
     assert "**lstm0**" in hovered and "[24, 4]" in hovered, hovered
 
