@@ -300,7 +300,7 @@ def run_generate(args) -> int:
         sys.stdout.write(source)
         return EXIT_OK
     try:
-        write_output(args.output, source, force=args.force)
+        write_output(args.output, source, force=args.force, inputs=(args.file,))
     except OutputError as exc:
         sys.stderr.write(f"{style.error('error')}: {exc}\n")
         return EXIT_USAGE

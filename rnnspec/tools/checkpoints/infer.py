@@ -537,12 +537,14 @@ def render_entries(parent: str, entries: list, cells, taken: set[str]) -> list[s
     return lines + ["}", ""]
 
 
-def write_spec(path: str, text: str, force: bool) -> None:
-    """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`."""
+def write_spec(path: str, text: str, force: bool, inputs: tuple[str, ...] = ()) -> None:
+    """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`;
+    never over anything but a regular file, nor over one of `inputs`."""
     from rnnspec.backends.torch.codegen import OutputError, write_output
 
     try:
-        write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer")
+        write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer",
+                     inputs=inputs)
     except OutputError as exc:
         raise InferError(str(exc), 2) from None
 
@@ -589,7 +591,8 @@ def run_infer(args) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        write_spec(args.output, text, args.force)
+        inputs = (args.checkpoint,) + ((args.cells,) if args.cells else ())
+        write_spec(args.output, text, args.force, inputs)
     except InferError as exc:
         sys.stderr.write(f"rnnspec: error: {exc}\n")
         return exc.status
