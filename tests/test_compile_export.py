@@ -11,18 +11,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-# a user cell, plain and reversed in a padded batch, and torch's cells with projections
-USER_CELL = """cell Tiny {
+# a user cell with a number argument, plain and reversed in a padded batch, and torch's
+# cells with projections
+USER_CELL = """cell Tiny(scale = 1.0) {
     state h[hidden_size]
     param weight_ih[hidden_size, input_size]
     param weight_hh[hidden_size, hidden_size]
 
-    h = tanh(weight_ih @ x + weight_hh @ h)
+    h = scale * tanh(weight_ih @ x + weight_hh @ h)
 }
 
 stack Net {
     input_size = 3
-    own = Tiny(hidden_size = 4, bidirectional = true)
+    own = Tiny(hidden_size = 4, bidirectional = true, scale = 0.5)
     proj = lstm(hidden_size = 6, proj_size = 2)
 }
 """
