@@ -23,15 +23,17 @@ SPEC = """stack Net {
 # h = p * h_prev + (1 - p) * h_new), a user cell with a number argument in both directions,
 # one in reverse with weight dropout, two layers with learned initial states and merged
 # directions, projections with recurrent dropout (nothing in evaluation)
-EVERY = """cell Tiny(scale = 1.0) {
+TINY = """cell Tiny(scale = 1.0) {
     state h[hidden_size]
     param weight_ih[hidden_size, input_size]
     param weight_hh[hidden_size, hidden_size]
 
     h = scale * tanh(weight_ih @ x + weight_hh @ h)
 }
-
-stack Net {
+"""
+EVERY = (
+    TINY
+    + """stack Net {
     input_size = 3
     a = gru(hidden_size = 3, residual = true, zoneout = 0.1)
     own = Tiny(hidden_size = 4, bidirectional = true, scale = 0.5)
@@ -41,6 +43,19 @@ stack Net {
     p = lstm(hidden_size = 5, proj_size = 2, recurrent_dropout = 0.1)
 }
 """
+)
+# for the compiled backward (a smaller graph): the user cell, a residual block with
+# zoneout, learned initial states in reverse
+TRAINED = (
+    TINY
+    + """stack Net {
+    input_size = 3
+    a = gru(hidden_size = 3, residual = true, zoneout = 0.1)
+    own = Tiny(hidden_size = 4, bidirectional = true, scale = 0.5)
+    c = lstm(hidden_size = 3, initial_state = learned, reverse = true)
+}
+"""
+)
 # a layered network: recurrent blocks with a layer between them
 NETWORK = """stack Net {
     input_size = 3
@@ -157,8 +172,8 @@ def test_compile_fullgraph_dynamic_with_grad_and_lengths_compiles_once_equals_ea
     """A training step compiled whole: the loop as torch's `scan`, its compiled backward
     included, gives eager's outputs and gradients at every T and B, with one compile
     (torch's default backend, inductor, on an LSTM; aot_eager, the same graphs without
-    code generation, on every option and a user cell)."""
-    text = LSTM if backend == "inductor" else EVERY
+    code generation, on a user cell and the options that change the loop)."""
+    text = LSTM if backend == "inductor" else TRAINED
     torch.manual_seed(0)
     net = generated(text, "Net")
     compiled = torch.compile(net, fullgraph=True, dynamic=True, backend=backend)
