@@ -193,7 +193,8 @@ class _Writer:
         self.names("block_names", [b.name for b in self.blocks])
         self.names("entry_names", [e.name for e in s.entries])
         self.line(f"min_input_time = {s.min_input_time}", 4)
-        self.line("__prepare_scriptable__ = _not_scriptable  # torch.jit.script: a clear refusal", 4)
+        self.line("__prepare_scriptable__ = _not_scriptable  "
+                  "# torch.jit.script: a clear refusal", 4)
         self.lines.append("")
 
     def init(self) -> None:
