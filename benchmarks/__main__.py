@@ -204,6 +204,10 @@ def run(quick: bool) -> str:
     out += _table(compiled.HEADERS, compiled.rows(1 if quick else model_rounds,
                                                   (5, 7, 9) if quick else compiled.STEPS))
     out.append("")
+    if not quick:  # a compiled backward: a minute more
+        out += [compiled.TRAIN_DESCRIPTION, ""]
+        out += _table(compiled.HEADERS, compiled.rows(model_rounds, compiled.STEPS, grad=True))
+        out.append("")
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

@@ -1,6 +1,7 @@
 """torch.compile(dynamic=True, fullgraph=True) of a written-out block against eager, at
-several T with one compile for all (inference: under torch.compile without gradients the
-time loop runs as torch's `scan`, so T stays symbolic).
+several T with one compile for all (under torch.compile the time loop runs as torch's
+`scan`, so T stays symbolic): inference, and a training step (forward and backward, whose
+gradients are checked against eager's at every T).
 
     python -m benchmarks.compiled
 """
@@ -18,6 +19,9 @@ BATCH = 8
 HEADERS = ["T", "first call s", "eager ms", "compiled ms"]
 DESCRIPTION = (f"lstm 32 -> 64, B = {BATCH}, no grad (the loop as torch's `scan`); one compile "
                "for every T (error_on_recompile); 'first call' at the first T is the compile")
+TRAIN_DESCRIPTION = (f"lstm 32 -> 64, B = {BATCH}, a training step (forward, backward of the "
+                     "outputs' sum; gradients equal eager's at every T); one compile for every "
+                     "T; 'first call' at the first T compiles forward and backward")
 
 
 def build():
@@ -30,22 +34,36 @@ def build():
     return module.Net().eval()
 
 
-def rows(rounds: int = 5, steps_list=STEPS) -> list[list]:
+def rows(rounds: int = 5, steps_list=STEPS, grad: bool = False) -> list[list]:
     import torch
 
     torch.manual_seed(0)
     net = build()
+    if grad:
+        net.train()  # no regulariser: the loop stays torch's `scan`
     compiled = torch.compile(net, fullgraph=True, dynamic=True)
+
+    def run(model, x):
+        if not grad:
+            return model(x)
+        net.zero_grad()
+        model(x)[0].sum().backward()
+        return [p.grad.clone() for p in net.parameters()]
+
     out = []
-    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
+    context = torch.enable_grad() if grad else torch.no_grad()
+    with context, torch._dynamo.config.patch(error_on_recompile=True):
+        torch._dynamo.reset()
         for steps in steps_list:
             x = torch.randn(steps, BATCH, 32)
             began = time.perf_counter()
-            compiled(x)  # the first T compiles; the others must not (error_on_recompile)
+            run(compiled, x)  # the first T compiles; the others must not (error_on_recompile)
             first = time.perf_counter() - began
-            torch.testing.assert_close(compiled(x)[0], net(x)[0])
-            times = interleaved({"eager": lambda x=x: net(x), "compiled": lambda x=x: compiled(x)},
-                                rounds)
+            got, want = run(compiled, x), run(net, x)
+            torch.testing.assert_close(got if grad else got[0], want if grad else want[0],
+                                       atol=1e-4, rtol=1e-4)
+            times = interleaved({"eager": lambda x=x: run(net, x),
+                                 "compiled": lambda x=x: run(compiled, x)}, rounds)
             out.append([steps, f"{first:.1f}", f"{times['eager'] * 1e3:.2f}",
                         f"{times['compiled'] * 1e3:.2f}"])
     return out
@@ -56,6 +74,10 @@ def main() -> int:
     print(DESCRIPTION)
     print("| " + " | ".join(HEADERS) + " |\n" + "|---" * len(HEADERS) + "|")
     for row in rows():
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    print("\n" + TRAIN_DESCRIPTION)
+    print("| " + " | ".join(HEADERS) + " |\n" + "|---" * len(HEADERS) + "|")
+    for row in rows(grad=True):
         print("| " + " | ".join(str(cell) for cell in row) + " |")
     return 0
 

@@ -33,7 +33,7 @@ set_submodule share_memory state_dict to to_empty train training type xpu zero_g
 # tests/test_names.py checks both sets against generated modules, so neither drifts.
 GENERATED_CLASS_ATTRIBUTES = frozenset({
     "input_size", "output_size", "batch_first", "block_names", "step", "entry_names",
-    "min_input_time", "output_lengths",
+    "min_input_time", "output_lengths", "quantize_dynamic",
 })
 
 # The locals of a generated network's `forward` (backends/torch/network.py): a side input,
@@ -45,7 +45,7 @@ FORWARD_PREFIXES = ("out_", "state_", "lengths_")
 # Module-level names of the generated file (templates/module.py.jinja imports them; the
 # module's own helpers start with `_`): a stack class must not shadow them.
 GENERATED_MODULE_GLOBALS = frozenset({
-    "torch", "nn", "F", "Tensor", "NamedTuple", "annotations", "math",
+    "torch", "nn", "F", "Tensor", "NamedTuple", "annotations", "math", "copy", "warnings",
 })
 
 # Look-alike letters from other scripts, for the "did you mean" of a non-ASCII name.

@@ -277,6 +277,8 @@ class CellEmitter:
             lines += ["    class Numbers(NamedTuple):",
                       *(f"        {name}: float = {_literal(rules[name].default)}"
                         for name in self.step.numbers), ""]
+        if any("self.drop(" in line for line in step_lines):  # kept out of torch's scan
+            recurrent_text += "    step_drops = True  # the step draws `dropout` masks\n"
         if initial_text or recurrent_text:
             lines += [(initial_text + recurrent_text).rstrip("\n"), ""]
         lines += [

@@ -193,6 +193,8 @@ class _Writer:
         self.names("block_names", [b.name for b in self.blocks])
         self.names("entry_names", [e.name for e in s.entries])
         self.line(f"min_input_time = {s.min_input_time}", 4)
+        self.line("__prepare_scriptable__ = _not_scriptable  "
+                  "# torch.jit.script: a clear refusal", 4)
         self.lines.append("")
 
     def init(self) -> None:
@@ -514,6 +516,16 @@ class _Forward(_Writer):
         self.line("return output.squeeze(time), states")
         self.lines.append("")
 
+    def quantize_dynamic(self) -> None:
+        self.signature("quantize_dynamic", "self", f" -> {self.stack.name}")
+        self.doc("A copy for inference on the CPU with int8 weights and activations quantised "
+                 "at each call (the model itself is left as it is): every recurrent block's "
+                 "weight matrices, written out or torch.nn's LSTM and GRU, and every "
+                 "nn.Linear. Its state dict keeps its keys where a block is written out; it "
+                 "runs eagerly.")
+        self.line("return _quantize_dynamic(self)")
+        self.lines.append("")
+
 
 def network_source(stack: model.Stack, backend: str) -> str:
     """The class of a stack with layers."""
@@ -525,6 +537,7 @@ def network_source(stack: model.Stack, backend: str) -> str:
     writer.forward()
     writer.output_lengths()
     writer.step()
+    writer.quantize_dynamic()
     while writer.lines and not writer.lines[-1]:
         writer.lines.pop()
     return "\n".join(writer.lines) + "\n"
