@@ -160,7 +160,9 @@ EXPLANATIONS = {
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "
             "mistake in the sizes. Counts stay exact however large.",
     "W003": "A parameter of a cell that no equation reads: it would be trained for nothing.",
-    "W004": "A local of a cell assigned but never read.",
+    "W004": "A local of a cell assigned but never read. A local read in an expression that "
+            "failed to check (an unknown function, a misspelt name) counts as read: the "
+            "error comes alone.",
     "W005": "A state of a cell that no statement assigns: it keeps its initial value forever.",
     "E101": "A 2-D layer's window (its kernel, dilated, on the features axis) is wider than "
             "the bins of the map it reads, padding included. A 2-D layer's pairs are "

@@ -122,9 +122,19 @@ def test_an_expectation_that_binds_nothing_shows_no_bindings():
     from rnnspec.check.report import json_document, text_report
     from rnnspec.language.diagnostics import Style
 
-    result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
+    # four dimensions: which of them is T or B is unknown
+    result = check_text(_expect(LSTM, "    input = [100, 32, 1, 60]"), "spec.rnn")
+    assert [d.code for d in result.diagnostics] == ["E043"]
     assert "spec.rnn:5: Net: FAILED\n" in text_report([result], Style(False))
     assert json_document([result])["expectations"][0]["bindings"] == {}
+
+
+def test_wrong_features_still_bind_time_and_batch():
+    from rnnspec.check.report import json_document
+
+    result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
+    assert [d.code for d in result.diagnostics] == ["E044"]
+    assert json_document([result])["expectations"][0]["bindings"] == {"T": 100, "B": 32}
 
 
 # ----------------------------------------------------------------------------- the guide
