@@ -22,8 +22,9 @@ from rnnspec.tools.checkpoints.compare import attach  # noqa: E402
 
 EXPLANATIONS = {
     "E001": "The text does not follow the grammar. The message says in words what could "
-            "come next; the caret is on the first token that cannot. Parsing stops at the "
-            "first syntax error.",
+            "come next; the caret is on the first token that cannot. The definition with the "
+            "error is dropped and parsing goes on at the next top-level definition, so "
+            "every other definition is still checked.",
     "E002": "A character that no token of the language starts with, such as `/` (integer "
             "division is `//`), quotes (words are bare) or an invisible control character.",
     "E003": "Parentheses nested deeper than the limit (64). No real spec needs this; "
@@ -64,7 +65,8 @@ EXPLANATIONS = {
     "E032": "A stack without any block.",
     "E033": ("A cell other than `rnn`, `lstm`, `gru` and the file's own cells. A PyTorch "
              "spelling (`LSTM`, or `nn.LSTM(` and `torch.nn.GRU(` copied from code) gets the "
-             "cell to write."),
+             "cell to write; a call copied from code gets the whole call as rnnspec writes "
+             "it (keywords as `name = value`, `True` as `true`, `self.` dropped)."),
     "E034": "An argument the cell does not take (`proj_size` is lstm only, `nonlinearity` "
             "rnn only) or a misspelt one.",
     "E035": "A block without `hidden_size`.",

@@ -33,13 +33,23 @@ class Checker:
         self.spec = spec
         self.problems = Sink()
         self.stacks: dict[str, model.Stack] = {}
-        self.stack_asts: dict[str, ast.Stack] = {}
+        self.stack_asts: dict[str, ast.Stack | None] = {}  # None: a syntax error dropped it
         # stacks that did not derive: (batch_first, the entries that did, by index), for
         # the language server's hover on the rest of a stack with one broken block
         self.partial: dict[str, tuple] = {}
         lets = self._unique(spec.lets, "constant")
+        # definitions a syntax error dropped (reported by the parser): known by name, so
+        # that nothing else reports them unknown; their values and shapes are unknown
+        dropped = {(u.keyword, u.name): u for u in spec.unparsed if u.name}
+        for keyword, name in dropped:
+            if keyword == "let" and name not in lets:
+                span = dropped[keyword, name].name_span
+                lets[name] = ast.Let(name, span, ast.Invalid(span), span)
         self.values = Evaluator(lets, self.problems)
         self.cells: dict[str, Cell] = dict(BUILTIN_CELLS)
+        for keyword, name in dropped:
+            if keyword == "cell":
+                self.cells.setdefault(name, None)
         self.broken: dict[str, Cell] = {}  # declared cells with errors: their arguments
         self.user_cells: list[Cell] = []
         self._check_cells(spec)
@@ -48,6 +58,9 @@ class Checker:
             derived = self.check_stack(stack)
             if derived is not None:
                 self.stacks[stack.name] = derived
+        for keyword, name in dropped:  # `expect` of such a stack: no E040
+            if keyword == "stack":
+                self.stack_asts.setdefault(name, None)
 
     def _check_cells(self, spec: ast.SpecFile) -> None:
         cells = spec.cells
@@ -385,11 +398,11 @@ def _torch_spelling(name: str) -> str | None:
 def check_text(text: str, path: str) -> model.CheckedFile:
     """Parse and check one spec's text: the checked model and every diagnostic."""
     from rnnspec.check.expect import check_expectations
-    from rnnspec.language.parse import collector_paused, parse
+    from rnnspec.language.parse import collector_paused, parse_recovering
 
     result = model.CheckedFile(path, text)
     with collector_paused():
-        spec, found = parse(text, path)
+        spec, found = parse_recovering(text, path)
         problems = Sink(found)
         result.tree = spec
         if spec is not None:
