@@ -59,6 +59,15 @@ EXPLANATIONS = {
             "PyTorch's int64 dimensions; in a cell's equations, a whole number beyond int64 "
             "(2**63 - 1, as which torch takes it) or any number beyond float32 (3.4e38), "
             "written or computed from numbers alone.",
+    "E024": "A parameter or buffer that torch cannot allocate on any machine: more elements "
+            "than its int64 count holds (2**63 - 1), or more float32 bytes than a process "
+            "maps (2**48, 256 TiB: x86-64 and ARM64 with 48-bit addresses, Linux's default "
+            "on both). The error is at the block or layer, naming the first such tensor; "
+            "when each tensor fits but the stack's tensors together exceed 256 TiB, at the "
+            "stack. A stack that is merely larger than any device's memory (over 1 TiB) gets "
+            "warning W002 instead; `rnnspec export` refuses any stack over 2 GiB (ONNX's "
+            "limit) before allocating, and one that the machine cannot allocate exits with "
+            "status 2 and a one-line message.",
     "E030": "A stack property other than `input_size` and `batch_first`. Block arguments "
             "such as `hidden_size` belong inside the block's call.",
     "E031": "A stack without `input_size`.",

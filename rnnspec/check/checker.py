@@ -24,6 +24,12 @@ from rnnspec.language.names import check_name, snake_case, suggest
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
 MEMORY_WARNING_BYTES = 2**40
+# An error (E024) when a tensor, or a stack's tensors together, cannot be allocated at all:
+# torch counts elements in int64, and a process maps at most 2^48 bytes (256 TiB: x86-64
+# and ARM64 processes with 48-bit addresses, the default of Linux on both).
+MAX_ELEMENTS = 2**63 - 1
+ADDRESS_SPACE_BYTES = 2**48
+FLOAT32_BYTES = 4
 
 
 class Checker:
@@ -192,6 +198,8 @@ class Checker:
             self._oversized("`input_size`", input_size, spans["input_size"])
         elif any(max(p.shape, default=0) > MAX_DIMENSION for e in entries for p in e.parameters):
             pass  # already reported where the size was written
+        elif unallocatable := allocation_problems(stack, entries):
+            self.problems.extend(unallocatable)
         elif count * 4 > MEMORY_WARNING_BYTES:
             self.problems.append(
                 warning("W002", f"stack `{stack.name}` has {count:,} parameters: "
@@ -387,6 +395,41 @@ def _layer_sizes(cell: Cell, values: dict, incoming: int) -> list[dict]:
         first = cell.states[0].size.evaluate(layers[0])
         layers.append({**sizes, "input_size": directions * first})
     return layers
+
+
+def allocation_problems(stack: ast.Stack, entries) -> list:
+    """E024 at each entry with a tensor that torch cannot allocate (more elements than
+    int64 counts, or more float32 bytes than a process can map), else at the stack when
+    its tensors together cannot be."""
+    problems = []
+    total = 0
+    for entry in entries:
+        for tensor in (*entry.parameters, *entry.buffers):
+            count = tensor.numel
+            total += count
+            if count <= MAX_ELEMENTS and count * FLOAT32_BYTES <= ADDRESS_SPACE_BYTES:
+                continue
+            problems.append(error(
+                "E024", f"`{tensor.name}` of `{entry.name}` cannot be allocated: "
+                f"{list(tensor.shape)} is {_count(count)} elements "
+                f"({model.format_bytes(count * FLOAT32_BYTES)} in float32)", entry.span,
+                help=_ALLOCATION_HELP))
+            break  # one entry, one error: its other tensors have the same sizes
+    if not problems and total * FLOAT32_BYTES > ADDRESS_SPACE_BYTES:
+        problems.append(error(
+            "E024", f"the parameters of stack `{stack.name}` cannot be allocated: "
+            f"{_count(total)} elements ({model.format_bytes(total * FLOAT32_BYTES)} in "
+            "float32)", stack.name_span, help=_ALLOCATION_HELP))
+    return problems
+
+
+_ALLOCATION_HELP = ("torch counts a tensor's elements in int64 (at most 2^63 - 1) and a process "
+                    "maps at most 256 TiB: check the sizes")
+
+
+def _count(value: int) -> str:
+    digits = len(str(value))
+    return f"{value:,}" if digits <= 24 else f"a number of {digits} digits"
 
 
 def _torch_spelling(name: str) -> str | None:
