@@ -52,7 +52,10 @@ EXPLANATIONS = {
     "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
             "`dropout` between 0 and 1, `recurrent_dropout`, `zoneout` and `weight_dropout` "
             "from 0 up to (not including) 1, `nonlinearity` `tanh` or `relu`, `merge` "
-            "`concat`, `sum`, `mean` or `mul`, dimensions at least 1.",
+            "`concat`, `sum`, `mean` or `mul`, dimensions at least 1; and every value "
+            "PyTorch's modules refuse: `batch_norm`'s `eps` above 0, `hardtanh`'s `max_val` "
+            "above its `min_val`, a pool's `padding` at most half its window, an "
+            "`embedding`'s `padding_idx` within its table.",
     "E022": "Integer division by zero in an expression; in a cell's equations, `/` by a "
             "number that is zero (`h / 0`, `1 / (2 - 2.0)`).",
     "E023": "A value too large to mean anything: more than 500 digits, or a size beyond "
