@@ -60,6 +60,10 @@ class Checker:
         self.user_cells: list[Cell] = []
         self._check_cells(spec)
         for stack in self._unique(spec.stacks, "stack").values():
+            if stack.name in lets:  # one namespace: the later of the two is the repeat
+                first, later = sorted((stack.name_span, lets[stack.name].name_span),
+                                      key=lambda span: (span.line, span.column))
+                self._duplicate("name", stack.name, later, first)
             self.stack_asts[stack.name] = stack
             derived = self.check_stack(stack)
             if derived is not None:
