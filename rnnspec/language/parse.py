@@ -582,13 +582,13 @@ def _parse_region(text: str):
         return None, exc
 
 
-def _error_offset(exc, region: str) -> int:
-    """Where in the region a parse stopped (its length at the end of the region)."""
+def _error_offset(exc, length: int) -> int:
+    """Where in a region of `length` characters a parse stopped (`length` at its end)."""
     token = getattr(exc, "token", None)
     if token is not None and token.type != "$END" and token.start_pos is not None:
         return token.start_pos
     position = getattr(exc, "pos_in_stream", None)
-    return len(region) if position is None or token is not None else position
+    return length if position is None or token is not None else position
 
 
 def _region(text: str, start: int, end: int):
@@ -617,7 +617,7 @@ def _recover(text: str, path: str) -> tuple[ast.SpecFile, list[Diagnostic]]:
         items += finished
         if failure is None:
             break
-        at = position + _error_offset(failure, text[position:])
+        at = position + _error_offset(failure, len(text) - position)
         index = bisect.bisect_right(starts, at) - 1
         if starts[index] == at and starts[index] > position:
             index -= 1  # the keyword of the next definition: this one did not end
@@ -630,7 +630,8 @@ def _recover(text: str, path: str) -> tuple[ast.SpecFile, list[Diagnostic]]:
             shown = len(problems)
             kept, rest = _region(text, begin, line)
             del problems[shown:]  # its literals are reported already
-            kept = kept if rest is None else []
+            seen = {offset for offset, _ in items}
+            kept = [item for item in kept if item[0] not in seen] if rest is None else []
         items += kept  # else the definition is dropped, named when its header says
         unparsed.append(ast.Unparsed("", "", None) if kept
                         else unparsed_part(text, path, begin, item_keywords()))
