@@ -157,3 +157,14 @@ def test_examples_still_parse_whole():
     for path in EXAMPLES:
         spec, problems = parse(Path(path).read_text(encoding="utf-8"), path.name)
         assert spec is not None and not spec.unparsed and not problems
+
+
+def test_a_pasted_python_class_is_one_error_and_the_stacks_after_it_are_checked():
+    text = ("import torch.nn as nn\n\nclass Encoder(nn.Module):\n    def __init__(self):\n"
+            "        super().__init__()\n        self.rnn = nn.LSTM(80, 256)\n\n"
+            "stack Tagger {\n    input_size = 100\n    lstm(hidden_size = 0)\n}\n")
+    result = check_text(text, "spec.rnn")
+    first, second = result.diagnostics
+    assert (first.code, first.span.line, first.span.column) == ("E001", 1, 1)
+    assert first.help.startswith("this line is Python: a spec holds `let`, `stack`")
+    assert (second.code, second.span.line) == ("E021", 10)

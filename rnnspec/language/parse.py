@@ -250,7 +250,7 @@ def _syntax_diagnostic(exc, text: str, path: str, at: int, inside_stack: bool,
     exception's own positions are the region's, shifted by `_Context`)."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
-    from rnnspec.language.pasted import torch_call
+    from rnnspec.language.pasted import python_help, torch_call
 
     at_end = at >= len(text)
     if not at_end and isinstance(exc, UnexpectedCharacters | UnexpectedToken):
@@ -262,11 +262,12 @@ def _syntax_diagnostic(exc, text: str, path: str, at: int, inside_stack: bool,
         line, column = _Context.shift(exc.line, exc.column)
         span = Span(path, line, column, line, column + 1)
         message = f"unexpected character {_describe_character(ch)}"
-        return error("E002", message, span, help=_CHARACTER_HELP.get(ch))
+        return error("E002", message, span,
+                     help=python_help(text, at) or _CHARACTER_HELP.get(ch))
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         found = _describe_token(exc.token)
         message = f"expected {describe_expected(exc.expected)}, found {found}"
-        return error("E001", message, _span_of(exc.token, path))
+        return error("E001", message, _span_of(exc.token, path), help=python_help(text, at))
     expected = exc.expected if isinstance(exc, UnexpectedEOF | UnexpectedToken) else ()
     line = text.count("\n") + 1
     column = len(text) - (text.rfind("\n") + 1) + 1

@@ -18,6 +18,19 @@ MAX_REWRITE = 160  # a longer rewrite is not shown in a `help:`
 _MAX_CALL = 2000  # characters searched for the call's closing parenthesis
 
 
+# the first words of Python statements that a spec never starts a line with
+_PYTHON_LINE = re.compile(r"[ \t]*(?:import|from|def|class|return|super|self|print|torch)\b")
+
+
+def python_help(text: str, position: int) -> str | None:
+    """A `help:` for a syntax error on a line of Python pasted into a spec."""
+    start = text.rfind("\n", 0, position) + 1
+    if _PYTHON_LINE.match(text, start) is None:
+        return None
+    return ("this line is Python: a spec holds `let`, `stack`, `expect` and `cell` "
+            "definitions; write the model's recurrent layers as a `stack`")
+
+
 def torch_call(text: str, position: int, path: str, inside_stack: bool) -> Diagnostic | None:
     """E033 at the PyTorch call on the line of a syntax error at `position` (an offset in
     `text`), when the error is at the call or before it on that line; None otherwise."""
