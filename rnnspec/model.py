@@ -350,7 +350,9 @@ class CheckedFile:
         self.expectations: list[ExpectationResult] = expectations or []
         self.diagnostics: list[Diagnostic] = diagnostics or []
         self.readable = readable  # False when the file could not be read (exit status 2)
-        self.tree = None  # the parsed file (language.ast.SpecFile); None if it did not parse
+        # the parsed file (language.ast.SpecFile): after a syntax error, the definitions
+        # that parsed (`tree.unparsed` is not empty); None if the file could not be read
+        self.tree = None
         self.values: dict = {}  # every constant's checked value, by name (POISON where it failed)
         self.partial: dict = {}  # stacks that failed: (batch_first, {index: entry that derived})
 

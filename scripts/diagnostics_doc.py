@@ -22,8 +22,9 @@ from rnnspec.tools.checkpoints.compare import attach  # noqa: E402
 
 EXPLANATIONS = {
     "E001": "The text does not follow the grammar. The message says in words what could "
-            "come next; the caret is on the first token that cannot. Parsing stops at the "
-            "first syntax error.",
+            "come next; the caret is on the first token that cannot. The definition with the "
+            "error is dropped and parsing goes on at the next top-level definition, so "
+            "every other definition is still checked.",
     "E002": "A character that no token of the language starts with, such as `/` (integer "
             "division is `//`), quotes (words are bare) or an invisible control character.",
     "E003": "Parentheses nested deeper than the limit (64). No real spec needs this; "
@@ -51,20 +52,33 @@ EXPLANATIONS = {
     "E021": "A value outside its range: `hidden_size` and `num_layers` at least 1, "
             "`dropout` between 0 and 1, `recurrent_dropout`, `zoneout` and `weight_dropout` "
             "from 0 up to (not including) 1, `nonlinearity` `tanh` or `relu`, `merge` "
-            "`concat`, `sum`, `mean` or `mul`, dimensions at least 1.",
+            "`concat`, `sum`, `mean` or `mul`, dimensions at least 1; and every value "
+            "PyTorch's modules refuse: `batch_norm`'s `eps` above 0, `hardtanh`'s `max_val` "
+            "above its `min_val`, a pool's `padding` at most half its window, an "
+            "`embedding`'s `padding_idx` within its table.",
     "E022": "Integer division by zero in an expression; in a cell's equations, `/` by a "
             "number that is zero (`h / 0`, `1 / (2 - 2.0)`).",
     "E023": "A value too large to mean anything: more than 500 digits, or a size beyond "
             "PyTorch's int64 dimensions; in a cell's equations, a whole number beyond int64 "
             "(2**63 - 1, as which torch takes it) or any number beyond float32 (3.4e38), "
             "written or computed from numbers alone.",
+    "E024": "A parameter or buffer that torch cannot allocate on any machine: more elements "
+            "than its int64 count holds (2**63 - 1), or more float32 bytes than a process "
+            "maps (2**48, 256 TiB: x86-64 and ARM64 with 48-bit addresses, Linux's default "
+            "on both). The error is at the block or layer, naming the first such tensor; "
+            "when each tensor fits but the stack's tensors together exceed 256 TiB, at the "
+            "stack. A stack that is merely larger than any device's memory (over 1 TiB) gets "
+            "warning W002 instead; `rnnspec export` refuses any stack over 2 GiB (ONNX's "
+            "limit) before allocating, and one that the machine cannot allocate exits with "
+            "status 2 and a one-line message.",
     "E030": "A stack property other than `input_size` and `batch_first`. Block arguments "
             "such as `hidden_size` belong inside the block's call.",
     "E031": "A stack without `input_size`.",
     "E032": "A stack without any block.",
     "E033": ("A cell other than `rnn`, `lstm`, `gru` and the file's own cells. A PyTorch "
              "spelling (`LSTM`, or `nn.LSTM(` and `torch.nn.GRU(` copied from code) gets the "
-             "cell to write."),
+             "cell to write; a call copied from code gets the whole call as rnnspec writes "
+             "it (keywords as `name = value`, `True` as `true`, `self.` dropped)."),
     "E034": "An argument the cell does not take (`proj_size` is lstm only, `nonlinearity` "
             "rnn only) or a misspelt one.",
     "E035": "A block without `hidden_size`.",
@@ -160,7 +174,9 @@ EXPLANATIONS = {
     "W002": "The stack's parameters need more than 1 TiB in float32: almost surely a "
             "mistake in the sizes. Counts stay exact however large.",
     "W003": "A parameter of a cell that no equation reads: it would be trained for nothing.",
-    "W004": "A local of a cell assigned but never read.",
+    "W004": "A local of a cell assigned but never read. A local read in an expression that "
+            "failed to check (an unknown function, a misspelt name) counts as read: the "
+            "error comes alone.",
     "W005": "A state of a cell that no statement assigns: it keeps its initial value forever.",
     "E101": "A 2-D layer's window (its kernel, dilated, on the features axis) is wider than "
             "the bins of the map it reads, padding included. A 2-D layer's pairs are "

@@ -105,7 +105,8 @@ def test_json_on_errors_is_still_one_document(tmp_path):
     (diagnostic,) = document["diagnostics"]
     assert diagnostic["code"] == "E044" and diagnostic["line"] == 6
     assert document["expectations"] == [
-        {"stack": "A", "path": str(spec), "line": 5, "ok": False, "bindings": {}}]
+        {"stack": "A", "path": str(spec), "line": 5, "ok": False,
+         "bindings": {"T": 5, "B": 2}}]
 
 
 def test_colour_only_when_asked_or_on_a_terminal(tmp_path):

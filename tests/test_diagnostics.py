@@ -62,6 +62,28 @@ def test_rendering_matches_golden(path, monkeypatch):
     assert_golden(f"diagnostics/{path.stem}.txt", text_report([result], Style(False)))
 
 
+# ----------------------------------------------------------------------------- several
+# Files with several independent problems: every one is reported, each once, at its own
+# location, and nothing else (no cascade). Each `#! CODE LINE:COL` line is one diagnostic.
+SEVERAL = sorted((CASES / "several").glob("*.rnn"))
+
+
+@pytest.mark.parametrize("path", SEVERAL, ids=lambda p: p.stem)
+def test_every_independent_problem_is_reported_once(path, monkeypatch):
+    expected = sorted((m.group(1).decode(), int(m.group(2)), int(m.group(3)))
+                      for m in MARKER.finditer(path.read_bytes()))
+    assert len(expected) > 1, f"{path.name} names fewer than two diagnostics"
+    result = _check_case(path, monkeypatch)
+    assert sorted((d.code, d.span.line, d.span.column) for d in result.diagnostics) == expected
+    assert result.ok == all(code.startswith("W") for code, _, _ in expected)
+
+
+@pytest.mark.parametrize("path", SEVERAL, ids=lambda p: p.stem)
+def test_several_render_as_golden(path, monkeypatch):
+    result = _check_case(path, monkeypatch)
+    assert_golden(f"diagnostics/several/{path.stem}.txt", text_report([result], Style(False)))
+
+
 def test_unreadable_file_is_e006(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = check_path("missing.rnn")

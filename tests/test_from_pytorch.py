@@ -16,23 +16,56 @@ def _stack(line: str) -> str:
     return f"stack Net {{\n    input_size = 3\n    {line}\n}}\n"
 
 
-@pytest.mark.parametrize(("call", "written", "cell", "prefix"), [
-    ("nn.LSTM(3, 8)", "nn.LSTM", "lstm", "nn."),
-    ("torch.nn.GRU(3, 8, 2)", "torch.nn.GRU", "gru", "torch.nn."),
-    ("encoder = nn.RNN(3, 8)", "nn.RNN", "rnn", "nn."),
-    ("nn . LSTM (3, 8)", "nn.LSTM", "lstm", "nn."),
+@pytest.mark.parametrize(("call", "written", "rewrite", "prefix"), [
+    ("nn.LSTM(3, 8)", "nn.LSTM", "lstm(3, 8)", "nn."),
+    ("torch.nn.GRU(3, 8, 2)", "torch.nn.GRU", "gru(3, 8, 2)", "torch.nn."),
+    ("encoder = nn.RNN(3, 8)", "nn.RNN", "encoder = rnn(3, 8)", "nn."),
+    ("nn . LSTM (3, 8)", "nn.LSTM", "lstm(3, 8)", "nn."),
 ])
-def test_a_torch_call_names_the_cell_to_write(call, written, cell, prefix):
+def test_a_torch_call_names_the_cell_to_write(call, written, rewrite, prefix):
     (diagnostic,) = _diagnostics(_stack(call))
     assert diagnostic.code == "E033"
     assert diagnostic.message == f"unknown cell `{written}`"
-    assert diagnostic.help == (f"write `{cell}(...)`: rnnspec's cells are lowercase, "
+    assert diagnostic.help == (f"write `{rewrite}`: rnnspec's cells are lowercase, "
                                f"without `{prefix}`")
     line = f"    {call}"
     assert diagnostic.span.line == 3
     # the caret is under the whole `nn.LSTM` as written, and nothing else
     assert line[diagnostic.span.column - 1:diagnostic.span.end_column - 1].replace(" ", "") \
         == written
+
+
+# PyTorch calls as models write them, keyword arguments, Python's booleans and strings, a
+# call over several lines, `self.` before the name
+PASTED = [
+    "self.rnn = nn.LSTM(input_size=3, hidden_size=8, num_layers=2, batch_first=True)",
+    "self.gru = torch.nn.GRU(\n        input_size=3, hidden_size=16,\n        num_layers=2,"
+    "\n        dropout=0.4, bidirectional=True)",
+    "encoder = nn.RNN(3, 8, 1, 'relu', bias=False)",
+    "nn.LSTM(3, 12, proj_size=5)",
+]
+
+
+@pytest.mark.parametrize("pasted", PASTED)
+def test_the_help_writes_the_pasted_call_in_rnnspec(pasted):
+    """The call in the help, put in place of the pasted one, checks clean and has the
+    parameters of the torch module that the pasted call builds."""
+    import re
+
+    torch = pytest.importorskip("torch")
+    text = _stack(pasted)
+    if "batch_first=True" in pasted:  # the stack agrees, as the guide says to write it
+        text = text.replace("    input_size = 3\n", "    input_size = 3\n    batch_first = true\n")
+    (diagnostic,) = _diagnostics(text)
+    assert diagnostic.code == "E033"
+    rewrite = re.fullmatch(r"write `([^`]+)`: .*", diagnostic.help).group(1)
+    result = check_text(text.replace(pasted, rewrite), "spec.rnn")
+    assert result.diagnostics == []
+    (block,) = result.stacks[0].blocks
+    call = pasted.split("=", 1)[1] if pasted.split("(")[0].count("=") else pasted
+    module = eval(call.strip(), {"nn": torch.nn, "torch": torch})  # noqa: S307 - our text
+    assert [(p.name, p.shape) for p in block.parameters] == [
+        (name, tuple(value.shape)) for name, value in module.named_parameters()]
 
 
 def test_lowercasing_the_copied_call_gives_a_working_spec():
@@ -122,9 +155,19 @@ def test_an_expectation_that_binds_nothing_shows_no_bindings():
     from rnnspec.check.report import json_document, text_report
     from rnnspec.language.diagnostics import Style
 
-    result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
+    # four dimensions: which of them is T or B is unknown
+    result = check_text(_expect(LSTM, "    input = [100, 32, 1, 60]"), "spec.rnn")
+    assert [d.code for d in result.diagnostics] == ["E043"]
     assert "spec.rnn:5: Net: FAILED\n" in text_report([result], Style(False))
     assert json_document([result])["expectations"][0]["bindings"] == {}
+
+
+def test_wrong_features_still_bind_time_and_batch():
+    from rnnspec.check.report import json_document
+
+    result = check_text(_expect(LSTM, "    input = [100, 32, 61]"), "spec.rnn")
+    assert [d.code for d in result.diagnostics] == ["E044"]
+    assert json_document([result])["expectations"][0]["bindings"] == {"T": 100, "B": 32}
 
 
 # ----------------------------------------------------------------------------- the guide

@@ -143,12 +143,15 @@ def test_integers_with_hundreds_of_digits_give_exact_counts_and_an_error():
         stack.parameter_count)
 
 
-def test_stacks_beyond_any_memory_get_a_warning_and_exact_counts():
+@pytest.mark.parametrize(("h", "code"), [(300_000, "W002"), (3_000_000, "E024")])
+def test_stacks_beyond_any_memory_get_a_warning_and_exact_counts(h, code):
+    """23.6 TiB of parameters: beyond any device (W002); 2.3 PiB: beyond what a process
+    can map (E024, at the stack: each tensor alone would fit). Counts stay exact."""
     text = "stack Big {\n    input_size = 10**6\n}\n".replace("10**6", "1_000_000")
-    text = text.replace("}", "    lstm(hidden_size = 3_000_000, num_layers = 9)\n}")
-    result = _only(text, "W002")
-    assert result.ok
-    h, i = 3_000_000, 1_000_000
+    text = text.replace("}", f"    lstm(hidden_size = {h:_}, num_layers = 9)\n}}")
+    result = _only(text, code)
+    assert result.ok == (code == "W002")
+    i = 1_000_000
     per_layer = 4 * h * h + 2 * 4 * h
     assert result.stacks[0].parameter_count == 4 * h * i + per_layer + 8 * (4 * h * h + per_layer)
 

@@ -60,6 +60,7 @@ class CellChecker:
         if len(targets) > 1 or (isinstance(value, ast.Call) and value.name == "chunk"):
             node = self._chunk(statement)
             if node is None:
+                self.expressions.mark_read(value)
                 self._assign_poison(targets)
                 return
             if node.op == Op.CHUNK_ROWS:
@@ -70,6 +71,7 @@ class CellChecker:
         else:
             node = self.expressions.expr(value)
             if node is None:
+                self.expressions.mark_read(value)
                 self._assign_poison(targets)
                 return
             sizes = (node.size,)

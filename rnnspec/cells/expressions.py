@@ -68,6 +68,21 @@ class Expressions(FunctionRules):
             return None
         return node
 
+    def mark_read(self, expr) -> None:
+        """After a diagnostic in `expr`: every name it mentions counts as read, so that no
+        "never read" warning follows the error (one root cause, one diagnostic)."""
+        for name in names_in(expr):
+            name = name.name
+            kind = self.scope.kinds.get(name)
+            if name in self.scope.pieces:
+                self.scope.read.add(self.scope.pieces[name][0])
+            elif kind == "param":
+                self.scope.read.add(name)
+            elif kind in ("state", "local"):
+                node = self.scope.current.get(name)
+                if node is not None and node.op == Op.LOCAL:
+                    self.scope.read.add(node.value)
+
     def expr_Integer(self, expr) -> Node | None:
         node = number(expr.value)._replace(span=expr.span)
         return node if self._fits(expr.value, expr.span) else None
@@ -319,9 +334,6 @@ class Expressions(FunctionRules):
 
     def expr_Call(self, call: ast.Call) -> Node | None:
         name = call.name
-        for argument in call.arguments:  # read, even when the call itself is wrong
-            self.scope.read.update(n.name for n in names_in(argument.value)
-                                   if self.scope.kinds.get(n.name) == "param")
         record = _function_record(name)
         if record is None:
             self._error("E074", f"unknown function `{name}`", call.name_span,

@@ -24,6 +24,12 @@ from rnnspec.language.names import check_name, snake_case, suggest
 # A warning fires when a stack's float32 parameters would need more than this: no single
 # accelerator or workstation today has a terabyte of memory for one model's weights.
 MEMORY_WARNING_BYTES = 2**40
+# An error (E024) when a tensor, or a stack's tensors together, cannot be allocated at all:
+# torch counts elements in int64, and a process maps at most 2^48 bytes (256 TiB: x86-64
+# and ARM64 processes with 48-bit addresses, the default of Linux on both).
+MAX_ELEMENTS = 2**63 - 1
+ADDRESS_SPACE_BYTES = 2**48
+FLOAT32_BYTES = 4
 
 
 class Checker:
@@ -33,21 +39,38 @@ class Checker:
         self.spec = spec
         self.problems = Sink()
         self.stacks: dict[str, model.Stack] = {}
-        self.stack_asts: dict[str, ast.Stack] = {}
+        self.stack_asts: dict[str, ast.Stack | None] = {}  # None: a syntax error dropped it
         # stacks that did not derive: (batch_first, the entries that did, by index), for
         # the language server's hover on the rest of a stack with one broken block
         self.partial: dict[str, tuple] = {}
         lets = self._unique(spec.lets, "constant")
+        # definitions a syntax error dropped (reported by the parser): known by name, so
+        # that nothing else reports them unknown; their values and shapes are unknown
+        dropped = {(u.keyword, u.name): u for u in spec.unparsed if u.name}
+        for keyword, name in dropped:
+            if keyword == "let" and name not in lets:
+                span = dropped[keyword, name].name_span
+                lets[name] = ast.Let(name, span, ast.Invalid(span), span)
         self.values = Evaluator(lets, self.problems)
         self.cells: dict[str, Cell] = dict(BUILTIN_CELLS)
+        for keyword, name in dropped:
+            if keyword == "cell":
+                self.cells.setdefault(name, None)
         self.broken: dict[str, Cell] = {}  # declared cells with errors: their arguments
         self.user_cells: list[Cell] = []
         self._check_cells(spec)
         for stack in self._unique(spec.stacks, "stack").values():
+            if stack.name in lets:  # one namespace: the later of the two is the repeat
+                first, later = sorted((stack.name_span, lets[stack.name].name_span),
+                                      key=lambda span: (span.line, span.column))
+                self._duplicate("name", stack.name, later, first)
             self.stack_asts[stack.name] = stack
             derived = self.check_stack(stack)
             if derived is not None:
                 self.stacks[stack.name] = derived
+        for keyword, name in dropped:  # `expect` of such a stack: no E040
+            if keyword == "stack":
+                self.stack_asts.setdefault(name, None)
 
     def _check_cells(self, spec: ast.SpecFile) -> None:
         cells = spec.cells
@@ -179,6 +202,8 @@ class Checker:
             self._oversized("`input_size`", input_size, spans["input_size"])
         elif any(max(p.shape, default=0) > MAX_DIMENSION for e in entries for p in e.parameters):
             pass  # already reported where the size was written
+        elif unallocatable := allocation_problems(stack, entries):
+            self.problems.extend(unallocatable)
         elif count * 4 > MEMORY_WARNING_BYTES:
             self.problems.append(
                 warning("W002", f"stack `{stack.name}` has {count:,} parameters: "
@@ -376,6 +401,41 @@ def _layer_sizes(cell: Cell, values: dict, incoming: int) -> list[dict]:
     return layers
 
 
+def allocation_problems(stack: ast.Stack, entries) -> list:
+    """E024 at each entry with a tensor that torch cannot allocate (more elements than
+    int64 counts, or more float32 bytes than a process can map), else at the stack when
+    its tensors together cannot be."""
+    problems = []
+    total = 0
+    for entry in entries:
+        for tensor in (*entry.parameters, *entry.buffers):
+            count = tensor.numel
+            total += count
+            if count <= MAX_ELEMENTS and count * FLOAT32_BYTES <= ADDRESS_SPACE_BYTES:
+                continue
+            problems.append(error(
+                "E024", f"`{tensor.name}` of `{entry.name}` cannot be allocated: "
+                f"{list(tensor.shape)} is {_count(count)} elements "
+                f"({model.format_bytes(count * FLOAT32_BYTES)} in float32)", entry.span,
+                help=_ALLOCATION_HELP))
+            break  # one entry, one error: its other tensors have the same sizes
+    if not problems and total * FLOAT32_BYTES > ADDRESS_SPACE_BYTES:
+        problems.append(error(
+            "E024", f"the parameters of stack `{stack.name}` cannot be allocated: "
+            f"{_count(total)} elements ({model.format_bytes(total * FLOAT32_BYTES)} in "
+            "float32)", stack.name_span, help=_ALLOCATION_HELP))
+    return problems
+
+
+_ALLOCATION_HELP = ("torch counts a tensor's elements in int64 (at most 2^63 - 1) and a process "
+                    "maps at most 256 TiB: check the sizes")
+
+
+def _count(value: int) -> str:
+    digits = len(str(value))
+    return f"{value:,}" if digits <= 24 else f"a number of {digits} digits"
+
+
 def _torch_spelling(name: str) -> str | None:
     """`LSTM`, `nn.GRU`: the built-in cell a PyTorch spelling means, or None."""
     lowered = name.lower()
@@ -385,11 +445,11 @@ def _torch_spelling(name: str) -> str | None:
 def check_text(text: str, path: str) -> model.CheckedFile:
     """Parse and check one spec's text: the checked model and every diagnostic."""
     from rnnspec.check.expect import check_expectations
-    from rnnspec.language.parse import collector_paused, parse
+    from rnnspec.language.parse import collector_paused, parse_recovering
 
     result = model.CheckedFile(path, text)
     with collector_paused():
-        spec, found = parse(text, path)
+        spec, found = parse_recovering(text, path)
         problems = Sink(found)
         result.tree = spec
         if spec is not None:

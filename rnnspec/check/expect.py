@@ -175,7 +175,9 @@ class ExpectationChecker:
     # ------------------------------------------------------------------- input
 
     def _input(self, stack: model.Stack, entry: ast.ExpectEntry, dims: list):
-        """Binds T and B from `input`; None when the input itself is wrong."""
+        """Binds T and B from `input`; None when its rank leaves them unknown. A wrong
+        feature count or a too short T is reported and the rest still bound, so that every
+        other key's independent mismatches are reported too."""
         if stack.ids:  # integer ids: `[T, B]` (`[B, T]`), or `[T]` unbatched
             if len(dims) not in (1, 2):
                 written = "[B, T]" if stack.batch_first else "[T, B]"
@@ -204,16 +206,15 @@ class ExpectationChecker:
                       notes=[Note(f"`input_size` is {stack.input_size} here",
                                   stack.input_size_span)],
                       help="the last dimension of `input` must equal the stack's `input_size`")
-            )
-            return None
+            )  # T and B are still known: the other keys are compared with them
         if len(dims) == 2:
             return self._time_fits(stack, entry, {"T": dims[0], "batched": False})
         time, batch = (dims[1], dims[0]) if stack.batch_first else (dims[0], dims[1])
         return self._time_fits(stack, entry, {"T": time, "B": batch, "batched": True})
 
     def _time_fits(self, stack: model.Stack, entry: ast.ExpectEntry, bound: dict):
-        """`bound`, or None after an error at the first entry whose time the bound `T`
-        makes shorter than one step."""
+        """`bound`; after an error at the first entry whose time the bound `T` makes shorter
+        than one step, marked so that the other keys' time axes are compared as any."""
         length = bound["T"]
         if length is ANY or stack.min_input_time <= length:
             return bound
@@ -224,7 +225,7 @@ class ExpectationChecker:
                           f"{item.time.evaluate(length)}: shorter than one step", item.span,
                           notes=[Note(f"`input` binds T = {length} here", entry.dims_span)],
                           help=f"stack `{stack.name}` needs T >= {stack.min_input_time}"))
-                return None
+                return dict(bound, time_fits=False)
         return bound
 
     # ------------------------------------------------------------------- other keys
@@ -236,6 +237,8 @@ class ExpectationChecker:
             shape = block.states[state_keys(self.state_of[entry.key])[0]]
         if not bound["batched"]:
             shape = without_batch(shape)
+        if not bound.get("time_fits", True):  # E107 reported: no time axis to compare
+            return bind_dims(shape, dict(bound, T=ANY))
         return bind_dims(shape, bound)
 
     def _compare(self, stack: model.Stack, entry: ast.ExpectEntry, found: list,

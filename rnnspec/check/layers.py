@@ -80,9 +80,20 @@ def derive(kind: LayerKind, values: dict, flow: Flow, spans: dict, entry_span: S
         parameters, _ = _norm_tensors(values, features)
         return Derived(flow, parameters, (), values)
     if name == "batch_norm":
+        if values["eps"] <= 0:  # torch refuses it in training, a negative one in evaluation
+            problems.append(error("E021", f"`eps` must be above 0, found {values['eps']:g}",
+                                  spans.get("eps", entry_span),
+                                  help="PyTorch's batch norm refuses `eps <= 0` in training"))
+            return None
         size = flow.channels if flow.grid else features
         parameters, buffers = _norm_tensors(values, size)
         return Derived(flow, parameters, buffers, values)
+    if name == "hardtanh" and values["min_val"] >= values["max_val"]:
+        problems.append(error("E021", f"`max_val` must be greater than `min_val` "
+                              f"({values['min_val']:g}), found {values['max_val']:g}",
+                              spans.get("max_val", spans.get("min_val", entry_span)),
+                              help="PyTorch's `Hardtanh` clamps to [min_val, max_val]"))
+        return None
     if kind.group == "step":  # activations, dropout, log_softmax: shape kept
         if name == "log_softmax" and flow.grid:
             return Derived(Flow(features, time), (), (), values)

@@ -223,12 +223,23 @@ class Cell(Record):
     requires: tuple[Require, ...] = ()
 
 
+class Unparsed(Record):
+    """A part of a file dropped after a syntax error in it (the parse went on at the next
+    definition): `stack Net {...` gives keyword `stack` and name `Net`; text that starts
+    no definition gives "" and "" (and no span)."""
+
+    keyword: str
+    name: str
+    name_span: Span | None
+
+
 class SpecFile(Record):
     path: str
     lets: tuple[Let, ...]
     stacks: tuple[Stack, ...]
     expects: tuple[Expect, ...]
     cells: tuple[Cell, ...] = ()
+    unparsed: tuple[Unparsed, ...] = ()  # definitions a syntax error dropped
 
 
 # ----------------------------------------------------------------------------- visitors

@@ -63,6 +63,7 @@ CODES: dict[str, str] = {
     "E021": "value out of range",
     "E022": "division by zero",
     "E023": "value too large",
+    "E024": "tensor too large to allocate",
     # stacks and blocks
     "E030": "unknown stack property",
     "E031": "missing required property",

@@ -39,8 +39,9 @@ _CHARACTER_HELP = {
     ".": "a number needs digits on both sides of the point: `0.5`",
 }
 
-# `nn.LSTM(` or `torch.nn.GRU(` copied from PyTorch code: the `.` is the unexpected character.
-_TORCH_CALL = re.compile(r"(?:\btorch\s*\.\s*)?\bnn\s*\.\s*([A-Za-z_]\w*)\s*\(")
+# After a syntax error the parse resumes at the next top-level definition: at most this many
+# syntax errors are reported (each costs a parse of the text up to the next one).
+MAX_SYNTAX_ERRORS = 100
 
 
 class SourceError(Exception):
@@ -175,7 +176,8 @@ def tokenize(text: str):
 def _span_of(token, path: str) -> Span:
     end_line = token.end_line or token.line
     end_column = token.end_column or token.column + max(1, len(token))
-    return Span(path, token.line, token.column, end_line, end_column)
+    return Span(path, *_Context.shift(token.line, token.column),
+                *_Context.shift(end_line, end_column))
 
 
 @functools.cache
@@ -266,48 +268,33 @@ def _describe_character(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
-def _torch_call(text: str, position: int, line: int, column: int, path: str):
-    """E033 at `nn.LSTM` when the unexpected `.` belongs to a PyTorch module's call."""
-    from rnnspec.cells.registry import BUILTIN_CELLS
-
-    start = text.rfind("\n", 0, position) + 1
-    end = text.find("\n", position)
-    source = text[start:] if end < 0 else text[start:end]
-    offset = position - start
-    for match in _TORCH_CALL.finditer(source):
-        if match.start() <= offset < match.end(1):
-            written = re.sub(r"\s+", "", match.group(0)[:match.end(1) - match.start()])
-            cell = match.group(1).lower()
-            first = column - (offset - match.start())
-            span = Span(path, line, first, line, column + (match.end(1) - offset))
-            if cell in BUILTIN_CELLS:
-                prefix = written[:-len(match.group(1))]
-                hint = f"write `{cell}(...)`: rnnspec's cells are lowercase, without `{prefix}`"
-            else:
-                hint = "rnnspec's cells are `rnn`, `lstm`, `gru` and the file's own `cell`s"
-            return error("E033", f"unknown cell `{written}`", span, help=hint)
-    return None
-
-
-def _syntax_diagnostic(exc, text: str, path: str) -> Diagnostic:
+def _syntax_diagnostic(exc, text: str, path: str, at: int, inside_stack: bool,
+                       ) -> Diagnostic:
+    """The diagnostic of a syntax error at offset `at` of `text` (the whole file; the
+    exception's own positions are the region's, shifted by `_Context`)."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
+    from rnnspec.language.pasted import python_help, torch_call
+
+    at_end = at >= len(text)
+    if not at_end and isinstance(exc, UnexpectedCharacters | UnexpectedToken):
+        pasted = torch_call(text, at, path, inside_stack)  # `nn.LSTM(` copied from PyTorch
+        if pasted is not None:
+            return pasted
     if isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
-        if ch == ".":
-            torch_call = _torch_call(text, exc.pos_in_stream, exc.line, exc.column, path)
-            if torch_call is not None:
-                return torch_call
+        ch = text[at] if not at_end else ""
+        line, column = _Context.shift(exc.line, exc.column)
+        span = Span(path, line, column, line, column + 1)
         message = f"unexpected character {_describe_character(ch)}"
-        return error("E002", message, span, help=_CHARACTER_HELP.get(ch))
+        return error("E002", message, span,
+                     help=python_help(text, at) or _CHARACTER_HELP.get(ch))
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         found = _describe_token(exc.token)
         message = f"expected {describe_expected(exc.expected)}, found {found}"
-        return error("E001", message, _span_of(exc.token, path))
+        return error("E001", message, _span_of(exc.token, path), help=python_help(text, at))
     expected = exc.expected if isinstance(exc, UnexpectedEOF | UnexpectedToken) else ()
-    lines = text.split("\n")
-    line, column = len(lines), len(lines[-1]) + 1
+    line = text.count("\n") + 1
+    column = len(text) - (text.rfind("\n") + 1) + 1
     span = Span(path, line, column, line, column + 1)
     return error("E001", f"expected {describe_expected(expected)}, found end of file", span)
 
@@ -327,20 +314,37 @@ def _cover(path: str, children) -> Span:
 
     def start(item):
         return (item.span.line, item.span.column) if hasattr(item, "span") else (
-            item.line, item.column)
+            _Context.shift(item.line, item.column))
 
     def end(item):
         return (item.span.end_line, item.span.end_column) if hasattr(item, "span") else (
-            item.end_line, item.end_column)
+            _Context.shift(item.end_line, item.end_column))
 
     return Span(path, *start(first), *end(last))
 
 
 class _Context:
-    """What the in-parser transformer needs to know about the file being parsed."""
+    """What the in-parser transformer needs to know about the file being parsed: its
+    path, the diagnostics of literals, the top-level items finished so far (offset of
+    their first token, item), and where the region being parsed starts in the file (a
+    parse after a syntax error reads the rest of the file only)."""
 
     path = "<string>"
     problems: list[Diagnostic] = []
+    finished: list[tuple[int, object]] = []
+    start = 0  # the region's offset in the file
+    lines = 0  # lines of the file before the region
+    columns = 0  # columns of its first line before the region
+
+    @classmethod
+    def shift(cls, line: int, column: int) -> tuple[int, int]:
+        """A position of the region (1-based) as a position of the file."""
+        return line + cls.lines, column + (cls.columns if line == 1 else 0)
+
+    @classmethod
+    def finish(cls, keyword, item):
+        cls.finished.append((cls.start + keyword.start_pos, item))
+        return item
 
 
 def _tok(token) -> Span:
@@ -455,13 +459,13 @@ class _StackRules:
         name = children[1]
         entries = [ast.Block(None, None, e.name, e.name_span, e.arguments, e.span)
                    if isinstance(e, ast.Call) else e for e in children[3:-1]]
-        return ast.Stack(
+        return _Context.finish(children[0], ast.Stack(
             str(name),
             _tok(name),
             tuple(e for e in entries if isinstance(e, ast.Property)),
             tuple(e for e in entries if isinstance(e, ast.Block)),
             _cover_children(children),
-        )
+        ))
 
 
 class _ItemRules:
@@ -501,7 +505,7 @@ class _ItemRules:
         entries = [c for c in children[2:] if not isinstance(c, str)]
         flat = [e for entry in entries
                 for e in (entry if isinstance(entry, list) else (entry,))]
-        return ast.Cell(
+        return _Context.finish(children[0], ast.Cell(
             str(name), _tok(name),
             tuple(e for e in flat if isinstance(e, ast.CellArgument)),
             tuple(e for e in flat if isinstance(e, ast.StateDeclaration)),
@@ -509,11 +513,12 @@ class _ItemRules:
             tuple(e for e in flat if isinstance(e, ast.Statement)),
             _cover_children(children),
             tuple(e for e in flat if isinstance(e, ast.Require)),
-        )
+        ))
 
     def let_item(self, children):
-        _, name, _, value = children
-        return ast.Let(str(name), _tok(name), value, _cover_children(children))
+        keyword, name, _, value = children
+        return _Context.finish(keyword, ast.Let(str(name), _tok(name), value,
+                                                _cover_children(children)))
 
     # expectations
     def selector(self, children):
@@ -533,16 +538,22 @@ class _ItemRules:
     def expect_item(self, children):
         name = children[1]
         entries = tuple(c for c in children if isinstance(c, ast.ExpectEntry))
-        return ast.Expect(str(name), _tok(name), entries, _cover_children(children))
+        return _Context.finish(children[0], ast.Expect(str(name), _tok(name), entries,
+                                                       _cover_children(children)))
 
     def start(self, children):
-        return ast.SpecFile(
-            _Context.path,
-            tuple(c for c in children if isinstance(c, ast.Let)),
-            tuple(c for c in children if isinstance(c, ast.Stack)),
-            tuple(c for c in children if isinstance(c, ast.Expect)),
-            tuple(c for c in children if isinstance(c, ast.Cell)),
-        )
+        return _spec_file(_Context.path, children)
+
+
+def _spec_file(path: str, items, unparsed=()) -> ast.SpecFile:
+    return ast.SpecFile(
+        path,
+        tuple(c for c in items if isinstance(c, ast.Let)),
+        tuple(c for c in items if isinstance(c, ast.Stack)),
+        tuple(c for c in items if isinstance(c, ast.Expect)),
+        tuple(c for c in items if isinstance(c, ast.Cell)),
+        tuple(unparsed),
+    )
 
 
 def _build_transformer():
@@ -561,24 +572,110 @@ def _build_transformer():
 
 
 def parse(text: str, path: str) -> tuple[ast.SpecFile | None, list[Diagnostic]]:
-    """The AST of `text`, or None with the syntax error that stopped the parse.
+    """The AST of `text`, or None after a syntax error; and the diagnostics of its syntax
+    (every one: see `parse_recovering`) and literals."""
+    spec, problems = parse_recovering(text, path)
+    return (None if spec.unparsed else spec), problems
 
-    Literal problems (an integer with too many digits) come back beside the AST.
+
+def parse_recovering(text: str, path: str) -> tuple[ast.SpecFile, list[Diagnostic]]:
+    """The AST of `text` and the diagnostics of its syntax and literals.
+
+    After a syntax error the parse resumes at the next top-level definition (`let`,
+    `stack`, `expect`, `cell` first on a line or after a `}`): the AST holds every item
+    that parsed, and `SpecFile.unparsed` one entry per dropped part (naming the definition
+    when its header says), so that the checker reports each other item's errors and
+    nothing about the missing ones.
     """
+    with collector_paused():
+        _Context.path, _Context.problems, _Context.finished = path, [], []
+        _Context.start = _Context.lines = _Context.columns = 0
+        spec, failure = _parse_region(text)
+        if failure is None:
+            return spec, _Context.problems
+        return _recover(text, path)
+
+
+def _parse_region(text: str):
+    """(the AST, None) of `text`, or (None, the exception that stopped the parse)."""
     from lark.exceptions import UnexpectedInput
 
     _Nesting.depth = 0
-    _Context.path, _Context.problems = path, []
-    with collector_paused():
-        try:
-            spec = parser().parse(text)
-        except _NestingTooDeep as exc:
-            span = _span_of(exc.token, path)
-            message = f"parentheses nested more than {MAX_NESTING} deep"
-            return None, [error("E003", message, span, help="name a part of it with `let`")]
-        except UnexpectedInput as exc:
-            return None, [_syntax_diagnostic(exc, text, path)]
-    return spec, _Context.problems
+    try:
+        return parser().parse(text), None
+    except (_NestingTooDeep, UnexpectedInput) as exc:
+        return None, exc
+
+
+def _error_offset(exc, length: int) -> int:
+    """Where in a region of `length` characters a parse stopped (`length` at its end)."""
+    token = getattr(exc, "token", None)
+    if token is not None and token.type != "$END" and token.start_pos is not None:
+        return token.start_pos
+    position = getattr(exc, "pos_in_stream", None)
+    return length if position is None or token is not None else position
+
+
+def _region(text: str, start: int, end: int):
+    """Parses `text[start:end]` as a region of the file: (items, exception or None)."""
+    _Context.start = start
+    _Context.lines = text.count("\n", 0, start)
+    _Context.columns = start - (text.rfind("\n", 0, start) + 1)
+    _Context.finished = []
+    _, failure = _parse_region(text[start:end])
+    return _Context.finished, failure
+
+
+def _recover(text: str, path: str) -> tuple[ast.SpecFile, list[Diagnostic]]:
+    """Parses `text` region by region: each syntax error drops the definition it is in and
+    the parse goes on at the next one (see `parse`)."""
+    import bisect
+
+    from rnnspec.language.regions import item_starts, unparsed_part
+
+    starts = item_starts(text, item_keywords())
+    items, unparsed, problems = [], [], []
+    _Context.problems = problems
+    position = 0
+    for _ in range(MAX_SYNTAX_ERRORS):
+        finished, failure = _region(text, position, len(text))
+        items += finished
+        if failure is None:
+            break
+        at = position + _error_offset(failure, len(text) - position)
+        index = bisect.bisect_right(starts, at) - 1
+        if starts[index] == at and starts[index] > position:
+            index -= 1  # the keyword of the next definition: this one did not end
+        begin = starts[index]
+        problems.append(_region_error(failure, text, path, at, begin))
+        # a whole definition followed by something else: keep the definition
+        line = text.rfind("\n", 0, at) + 1
+        kept = []
+        if line > begin:
+            shown = len(problems)
+            kept, rest = _region(text, begin, line)
+            del problems[shown:]  # its literals are reported already
+            seen = {offset for offset, _ in items}
+            kept = [item for item in kept if item[0] not in seen] if rest is None else []
+        items += kept  # else the definition is dropped, named when its header says
+        unparsed.append(ast.Unparsed("", "", None) if kept
+                        else unparsed_part(text, path, begin, item_keywords()))
+        if index + 1 >= len(starts):
+            break
+        position = starts[index + 1]
+    items.sort(key=lambda item: item[0])
+    unique = {(d.code, d.span, d.message): d for d in problems}  # literals seen twice
+    return _spec_file(path, [item for _, item in items], unparsed), list(unique.values())
+
+
+def _region_error(failure, text: str, path: str, at: int, begin: int) -> Diagnostic:
+    if isinstance(failure, _NestingTooDeep):
+        span = _span_of(failure.token, path)
+        message = f"parentheses nested more than {MAX_NESTING} deep"
+        return error("E003", message, span, help="name a part of it with `let`")
+    before = re.sub(r"#[^\n]*", "", text[begin:at])
+    inside = before.lstrip().startswith("stack") and before.count("{") > before.count("}")
+    return _syntax_diagnostic(failure, text, path, at, inside)
 
 
 @contextlib.contextmanager
@@ -600,5 +697,5 @@ def collector_paused():
             gc.enable()
 
 
-__all__ = ["parse", "read_source", "decode_source", "SourceError", "parser", "language_words",
-           "operator_words", "item_keywords", "cell_keywords"]
+__all__ = ["parse", "parse_recovering", "read_source", "decode_source", "SourceError",
+           "parser", "language_words", "operator_words", "item_keywords", "cell_keywords"]

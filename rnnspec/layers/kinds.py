@@ -72,7 +72,8 @@ _KINDS = (
     LayerKind("linear", "step", (_int("out_features", minimum=1), _bool("bias", True))),
     LayerKind("layer_norm", "step", (_float("eps", 1e-5, minimum=0.0),
                                      _bool("elementwise_affine", True), _bool("bias", True))),
-    LayerKind("batch_norm", "step", (_float("eps", 1e-5, minimum=0.0),
+    # batch_norm's `eps` must be above 0 (PyTorch refuses 0 in training): check/layers.py
+    LayerKind("batch_norm", "step", (_float("eps", 1e-5),
                                      _float("momentum", 0.1, minimum=0.0, maximum=1.0),
                                      _bool("affine", True), _bool("track_running_stats", True))),
     LayerKind("dropout", "step", (_P,), elementwise=True),

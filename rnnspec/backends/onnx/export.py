@@ -186,6 +186,29 @@ def find_stack(result: model.CheckedFile, name: str | None) -> model.Stack:
                       help=hint or ("stacks: " + ", ".join(f"`{n}`" for n in names)))
 
 
+def _float32_bytes(stack: model.Stack) -> int:
+    return 4 * sum(t.numel for e in stack.entries for t in (*e.parameters, *e.buffers))
+
+
+def _fits_one_file(stack: model.Stack) -> None:
+    """Refuses, before anything is allocated, a stack whose tensors one ONNX file cannot
+    hold: initialising them first could take more memory than the machine has."""
+    size = _float32_bytes(stack)
+    if size > MAX_MODEL_BYTES:
+        raise ExportError(
+            f"the parameters of stack `{stack.name}` take {model.format_bytes(size)} in "
+            "float32, more than 2 GiB, the most one ONNX protobuf file can hold",
+            help="export a smaller stack (ONNX external data is not supported yet)")
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """Whether torch's RuntimeError is an allocation that failed (its allocators' words)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("can't allocate memory", "out of memory",
+                                         "not enough memory", "failed to allocate",
+                                         "storage size calculation overflowed"))
+
+
 def export(result: model.CheckedFile, output: str, *, stack_name: str | None = None,
            weights: str | None = None, opset: int = DEFAULT_OPSET, seed: int = 0,
            initial_states: bool = False, lengths: bool = False,
@@ -197,20 +220,28 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
     stack = find_stack(result, stack_name)
     inputs = (result.path,) + ((weights,) if weights is not None else ())
     _output_allowed(output, inputs, force)  # before any work; checked again when writing
+    _fits_one_file(stack)
     try:
         import onnx  # noqa: F401
     except ImportError:
         raise ExportError("export needs onnx: pip install 'rnnspec[onnx]'") from None
-    if weights is not None:
-        state, source = load_weights(result, stack, weights, prefix), f"`{weights}`"
-    else:
-        try:
-            state = initial_weights(result.path, stack, seed)
-        except ImportError:
-            raise ExportError("export without --weights needs torch to initialise the "
-                              "parameters: pip install 'rnnspec[torch]'") from None
-        source = "the initialisation"
-    arrays = match_weights(stack, state, source)
+    try:
+        if weights is not None:
+            state, source = load_weights(result, stack, weights, prefix), f"`{weights}`"
+        else:
+            try:
+                state = initial_weights(result.path, stack, seed)
+            except ImportError:
+                raise ExportError("export without --weights needs torch to initialise the "
+                                  "parameters: pip install 'rnnspec[torch]'") from None
+            source = "the initialisation"
+        arrays = match_weights(stack, state, source)
+    except (MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
+            raise
+        raise ExportError(f"cannot allocate the parameters of stack `{stack.name}` "
+                          f"({model.format_bytes(_float32_bytes(stack))} in float32): not "
+                          "enough free memory") from None
     doc = (f"stack {stack.name} of {os.path.basename(result.path)}, exported by rnnspec "
            f"(evaluation mode: no dropout); parameters from "
            f"{os.path.basename(weights) if weights else f'the initialisation, seed {seed}'}")

@@ -85,8 +85,11 @@ class Analysis(Text):
 
     @property
     def parsed(self) -> bool:
-        """Whether the text parsed (no syntax or lexical error was reported)."""
-        return not any(d.code in SYNTAX_CODES for d in self.result.diagnostics)
+        """Whether the text parsed (no syntax or lexical error was reported); a file whose
+        parse went on after a syntax error (`tree.unparsed`) did not."""
+        tree = self.result.tree
+        return (tree is not None and not tree.unparsed
+                and not any(d.code in SYNTAX_CODES for d in self.result.diagnostics))
 
     def semantic(self):
         """(AST or None, constant values): the checker's, not parsed again."""
