@@ -306,3 +306,40 @@ def test_fmt_of_a_folder_is_an_error(tmp_path):
     done = rnnspec("fmt", folder)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"`{folder}`" in done.stderr and kind(folder) == "folder"
+
+
+# ----------------------------------------------------------------------------- spec inputs
+# Every command that reads a spec reads a regular file only: a FIFO with no writer would
+# block the open forever and a device never ends, so both are refused before any open.
+
+SPEC_READERS = {
+    "check": lambda spec, files: ["check", spec],
+    "generate": lambda spec, files: ["generate", spec],
+    "draw": lambda spec, files: ["draw", spec],
+    "fmt": lambda spec, files: ["fmt", "--check", spec],
+    "export": lambda spec, files: ["export", spec, "-o", files["spec"].parent / "o.onnx"],
+    "infer --cells": lambda spec, files: ["infer", files["checkpoint"], "--cells", spec],
+}
+
+
+@pytest.mark.parametrize("command", sorted(SPEC_READERS))
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_spec_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, command,
+                                                                       kind):
+    files = inputs(tmp_path / "in")
+    if kind == "fifo":
+        spec = tmp_path / "pipe.rnn"
+        os.mkfifo(spec)
+        named = "FIFO"
+    elif kind == "device":
+        spec, named = Path("/dev/zero"), "device"
+    else:
+        spec, named = tmp_path / "folder.rnn", "directory"
+        spec.mkdir()
+    run = rnnspec(*SPEC_READERS[command](spec, files), timeout=60)
+    output = run.stdout + run.stderr
+    assert run.returncode == 2, output
+    assert str(spec) in output and named in output, output
+    assert "Traceback" not in output
+    if kind == "fifo":
+        assert stat.S_ISFIFO(os.stat(spec).st_mode)

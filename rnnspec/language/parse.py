@@ -4,11 +4,13 @@ module that uses Lark."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
 import os
 import re
 import unicodedata
+from stat import S_ISDIR, S_ISREG
 
 from rnnspec.language import ast
 from rnnspec.language.diagnostics import Diagnostic, Span, error
@@ -75,10 +77,30 @@ def decode_source(data: bytes, path: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _only_a_regular_file(path: str, status: os.stat_result) -> None:
+    if S_ISDIR(status.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if not S_ISREG(status.st_mode):
+        from rnnspec.tools.files import special_kind
+
+        kind = special_kind(path, status) or "not a regular file"
+        raise SourceError(error(
+            "E006", f"cannot read `{path}`: it is {kind}, not a regular file", None))
+
+
 def read_source(path: str) -> str:
-    """The text of the spec at `path`; raises `SourceError` for anything unreadable."""
+    """The text of the spec at `path`; raises `SourceError` for anything unreadable.
+
+    Only a regular file is read: a FIFO with no writer would block a plain open forever,
+    and a device (`/dev/zero`) never ends. Both are refused from `stat` alone, before any
+    open; the open itself does not block, and what it opened is checked again (the path
+    may have changed in between)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as handle:
+        _only_a_regular_file(path, os.stat(path))
+        descriptor = os.open(path, flags)
+        with open(descriptor, "rb", closefd=True) as handle:
+            _only_a_regular_file(path, os.fstat(descriptor))
             data = handle.read()
     except OSError as exc:
         reason = exc.strerror or str(exc)

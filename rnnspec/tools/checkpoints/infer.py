@@ -296,16 +296,17 @@ def cell_shape(cell, source: str = "") -> CellShape:
     )
 
 
-def cells_of(path: str) -> tuple[list[CellShape], list[str]]:
-    """The user cells declared in the spec at `path`, as `CellShape`s with their text, and
-    the problems that keep the file from being used (its error diagnostics)."""
+def cells_of(path: str) -> tuple[list[CellShape], list[str], bool]:
+    """The user cells declared in the spec at `path`, as `CellShape`s with their text, the
+    problems that keep the file from being used (its error diagnostics), and whether the
+    file could be read at all (a missing file, a FIFO or a device cannot)."""
     from rnnspec.check.checker import check_path
 
     result = check_path(path)
     if not result.readable or not result.ok:
         errors = [d for d in result.diagnostics if d.is_error]
         return [], [f"{d.span.path}:{d.span.line}:{d.span.column}: {d.message}"
-                    if d.span else d.message for d in errors]
+                    if d.span else d.message for d in errors], result.readable
     tree = result.tree  # the cells' whole text, to copy them
     lines = result.text.split("\n")
     texts = {}
@@ -315,7 +316,7 @@ def cells_of(path: str) -> tuple[list[CellShape], list[str]]:
         chunk[-1] = chunk[-1][:span.end_column - 1]
         chunk[0] = chunk[0][span.column - 1:]
         texts[item.name] = "\n".join(chunk)
-    return [cell_shape(cell, texts.get(cell.name, "")) for cell in result.cells], []
+    return [cell_shape(cell, texts.get(cell.name, "")) for cell in result.cells], [], True
 
 
 # ----------------------------------------------------------------------------- the spec
@@ -563,11 +564,12 @@ def run_infer(args) -> int:
 
     cells: list[CellShape] = []
     if args.cells is not None:
-        cells, problems = cells_of(args.cells)
+        cells, problems, readable = cells_of(args.cells)
         if problems:
-            sys.stderr.write(f"rnnspec: error: --cells `{args.cells}` has errors:\n"
+            what = "has errors" if readable else "cannot be read"
+            sys.stderr.write(f"rnnspec: error: --cells `{args.cells}` {what}:\n"
                              + "".join(f"  {p}\n" for p in problems))
-            return 1 if os.path.exists(args.cells) else 2
+            return 1 if readable else 2
         if not cells:
             sys.stderr.write(f"rnnspec: note: `{args.cells}` declares no cell\n")
     try:
