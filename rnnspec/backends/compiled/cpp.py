@@ -308,7 +308,9 @@ _PRELUDE = """\
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <optional>
 #include <vector>
 
@@ -367,19 +369,25 @@ std::vector<Tensor> run_generic(Step&& step, const Args& a) {
   std::vector<Tensor> s(a.state.begin(), a.state.end());
   std::vector<Tensor> in(a.inputs.size());
   std::vector<Tensor> out(total);
+  // each input's steps as views, once (one backward node per input, not one per step)
+  std::vector<std::vector<Tensor>> steps;
+  for (const auto& input : a.inputs) steps.push_back(input.unbind(0));
+  std::vector<Tensor> zone, valid;
+  if (a.zone) zone = a.zone->unbind(0);
+  if (a.valid) valid = a.valid->unbind(0);
   for (int64_t i = 0; i < total; ++i) {
     const int64_t t = a.reverse ? total - 1 - i : i;
-    for (size_t k = 0; k < in.size(); ++k) in[k] = a.inputs[k].select(0, t);
+    for (size_t k = 0; k < in.size(); ++k) in[k] = steps[k][t];
     std::vector<Tensor> read = s;
     if (a.keep) read[0] = s[0] * *a.keep;
     std::vector<Tensor> n = step(in, read);
     if (a.zone) {
-      n[0] = s[0] + a.zone->select(0, i) * (n[0] - s[0]);
+      n[0] = s[0] + zone[i] * (n[0] - s[0]);
     } else if (a.zoneout > 0) {
       n[0] = a.zoneout * s[0] + (1 - a.zoneout) * n[0];
     }
     if (a.valid) {
-      const Tensor v = a.valid->select(0, t);
+      const Tensor& v = valid[t];
       for (size_t k = 0; k < n.size(); ++k) n[k] = at::where(v, n[k], s[k]);
     }
     s = std::move(n);
@@ -398,13 +406,20 @@ _SCHEMA = """
 """
 
 
-def _entry(index: int) -> list[str]:
+def _entry(index: int, fused: bool) -> list[str]:
+    fast = [
+        "  if (fusable(a)) {",
+        f"    if (a.state[0].scalar_type() == at::kFloat) return loop_{index}_fused<float>(a);",
+        f"    return loop_{index}_fused<double>(a);",
+        "  }",
+    ]
     return [
         f"std::vector<Tensor> loop_{index}(at::TensorList inputs, at::TensorList state,",
         "    at::TensorList weights, c10::ArrayRef<double> numbers, bool reverse,",
         "    const std::optional<Tensor>& valid, const std::optional<Tensor>& keep,",
         "    double zoneout, const std::optional<Tensor>& zone) {",
         "  const Args a{inputs, state, weights, numbers, reverse, valid, keep, zoneout, zone};",
+        *(fast if fused else []),
         f"  return loop_{index}_generic(a);",
         "}",
     ]
@@ -444,18 +459,29 @@ def module_source(cells: list[tuple[str, object]]) -> Source:
     entries = {}
     registrations = []
     for class_name, step in cells:
-        cell = _Cell(step, len(entries))
+        from rnnspec.backends.compiled.fused import FusedCell
+
+        cell = FusedCell(step, len(entries))
         try:
-            lines = [f"// {class_name}", *cell.generic(), "", *_entry(cell.index)]
+            lines = [f"// {class_name}", *cell.generic(), ""]
         except Unsupported:
             continue
+        try:
+            lines += [*cell.fused(), ""]
+            fused = True
+        except Unsupported:
+            fused = False
+        lines += _entry(cell.index, fused)
         parts.append("\n".join(lines))
         entries[class_name] = (f"loop_{cell.index}", cell.roles, cell.dropout)
         registrations.append(f'  m.def("loop_{cell.index}" SCHEMA, &loop_{cell.index});')
     body = "\n\n".join(parts)
     registration = "\n".join(_wrap(line, 2) for line in registrations)
-    text = (_PRELUDE + "\n" + "\n".join(_wrap(line, 0) for line in body.split("\n")) + "\n\n"
-            "}  // namespace\n" + _SCHEMA + "\nTORCH_LIBRARY(NAMESPACE, m) {\n" + registration + "\n}\n")
+    from rnnspec.backends.compiled.fused import PRELUDE
+
+    lines = "\n".join(_wrap(line, 0) for line in body.split("\n"))
+    text = (_PRELUDE + PRELUDE + "\n" + lines + "\n\n}  // namespace\n" + _SCHEMA
+            + "\nTORCH_LIBRARY(NAMESPACE, m) {\n" + registration + "\n}\n")
     namespace = "rnnspec_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return Source(text.replace("NAMESPACE", namespace), namespace, entries)
 
