@@ -3,7 +3,7 @@
 One shared library per generated module, built by the C++ compiler (`$CXX`, else `c++`)
 against the headers and libraries of the torch that runs it, and kept in the user's cache
 folder (`$RNNSPEC_COMPILED_CACHE`, else `<cache>/rnnspec/compiled-<version>`) under a key:
-the sha256 of the source, rnnspec's and torch's versions, the compiler and its flags. A
+the sha256 of the source, rnnspec's and torch's versions and the compiler's flags. A
 build runs in a temporary folder beside the cache entry and is renamed into place, so a
 reader never sees a half-written library and two processes building at once both succeed
 (the second rename loses, and that process loads the winner's). A later process loads the
@@ -66,10 +66,11 @@ def _command(cxx: str, source: str, output: str) -> list[str]:
 
 
 def key(source: str) -> str:
-    """The cache key of a source: it, the versions, the compiler and its flags."""
+    """The cache key of a source: it, rnnspec's and torch's versions and the compiler's
+    flags (not the compiler's path: a library built once serves every later process)."""
     import torch
 
-    text = "\0".join([source, VERSION, torch.__version__, compiler(), *FLAGS])
+    text = "\0".join([source, VERSION, torch.__version__, *FLAGS])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 

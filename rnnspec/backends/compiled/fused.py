@@ -40,6 +40,7 @@ int64_t _row(const Tensor& t) { return t.dim() > 1 ? t.stride(0) : 0; }
 
 // `chunk(t, n, -1)` of a [B, n * size] tensor with unit feature stride, as direct views
 std::vector<Tensor> _pieces(const Tensor& t, int64_t n) {
+  if (t.dim() != 2 || t.stride(-1) != 1) return at::chunk(t, n, -1);
   const int64_t width = t.size(-1) / n;
   std::vector<Tensor> out;
   for (int64_t k = 0; k < n; ++k) {
