@@ -26,7 +26,7 @@ import warnings
 
 from rnnspec.resources import VERSION
 
-FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-w")
+FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-w", "-fno-math-errno", "-fno-trapping-math")
 LIBRARY = "loops.so"
 TIMEOUT = 600  # seconds a build may take
 
@@ -49,6 +49,20 @@ def cache_root() -> str | None:
     return None if base is None else os.path.join(base, f"compiled-{VERSION}")
 
 
+def flags() -> tuple[str, ...]:
+    """The compiler's flags: AVX2 and FMA where this CPU has them (the fused loops
+    vectorise), which the cache key includes, so another CPU never loads that library."""
+    extra: tuple[str, ...] = ()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            words = set(handle.read(200_000).split())
+    except OSError:
+        words = set()
+    if {"avx2", "fma"} <= words:
+        extra = ("-mavx2", "-mfma")
+    return FLAGS + extra
+
+
 def compiler() -> str:
     return os.environ.get("CXX") or "c++"
 
@@ -60,7 +74,7 @@ def _command(cxx: str, source: str, output: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     includes = [f"-I{path}" for path in cpp_extension.include_paths()]
     libraries = cpp_extension.library_paths()
-    return [cxx, *FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, source, "-o", output,
+    return [cxx, *flags(), f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, source, "-o", output,
             *(f"-L{path}" for path in libraries),
             *(f"-Wl,-rpath,{path}" for path in libraries), "-lc10", "-ltorch_cpu"]
 
@@ -70,7 +84,7 @@ def key(source: str) -> str:
     flags (not the compiler's path: a library built once serves every later process)."""
     import torch
 
-    text = "\0".join([source, VERSION, torch.__version__, *FLAGS])
+    text = "\0".join([source, VERSION, torch.__version__, *flags()])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
