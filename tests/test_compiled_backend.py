@@ -60,8 +60,7 @@ stack Regularised {
     core = lstm(hidden_size = 5, zoneout = 0.2, recurrent_dropout = 0.3, weight_dropout = 0.25)
 }
 """
-TORCH_CLASSES = {"Lstm": "LSTM", "LstmProj": "LSTM", "Gru": "GRU", "Rnn": "RNN",
-                 "RnnRelu": "RNN"}
+TORCH_CLASSES = {"Lstm": "LSTM", "LstmProj": "LSTM", "Gru": "GRU", "Rnn": "RNN", "RnnRelu": "RNN"}
 RANDOM_CELLS = 10
 
 
@@ -116,8 +115,13 @@ def _random_cells() -> list[str]:
 
     texts: list[str] = []
 
-    @settings(max_examples=RANDOM_CELLS, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=RANDOM_CELLS,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cell=cells(extended=True))
     def collect(cell):
         index = len(texts)
@@ -129,9 +133,11 @@ def _random_cells() -> list[str]:
 
 def _mixed_text() -> str:
     cells = _random_cells()
-    stacks = [f"stack R{i} {{\n    input_size = 3\n"
-              f"    core = Random{i}(hidden_size = 4, num_layers = 2, bidirectional = true)\n}}\n"
-              for i in range(len(cells))]
+    stacks = [
+        f"stack R{i} {{\n    input_size = 3\n"
+        f"    core = Random{i}(hidden_size = 4, num_layers = 2, bidirectional = true)\n}}\n"
+        for i in range(len(cells))
+    ]
     return BUILTINS + "\n".join(cells) + "\n" + "\n".join(stacks)
 
 
@@ -166,11 +172,16 @@ def _compare(explicit_model, compiled_model, x, lengths, rtol=1e-5, atol=1e-5) -
         model.zero_grad()
         torch.manual_seed(7)  # the same dropout masks for both
         output, finals = model(x, lengths=lengths)
-        loss = sum((t * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum()
-                   for t in _flat((output, finals)) if t.is_floating_point())
+        loss = sum(
+            (t * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum()
+            for t in _flat((output, finals))
+            if t.is_floating_point()
+        )
         loss.backward()
-        grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-                 for p in model.parameters()]
+        grads = [
+            p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for p in model.parameters()
+        ]
         results.append(((output, finals), grads))
     _close(results[1][0], results[0][0], rtol, atol)
     _close(results[1][1], results[0][1], rtol, atol)
@@ -213,8 +224,12 @@ def test_builtin_cells_as_equations_equal_torch_nn(mixed, stack):
     if stack == "RnnRelu":
         kwargs["nonlinearity"] = "relu"
     reference = getattr(torch.nn, TORCH_CLASSES[stack])(
-        model.input_size, core.hidden_size, num_layers=core.num_layers,
-        bidirectional=core.num_directions == 2, **kwargs)
+        model.input_size,
+        core.hidden_size,
+        num_layers=core.num_layers,
+        bidirectional=core.num_directions == 2,
+        **kwargs,
+    )
     reference.load_state_dict({k.split(".", 1)[1]: v for k, v in model.state_dict().items()})
     x = _input(model)
     out, finals = model(x)
@@ -272,8 +287,9 @@ def test_gradcheck_float64(mixed, lengths):
 
     def run(x, h0, *params):
         state = dict(zip(names, params))
-        output, (h_n, c_n) = torch.func.functional_call(model, state, (x, (h0, None)),
-                                                        {"lengths": given})
+        output, (h_n, c_n) = torch.func.functional_call(
+            model, state, (x, (h0, None)), {"lengths": given}
+        )
         return output, h_n, c_n
 
     assert torch.autograd.gradcheck(run, (x, h0, *params))
@@ -313,11 +329,20 @@ PROGRAM = textwrap.dedent("""
 
 
 def _program(text: str, cache: Path, **env) -> subprocess.Popen:
-    environment = {**os.environ, "RNNSPEC_COMPILED_CACHE": str(cache),
-                   "PYTHONPATH": str(ROOT), **env}
-    return subprocess.Popen([sys.executable, "-c", PROGRAM, text], env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+    environment = {
+        **os.environ,
+        "RNNSPEC_COMPILED_CACHE": str(cache),
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, text],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -342,13 +367,17 @@ def test_two_processes_build_at_once_and_a_third_reads_the_cache(tmp_path):
     assert seconds < 10  # the target is 2 s; the machine is shared
 
 
-@pytest.mark.parametrize("compiler, cache, expected", [
-    ("/bin/false", None, "/bin/false failed"),
-    ("/nonexistent/c++", None, "/nonexistent/c++: not found"),
-    (None, "file/sub", "cannot write the cache folder"),
-])
-def test_a_failed_build_warns_once_and_runs_the_explicit_backend(tmp_path, compiler, cache,
-                                                                 expected):
+@pytest.mark.parametrize(
+    "compiler, cache, expected",
+    [
+        ("/bin/false", None, "/bin/false failed"),
+        ("/nonexistent/c++", None, "/nonexistent/c++: not found"),
+        (None, "file/sub", "cannot write the cache folder"),
+    ],
+)
+def test_a_failed_build_warns_once_and_runs_the_explicit_backend(
+    tmp_path, compiler, cache, expected
+):
     folder = tmp_path / "cache"
     if cache:
         (tmp_path / "file").write_text("not a folder")

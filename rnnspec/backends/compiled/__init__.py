@@ -12,7 +12,12 @@ from rnnspec.backends.base import MODULE, Backend
 COMPILED = "compiled"
 
 BACKENDS = (
-    Backend(COMPILED, MODULE, "the cell equations as C++ loops (built once, cached)",
-            "rnnspec.backends.torch.codegen:generate_source", (("backend", COMPILED),),
-            loader="rnnspec.backends.torch.codegen:load_source"),
+    Backend(
+        COMPILED,
+        MODULE,
+        "the cell equations as C++ loops (built once, cached)",
+        "rnnspec.backends.torch.codegen:generate_source",
+        (("backend", COMPILED),),
+        loader="rnnspec.backends.torch.codegen:load_source",
+    ),
 )

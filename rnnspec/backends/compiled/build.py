@@ -74,9 +74,19 @@ def _command(cxx: str, source: str, output: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     includes = [f"-I{path}" for path in cpp_extension.include_paths()]
     libraries = cpp_extension.library_paths()
-    return [cxx, *flags(), f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, source, "-o", output,
-            *(f"-L{path}" for path in libraries),
-            *(f"-Wl,-rpath,{path}" for path in libraries), "-lc10", "-ltorch_cpu"]
+    return [
+        cxx,
+        *flags(),
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+        *includes,
+        source,
+        "-o",
+        output,
+        *(f"-L{path}" for path in libraries),
+        *(f"-Wl,-rpath,{path}" for path in libraries),
+        "-lc10",
+        "-ltorch_cpu",
+    ]
 
 
 def key(source: str) -> str:
@@ -126,8 +136,7 @@ def _compile(cxx: str, source: str, work: str) -> None:
         handle.write(source)
     command = _command(cxx, file, os.path.join(work, LIBRARY))
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
-                              check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         raise BuildError(f"{cxx}: no result after {TIMEOUT} s") from None
     except OSError as error:
@@ -156,7 +165,11 @@ def load_library(source: str, namespace: str):
                 raise BuildError(f"cannot load {path}: {str(error).splitlines()[0]}") from None
             ops = getattr(torch.ops, namespace)
         except BuildError as error:
-            warnings.warn(f"compiled backend: cannot build the C++ loops ({error}); running "
-                          "the explicit backend", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"compiled backend: cannot build the C++ loops ({error}); running "
+                "the explicit backend",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         _LOADED[namespace] = ops
         return ops

@@ -16,8 +16,6 @@ The source is deterministic: the same cells give the same bytes.
 
 from __future__ import annotations
 
-import hashlib
-
 from rnnspec.cells.equations import Node
 from rnnspec.cells.lower import Lowered, Statement, lower, terms
 from rnnspec.language.names import Namespace
@@ -38,20 +36,58 @@ def _double(value) -> str:
     return text
 
 
-_UNARY = {"sigmoid": "at::sigmoid", "tanh": "at::tanh", "relu": "at::relu",
-          "exp": "at::exp", "log": "at::log", "abs": "at::abs", "sqrt": "at::sqrt",
-          "gelu": "at::gelu", "silu": "at::silu", "softplus": "at::softplus",
-          "logsigmoid": "at::log_sigmoid"}
-_COMPARE = {"less": ("at::lt", "at::gt", "<"), "less_equal": ("at::le", "at::ge", "<="),
-            "greater": ("at::gt", "at::lt", ">"), "greater_equal": ("at::ge", "at::le", ">="),
-            "equal": ("at::eq", "at::eq", "=="), "not_equal": ("at::ne", "at::ne", "!=")}
+_UNARY = {
+    "sigmoid": "at::sigmoid",
+    "tanh": "at::tanh",
+    "relu": "at::relu",
+    "exp": "at::exp",
+    "log": "at::log",
+    "abs": "at::abs",
+    "sqrt": "at::sqrt",
+    "gelu": "at::gelu",
+    "silu": "at::silu",
+    "softplus": "at::softplus",
+    "logsigmoid": "at::log_sigmoid",
+}
+_COMPARE = {
+    "less": ("at::lt", "at::gt", "<"),
+    "less_equal": ("at::le", "at::ge", "<="),
+    "greater": ("at::gt", "at::lt", ">"),
+    "greater_equal": ("at::ge", "at::le", ">="),
+    "equal": ("at::eq", "at::eq", "=="),
+    "not_equal": ("at::ne", "at::ne", "!="),
+}
 # the fused loop's scalar forms (`x` is the operand, a `scalar_t`)
-_SCALAR = {"sigmoid": "_sigmoid({})", "tanh": "std::tanh({})", "relu": "_relu({})",
-           "exp": "std::exp({})", "log": "std::log({})", "abs": "std::abs({})",
-           "sqrt": "std::sqrt({})", "gelu": "_gelu({})", "silu": "_silu({})",
-           "softplus": "_softplus({})", "logsigmoid": "_logsigmoid({})"}
-_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "clamp", "minimum", "maximum", "where",
-                "dropout", "and", "or", "not", *_UNARY, *_COMPARE}
+_SCALAR = {
+    "sigmoid": "_sigmoid({})",
+    "tanh": "std::tanh({})",
+    "relu": "_relu({})",
+    "exp": "std::exp({})",
+    "log": "std::log({})",
+    "abs": "std::abs({})",
+    "sqrt": "std::sqrt({})",
+    "gelu": "_gelu({})",
+    "silu": "_silu({})",
+    "softplus": "_softplus({})",
+    "logsigmoid": "_logsigmoid({})",
+}
+_ELEMENTWISE = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "clamp",
+    "minimum",
+    "maximum",
+    "where",
+    "dropout",
+    "and",
+    "or",
+    "not",
+    *_UNARY,
+    *_COMPARE,
+}
 
 
 def _is_tensor(node: Node) -> bool:
@@ -119,14 +155,20 @@ class _Cell:
                 if text is None:
                     text = part if sign > 0 else self._neg(term, part)
                 else:
-                    text = self._binary("+" if sign > 0 else "-", tensor, text,
-                                        self._tensor_valued(term), part)
+                    text = self._binary(
+                        "+" if sign > 0 else "-", tensor, text, self._tensor_valued(term), part
+                    )
                 tensor = tensor or self._tensor_valued(term)
             return text
         if op in ("mul", "div"):
             a, b = args
-            return self._binary("*" if op == "mul" else "/", self._tensor_valued(a),
-                                self.expr(a), self._tensor_valued(b), self.expr(b))
+            return self._binary(
+                "*" if op == "mul" else "/",
+                self._tensor_valued(a),
+                self.expr(a),
+                self._tensor_valued(b),
+                self.expr(b),
+            )
         if op == "neg":
             return self._neg(args[0], self.expr(args[0]))
         if op in _UNARY:
@@ -172,8 +214,7 @@ class _Cell:
             inner, *affine = args
             parts = [f"_opt({self.expr(a)})" for a in affine]
             parts += ["std::optional<Tensor>()"] * (2 - len(parts))
-            return f"_layer_norm({self.expr(inner)}, {parts[0]}, {parts[1]}, " \
-                   f"{_double(node.value)})"
+            return f"_layer_norm({self.expr(inner)}, {parts[0]}, {parts[1]}, {_double(node.value)})"
         if op == "concat":
             return f"_concat({{{', '.join(self.expr(a) for a in args)}}})"
         if op == "dropout":  # the loop runs only where dropout is the identity
@@ -228,10 +269,8 @@ class _Cell:
         targets = statement.targets
         if statement.assign is not None and statement.assign.sizes[0] is None:
             name = self.var(targets[0])
-            return [f"double {name} = {value};" if name not in declared
-                    else f"{name} = {value};"]
-        expand = (f".expand_as({self.var(statement.expand)})"
-                  if statement.expand is not None else "")
+            return [f"double {name} = {value};" if name not in declared else f"{name} = {value};"]
+        expand = f".expand_as({self.var(statement.expand)})" if statement.expand is not None else ""
         if node.op == "chunk" or len(targets) > 1:
             if node.op != "chunk":
                 raise Unsupported("several targets of one value")
@@ -242,8 +281,7 @@ class _Cell:
                     continue  # a piece nothing reads
                 lines.append(self._set(target, f"{pieces}[{k}]{expand}", declared))
             return lines
-        return [self._set(targets[0], value if not expand else f"({value}){expand}",
-                          declared)]
+        return [self._set(targets[0], value if not expand else f"({value}){expand}", declared)]
 
     def _set(self, target: str, value: str, declared: set[str]) -> str:
         name = self.var(target)
@@ -261,18 +299,20 @@ class _Cell:
         step = []
         for statement in lowered.step:
             if statement.node.op == "chunk":
-                value = f"at::chunk({self.expr(statement.node.args[0])}, " \
-                        f"{statement.node.value[0]}, -1)"
+                value = (
+                    f"at::chunk({self.expr(statement.node.args[0])}, {statement.node.value[0]}, -1)"
+                )
             else:
                 value = self.expr(statement.node)
             step += self._assign(statement, value, declared)
         header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
         header += static
         header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
-        inputs = [f"const Tensor& {self.var(name)} = in[{i}];"
-                  for i, (name, _) in enumerate(lowered.passed)]
-        states = [f"Tensor {self.var(name)} = st[{i}];"
-                  for i, name in enumerate(lowered.states)]
+        inputs = [
+            f"const Tensor& {self.var(name)} = in[{i}];"
+            for i, (name, _) in enumerate(lowered.passed)
+        ]
+        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
         returned = ", ".join(self.var(s) for s in lowered.states)
         return [
             f"std::vector<Tensor> loop_{self.index}_generic(const Args& a) {{",
@@ -398,120 +438,3 @@ std::vector<Tensor> run_generic(Step&& step, const Args& a) {
   return result;
 }
 """
-
-_SCHEMA = """
-// The schema of every cell's op (after its name).
-#define SCHEMA "(Tensor[] inputs, Tensor[] state, Tensor[] weights, float[] numbers, " \\
-  "bool reverse, Tensor? valid, Tensor? keep, float zoneout, Tensor? zone) -> Tensor[]"
-"""
-
-
-def _entry(index: int, fused: bool) -> list[str]:
-    fast = [
-        "  if (fusable(a)) {",
-        f"    if (a.state[0].scalar_type() == at::kFloat) return loop_{index}_fused<float>(a);",
-        f"    return loop_{index}_fused<double>(a);",
-        "  }",
-    ]
-    return [
-        f"std::vector<Tensor> loop_{index}(at::TensorList inputs, at::TensorList state,",
-        "    at::TensorList weights, c10::ArrayRef<double> numbers, bool reverse,",
-        "    const std::optional<Tensor>& valid, const std::optional<Tensor>& keep,",
-        "    double zoneout, const std::optional<Tensor>& zone) {",
-        "  const Args a{inputs, state, weights, numbers, reverse, valid, keep, zoneout, zone};",
-        *(fast if fused else []),
-        f"  return loop_{index}_generic(a);",
-        "}",
-    ]
-
-
-class Source:
-    """The C++ of a module's cells: its text, its namespace and each cell's entry."""
-
-    def __init__(self, text: str, namespace: str, cells: dict):
-        self.text = text
-        self.namespace = namespace
-        self.cells = cells  # class name -> (op name, roles, reads dropout)
-
-    def table(self) -> list[str]:
-        """The entries of the module's `_COMPILED` dict, as `ruff format` writes them."""
-        lines = []
-        for name, (op, roles, drops) in self.cells.items():
-            quoted = [f'"{role}"' for role in roles]
-            names = f"({', '.join(quoted)}{',' if len(quoted) == 1 else ''})"
-            line = f'    "{name}": ("{op}", {names}, {drops}),'
-            if len(line) <= 100:
-                lines.append(line)
-                continue
-            lines += [f'    "{name}": (', f'        "{op}",']
-            if len(names) + 9 <= 100:
-                lines.append(f"        {names},")
-            else:
-                lines += ["        (", *(f"            {q}," for q in quoted), "        ),"]
-            lines += [f"        {drops},", "    ),"]
-        return lines
-
-
-def module_source(cells: list[tuple[str, object]]) -> Source:
-    """The translation unit of `cells` ((class name, `Step`) in the module's order): one
-    op per cell, `torch.ops.<namespace>.loop_<k>`. Cells it cannot write are left out."""
-    parts: list[str] = []
-    entries = {}
-    registrations = []
-    for class_name, step in cells:
-        from rnnspec.backends.compiled.fused import FusedCell
-
-        cell = FusedCell(step, len(entries))
-        try:
-            lines = [f"// {class_name}", *cell.generic(), ""]
-        except Unsupported:
-            continue
-        try:
-            lines += [*cell.fused(), ""]
-            fused = True
-        except Unsupported:
-            fused = False
-        lines += _entry(cell.index, fused)
-        parts.append("\n".join(lines))
-        entries[class_name] = (f"loop_{cell.index}", cell.roles, cell.dropout)
-        registrations.append(f'  m.def("loop_{cell.index}" SCHEMA, &loop_{cell.index});')
-    body = "\n\n".join(parts)
-    registration = "\n".join(_wrap(line, 2) for line in registrations)
-    from rnnspec.backends.compiled.fused import PRELUDE
-
-    lines = "\n".join(_wrap(line, 0) for line in body.split("\n"))
-    text = (_PRELUDE + PRELUDE + "\n" + lines + "\n\n}  // namespace\n" + _SCHEMA
-            + "\nTORCH_LIBRARY(NAMESPACE, m) {\n" + registration + "\n}\n")
-    namespace = "rnnspec_" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    return Source(text.replace("NAMESPACE", namespace), namespace, entries)
-
-
-def _wrap(line: str, _indent: int) -> str:
-    """A C++ line within `LINE` characters: broken after commas, the rest indented."""
-    if len(line) <= LINE:
-        return line
-    indent = len(line) - len(line.lstrip(" "))
-    out, current = [], ""
-    for piece in _split(line):
-        if current and len(current) + len(piece) > LINE:
-            out.append(current.rstrip())
-            current = " " * (indent + 4) + piece.lstrip()
-        else:
-            current += piece
-    out.append(current.rstrip())
-    return "\n".join(out)
-
-
-def _split(line: str) -> list[str]:
-    """`line` cut after each `, ` and before each ` + `-like operator, outside strings."""
-    pieces, current, quoted = [], "", False
-    for i, char in enumerate(line):
-        current += char
-        if char == '"':
-            quoted = not quoted
-        if not quoted and (char == "," or (char == " " and line[i + 1:i + 2] in "+-*/")
-                           and line[i + 2:i + 3] == " "):
-            pieces.append(current)
-            current = ""
-    pieces.append(current)
-    return pieces

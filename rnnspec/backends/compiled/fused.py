@@ -15,11 +15,27 @@ from rnnspec.cells.equations import Node
 from rnnspec.cells.lower import terms
 
 _LEAVES = ("x", "state", "local", "param")
-_SCALAR = {"sigmoid": "_sigmoid", "tanh": "_tanh", "relu": "_relu", "exp": "_exp",
-           "log": "std::log", "abs": "std::abs", "sqrt": "std::sqrt", "gelu": "_gelu",
-           "silu": "_silu", "softplus": "_softplus", "logsigmoid": "_logsigmoid"}
-_SYMBOLS = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
-            "equal": "==", "not_equal": "!="}
+_SCALAR = {
+    "sigmoid": "_sigmoid",
+    "tanh": "_tanh",
+    "relu": "_relu",
+    "exp": "_exp",
+    "log": "std::log",
+    "abs": "std::abs",
+    "sqrt": "std::sqrt",
+    "gelu": "_gelu",
+    "silu": "_silu",
+    "softplus": "_softplus",
+    "logsigmoid": "_logsigmoid",
+}
+_SYMBOLS = {
+    "less": "<",
+    "less_equal": "<=",
+    "greater": ">",
+    "greater_equal": ">=",
+    "equal": "==",
+    "not_equal": "!=",
+}
 
 # The scalar functions of the fused loops, as PyTorch's CPU kernels define them.
 PRELUDE = """
@@ -105,8 +121,11 @@ class FusedCell(_Cell):
         if found is not None:
             return found
         if node.op in ("matmul", "linear"):
-            matrix, vector = ((node.args[0], node.args[1]) if node.op == "matmul"
-                              else (node.args[1], node.args[0]))
+            matrix, vector = (
+                (node.args[0], node.args[1])
+                if node.op == "matmul"
+                else (node.args[1], node.args[0])
+            )
             if matrix.op in ("param", "local") and vector.batched:
                 name = self.expr(matrix)
                 transposed = self.transposed.setdefault(name, f"tr_{len(self.transposed)}")
@@ -246,12 +265,14 @@ class FusedCell(_Cell):
         header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
         header += static
         header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
-        header += [f"const Tensor {name} = {matrix}.t();"
-                   for matrix, name in self.transposed.items()]
-        inputs = [f"const Tensor& {self.var(name)} = in[{i}];"
-                  for i, (name, _) in enumerate(lowered.passed)]
-        states = [f"Tensor {self.var(name)} = st[{i}];"
-                  for i, name in enumerate(lowered.states)]
+        header += [
+            f"const Tensor {name} = {matrix}.t();" for matrix, name in self.transposed.items()
+        ]
+        inputs = [
+            f"const Tensor& {self.var(name)} = in[{i}];"
+            for i, (name, _) in enumerate(lowered.passed)
+        ]
+        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
         returned = ", ".join(self.var(s) for s in lowered.states)
         return [
             "template <typename scalar_t>",

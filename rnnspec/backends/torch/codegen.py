@@ -229,7 +229,7 @@ def generate_source(result: model.CheckedFile, backend: str = BACKENDS[0]) -> st
                 steps.append((name, block.spec.step))
     compiled = None
     if backend == "compiled" and steps:
-        from rnnspec.backends.compiled.cpp import module_source
+        from rnnspec.backends.compiled.unit import module_source
 
         compiled = module_source(steps)
     template = environment().get_template("module.py.jinja")
