@@ -177,7 +177,8 @@ def _compare(explicit_model, compiled_model, x, lengths, rtol=1e-5, atol=1e-5) -
             for t in _flat((output, finals))
             if t.is_floating_point()
         )
-        loss.backward()
+        if loss.requires_grad:  # a cell may give values no parameter changes
+            loss.backward()
         grads = [
             p.grad.clone() if p.grad is not None else torch.zeros_like(p)
             for p in model.parameters()
@@ -391,3 +392,57 @@ def test_a_failed_build_warns_once_and_runs_the_explicit_backend(
     assert "compiled backend: cannot build the C++ loops" in warned[0]
     assert expected in warned[0] and "running the explicit backend" in warned[0]
     assert "STEPS 10 " in out  # two calls of five Python steps: the explicit loop
+
+
+@needs_compiler
+def test_a_compiled_model_pickles(library):
+    import pickle
+
+    _, compiled = library
+    torch.manual_seed(5)
+    model = compiled.TorchStack().eval()
+    copy = pickle.loads(pickle.dumps(model))
+    x = _input(model)
+    with torch.no_grad():
+        _close(copy(x), model(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_compiler
+def test_the_generic_path_runs_on_cuda(library):
+    explicit, compiled = library
+    torch.manual_seed(6)
+    reference = explicit.TorchStack().cuda()
+    model = compiled.TorchStack().cuda()
+    model.load_state_dict(reference.state_dict())
+    x = _input(reference).cuda()
+    _compare(reference, model, x, torch.tensor([6, 2, 4]))
+
+
+def test_generate_writes_the_compiled_module(tmp_path):
+    out = tmp_path / "cells.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnspec",
+            "generate",
+            str(LIBRARY),
+            "--backend",
+            "compiled",
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    source = out.read_text(encoding="utf-8")
+    assert "(backend: compiled)" in source.splitlines()[0]
+    assert "TORCH_LIBRARY(rnnspec_" in source and "_compiled_run(self" in source
+    import rnnspec
+
+    assert rnnspec.generate(str(LIBRARY), backend="compiled") == source  # deterministic
