@@ -11,7 +11,8 @@ One thread, same weights, interleaved rounds, medians; every ratio is measured i
   forward and forward+backward, and the same with `lengths` (the references on
   pack_padded_sequence);
 - the first call of a new module (its build, from an empty cache) and a later process's
-  first call (the library from the cache), whole processes.
+  first call (the library from the cache), each timed in a new process (the process's
+  start and its import of torch not counted).
 
 `forward` runs under torch.no_grad() (the CPU fast path: fused elementwise loops);
 `forward+backward` records autograd through the ATen path and runs its backward.

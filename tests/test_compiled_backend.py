@@ -55,6 +55,10 @@ stack Tiny {
     input_size = 2
     core = lstm(hidden_size = 3)
 }
+stack Reverse {
+    input_size = 3
+    back = gru(hidden_size = 4, num_layers = 2, reverse = true, initial_state = learned)
+}
 stack Regularised {
     input_size = 4
     core = lstm(hidden_size = 5, zoneout = 0.2, recurrent_dropout = 0.3, weight_dropout = 0.25)
@@ -446,3 +450,27 @@ def test_generate_writes_the_compiled_module(tmp_path):
     import rnnspec
 
     assert rnnspec.generate(str(LIBRARY), backend="compiled") == source  # deterministic
+
+
+@needs_compiler
+def test_reverse_learned_states_given_states_and_unbatched_input(mixed):
+    explicit, compiled = mixed
+    torch.manual_seed(8)
+    for stack in ("Reverse", "Lstm"):
+        reference, model = getattr(explicit, stack)(), getattr(compiled, stack)()
+        with torch.no_grad():
+            for parameter in reference.parameters():
+                parameter.normal_()  # learned initial states away from zero
+        model.load_state_dict(reference.state_dict())
+        x = _input(reference)
+        _compare(reference, model, x, None)
+        _compare(reference, model, x, torch.tensor([6, 3, 1]))
+    reference, model = explicit.Lstm(), compiled.Lstm()
+    model.load_state_dict(reference.state_dict())
+    h0 = torch.randn(3, 4, 6).transpose(0, 1)  # [4, 3, 6], not contiguous
+    c0 = torch.randn(4, 3, 6)
+    x = torch.randn(6, 3, 5)
+    _close(model(x, (h0, c0)), reference(x, (h0, c0)))
+    with torch.no_grad():
+        _close(model(x, (h0, c0)), reference(x, (h0, c0)))
+        _close(model(x[:, 0]), reference(x[:, 0]))  # unbatched: [T, features]
