@@ -144,6 +144,22 @@ def run(quick: bool) -> str:
                 f"diagnostics round trip {lsp['server_ms']:.1f} ms, in-process check "
                 f"{lsp['check_ms']:.1f} ms; round trip / check = "
                 + _verdict(lsp["ratio"], 1.3), ""]
+    lsp_sizes = editor.lsp_scaling(1 if quick else 5, (0.02, 0.1) if quick else (1.0, 5.0))
+    if lsp_sizes is not None:
+        small, large = lsp_sizes["rows"][0], lsp_sizes["rows"][-1]
+        out += [f"`rnnspec lsp` on {small['bytes'] / 1e6:.2f} MB and {large['bytes'] / 1e6:.2f} "
+                "MB documents (round trips once the analysis is done; linear: a time ratio "
+                f"near the size ratio {lsp_sizes['size_ratio']:.2f}, target <= 6):", ""]
+        kinds = ["analysis", *editor.LSP_KINDS, "completion_first"]
+
+        def cell(row, kind):
+            return f"{row['analysis_s'] * 1e3:.0f}" if kind == "analysis" \
+                else f"{row[kind + '_ms']:.1f}"
+
+        out += _table(["request", "small ms", "large ms", "large / small"],
+                      [[k.replace("_first", " (first of a version)"), cell(small, k),
+                        cell(large, k), _verdict(lsp_sizes["ratios"][k], 6.0)] for k in kinds])
+        out.append("")
     print("8. check --weights ...", flush=True)
     checked = processes.weights(rounds)
     out += ["## 8. `check --weights` on a safetensors checkpoint (whole processes, "

@@ -134,3 +134,71 @@ def lsp_round_trip(rounds: int, lines: int = 2_000) -> dict | None:
         client.close()
     return {"lines": len(text.splitlines()), "server_ms": median(server) * 1e3,
             "check_ms": median(local) * 1e3, "ratio": median(server) / median(local)}
+
+
+LSP_KINDS = ("documentSymbol", "hover", "definition", "completion")
+
+
+def _request_params(kind: str, uri: str, text: str) -> dict:
+    """A request of `kind` about the document's last stack (the worst place for any pass
+    that walks the document): hover on its block, definition of `H`, completion inside
+    its call."""
+    lines = text.split("\n")
+    last = max(i for i, line in enumerate(lines) if "lstm(" in line)
+    params = {"textDocument": {"uri": uri}}
+    if kind != "documentSymbol":
+        column = {"hover": lines[last].index("lstm") + 1,
+                  "definition": lines[last].index("= H") + 2,
+                  "completion": lines[last].index("hidden_size") + 3}[kind]
+        params["position"] = {"line": last, "character": column}
+    return params
+
+
+def lsp_scaling(rounds: int = 3, sizes_mb: tuple[float, ...] = (1.0, 5.0)) -> dict | None:
+    """`rnnspec lsp` on documents of `sizes_mb` megabytes: the analysis (didOpen to its
+    diagnostics), then each request kind's median round trip once the analysis is done
+    (`rounds` requests each; completion's first, which lexes the version, apart), and each
+    kind's ratio of the largest size's time to the smallest's (linear: the size ratio).
+    None when pygls is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("pygls") is None or importlib.util.find_spec(
+            "lsprotocol") is None:
+        return None
+    rows = []
+    for megabytes in sizes_mb:
+        text = spec_of_lines(int(megabytes * 1e6 / 16.2))
+        uri = "file:///benchmark/big.rnn"
+        client = _Client([sys.executable, "-m", "rnnspec", "lsp"])
+        try:
+            ident = client.send("initialize", {"processId": None, "rootUri": None,
+                                               "capabilities": {}}, request=True)
+            client.wait_for(lambda m, i=ident: m.get("id") == i)
+            client.send("initialized", {})
+            began = time.perf_counter()
+            client.send("textDocument/didOpen", {"textDocument": {
+                "uri": uri, "languageId": "rnnspec", "version": 1, "text": text}})
+            client.wait_for(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+            row = {"bytes": len(text), "analysis_s": time.perf_counter() - began}
+            for kind in LSP_KINDS:
+                params = _request_params(kind, uri, text)
+                times = []
+                for _ in range(rounds + (kind == "completion")):
+                    began = time.perf_counter()
+                    ident = client.send(f"textDocument/{kind}", params, request=True)
+                    answer = client.wait_for(lambda m, i=ident: m.get("id") == i)
+                    times.append(time.perf_counter() - began)
+                    if answer.get("error") or not answer.get("result"):
+                        raise RuntimeError(f"{kind} on {megabytes} MB: {answer}")
+                if kind == "completion":
+                    row["completion_first_ms"] = times.pop(0) * 1e3
+                row[f"{kind}_ms"] = median(times) * 1e3
+            rows.append(row)
+        finally:
+            client.close()
+    small, large = rows[0], rows[-1]
+    size_ratio = large["bytes"] / small["bytes"]
+    ratios = {kind: large[f"{kind}_ms"] / small[f"{kind}_ms"] for kind in LSP_KINDS}
+    ratios["analysis"] = large["analysis_s"] / small["analysis_s"]
+    ratios["completion_first"] = large["completion_first_ms"] / small["completion_first_ms"]
+    return {"rows": rows, "size_ratio": size_ratio, "ratios": ratios}

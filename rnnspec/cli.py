@@ -8,11 +8,14 @@ an output file that cannot be written or must not be overwritten).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from rnnspec import __version__
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -169,6 +172,8 @@ def _parser(only_check: bool = False) -> argparse.ArgumentParser:
     line that is plainly a check (`rnnspec check ...` without `-h`): its parsing, errors and
     usage lines are those of the whole parser, and it skips building the other six
     subcommands (a tenth of the check's start-up)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="rnnspec",
         description="Check .rnn specs of recurrent PyTorch stacks and generate their modules.",
@@ -186,6 +191,22 @@ def _parser(only_check: bool = False) -> argparse.ArgumentParser:
 def _plainly_check(argv: list[str]) -> bool:
     return bool(argv) and argv[0] == "check" and not any(
         a in ("-h", "--help") or a.startswith("--h") for a in argv)
+
+
+# `rnnspec check FILE...` with no option, as the check subcommand's parser reads it
+# (tests/test_cli.py compares the two): the check an editor runs on every save, which
+# then neither imports nor builds argparse (about a twentieth of its start-up).
+_PLAIN_CHECK_DEFAULTS = dict(command="check", json=False, verify=False, color="auto",
+                             weights=None, stack=None, prefix=None)
+
+
+def _plain_check(argv: list[str]):
+    """The arguments of a command line that is `check` and file names only, else None."""
+    if len(argv) < 2 or argv[0] != "check" or any(a.startswith("-") for a in argv[1:]):
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**_PLAIN_CHECK_DEFAULTS, files=argv[1:], run=run_check)
 
 
 # ----------------------------------------------------------------------------- running
@@ -279,7 +300,7 @@ def run_generate(args) -> int:
         sys.stdout.write(source)
         return EXIT_OK
     try:
-        write_output(args.output, source, force=args.force)
+        write_output(args.output, source, force=args.force, inputs=(args.file,))
     except OutputError as exc:
         sys.stderr.write(f"{style.error('error')}: {exc}\n")
         return EXIT_USAGE
@@ -348,7 +369,7 @@ def run_infer(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser(only_check=_plainly_check(argv)).parse_args(argv)
+    args = _plain_check(argv) or _parser(only_check=_plainly_check(argv)).parse_args(argv)
     try:
         return args.run(args)
     except BrokenPipeError:

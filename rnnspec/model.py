@@ -14,9 +14,10 @@ a block's own (its cell, its arguments' meaning).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from rnnspec.language.diagnostics import Diagnostic, Span
+from rnnspec.records import Record
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -61,7 +62,7 @@ def numel(shape: tuple[int, ...]) -> int:
     return count
 
 
-class Parameter(NamedTuple):
+class Parameter(Record):
     name: str  # PyTorch's: weight_ih_l0_reverse
     role: str  # the cell's name for it: weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, ...
     layer: int
@@ -73,7 +74,7 @@ class Parameter(NamedTuple):
         return numel(self.shape)
 
 
-class Buffer(NamedTuple):
+class Buffer(Record):
     """A tensor an entry keeps that training does not update (a norm's running mean)."""
 
     name: str
@@ -127,7 +128,7 @@ class Entry(Protocol):
     def residual(self) -> bool: ...  # the entry's input is added to its output
 
 
-class Source(NamedTuple):
+class Source(Record):
     """What an entry reads when it says `from = ...`: one earlier entry or stack input
     (`mode` "name"), or several joined (`concat`: features add; `sum`: equal features)."""
 
@@ -136,7 +137,7 @@ class Source(NamedTuple):
     span: Span
 
 
-class SideInput(NamedTuple):
+class SideInput(Record):
     """`NAME = input(size)`: a second input of the stack, `[T, B, size]` (or `[B, size]`,
     one vector per sequence, with `over = sequence`), passed to forward by keyword."""
 
@@ -147,7 +148,7 @@ class SideInput(NamedTuple):
     shape: Shape
 
 
-class Layer(NamedTuple):
+class Layer(Record):
     """A stack entry that is not recurrent (linear, norms, convolutions, pools, heads):
     parameters and buffers, no states (language reference, section 10)."""
 
@@ -202,7 +203,7 @@ class Layer(NamedTuple):
         return bool(self.arguments.get("residual", False))
 
 
-class Block(NamedTuple):
+class Block(Record):
     name: str
     cell: str  # the cell as written: `lstm`, or a declared cell's name
     spec: CellSpec  # the cell's record (rnnspec.cells.registry.Cell)
@@ -299,7 +300,7 @@ class Block(NamedTuple):
         return ", ".join(parts)
 
 
-class Stack(NamedTuple):
+class Stack(Record):
     name: str
     path: str
     span: Span
@@ -324,7 +325,7 @@ class Stack(NamedTuple):
         return self.entries[-1].output_size
 
 
-class ExpectationResult(NamedTuple):
+class ExpectationResult(Record):
     stack: str
     path: str
     line: int

@@ -8,10 +8,14 @@
 - `checkpoint`: safetensors files with mutated headers (scripts/fuzz_checkpoint.py)
   through the reader, `check --weights`' comparison and `infer`: a result or a
   CheckpointError within 5 s.
+- `output`: a writing command (generate, export, infer, draw, fmt) x a target (missing, its
+  own output, a foreign file, a FIFO, a device, a folder, its own input, links to each) x
+  --force (scripts/fuzz_output.py): exit 0 or 2 (1 for a spec with errors), no traceback,
+  a refused target unchanged in bytes and type, a written one holding the whole output.
 
 Anything else (an exception, an AssertionError of the surface's oracle, a hang) is saved
 under `--out` as `crash-<hash><suffix>` or `hang-<hash><suffix>`, the suffix naming the
-surface (`.rnn`, `.lsp`, `.safetensors`), with a `.txt` beside it saying what went wrong.
+surface (`.rnn`, `.lsp`, `.safetensors`, `.output`), with a `.txt` beside it saying what went wrong.
 
     python scripts/fuzz.py --minutes 20                  # the long run
     python scripts/fuzz.py --surface lsp --minutes 10    # the language server
@@ -184,6 +188,9 @@ SURFACES = {
     "lsp": Surface(_from("fuzz_lsp", "make"), _from("fuzz_lsp", "exercise"), ".lsp", 90),
     "checkpoint": Surface(_from("fuzz_checkpoint", "make"),
                           _from("fuzz_checkpoint", "exercise"), ".safetensors", 5),
+    # 60 s: the first export of a run imports torch and onnx
+    "output": Surface(_from("fuzz_output", "make"), _from("fuzz_output", "exercise"),
+                      ".output", 60),
 }
 
 

@@ -64,3 +64,34 @@ def test_fuzz_command_line(tmp_path):
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert '"crashes": 0' in run.stdout
+
+
+def test_fuzz_output_surface_runs_clean_and_its_oracle_catches_planted_defects(
+        tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fuzz
+
+    import rnnspec.tools.files as files
+
+    counts = fuzz.run(minutes=0.1, out=tmp_path / "none", seed=3, surface="output")
+    assert counts["inputs"] > 20 and counts["crashes"] == counts["hangs"] == 0, counts
+    assert counts.get("refused", 0) > 0 and counts.get("written", 0) > 0, counts
+    assert not (tmp_path / "none").exists()
+
+    # a guard that forgets "rnnspec did not write this": foreign files clobbered
+    monkeypatch.setattr(files, "check_output",
+                        lambda path, **kw: files.output_target(path, kw.get("inputs", ())))
+    counts = fuzz.run(minutes=0.05, out=tmp_path / "clobbers", seed=4, surface="output")
+    assert counts["crashes"] > 0, counts
+    texts = [p.read_text() for p in (tmp_path / "clobbers").glob("crash-*.txt")]
+    assert any("exit 0 writing" in text for text in texts), texts[:1]
+    monkeypatch.undo()
+
+    # a guard blind to FIFOs and devices: a FIFO opened (a hang), a device replaced
+    monkeypatch.setattr(files, "special_kind", lambda path, status=None: None)
+    monkeypatch.setitem(fuzz.SURFACES, "output", fuzz.SURFACES["output"]._replace(timeout=2))
+    counts = fuzz.run(minutes=0.1, out=tmp_path / "blind", seed=5, surface="output")
+    assert counts["hangs"] + counts["crashes"] > 0, counts
+    assert sorted((tmp_path / "blind").glob("*.output"))
+    monkeypatch.undo()
+    assert fuzz.replay(tmp_path / "blind", "output") == 0  # handled by the real guard

@@ -187,8 +187,10 @@ def test_parser_cache_problems_never_break_a_check(tmp_path, cache):
         home.write_text("not a folder")
     else:
         home = tmp_path / "cache"
-        (home / "rnnspec").mkdir(parents=True)
-        (home / "rnnspec" / "parser.lark.cache").write_bytes(b"\x80\x04garbage")
+        assert rnnspec("check", EXAMPLE, env={"XDG_CACHE_HOME": str(home)}).returncode == 0
+        written = list((home / "rnnspec").glob("parser-*.lark.cache"))
+        assert len(written) == 1, written
+        written[0].write_bytes(b"\x80\x04garbage")
     run = rnnspec("check", EXAMPLE, env={"XDG_CACHE_HOME": str(home)})
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SeedLSTM" in run.stdout
@@ -219,3 +221,22 @@ def test_check_verify_without_torch_is_a_usage_hint():
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == "error: --verify needs torch: pip install 'rnnspec[torch]'"
+
+
+@pytest.mark.parametrize("argv", [["check", "a.rnn"], ["check", "a.rnn", "dir/b.rnn"]])
+def test_plain_check_reads_as_argparse_does(argv):
+    """The fast path of `rnnspec check FILE...` (no argparse) gives the namespace the
+    check subcommand's parser gives, so an option added to one cannot be missed by it."""
+    from rnnspec import cli
+
+    fast = cli._plain_check(argv)
+    assert fast is not None
+    assert vars(fast) == vars(cli._parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [["check"], ["check", "--json", "a.rnn"], ["check", "-h"],
+                                  ["generate", "a.rnn"], ["check", "a.rnn", "--color=never"]])
+def test_plain_check_leaves_options_to_argparse(argv):
+    from rnnspec import cli
+
+    assert cli._plain_check(argv) is None

@@ -277,3 +277,34 @@ def test_a_write_removes_only_dead_writers_temporary_files(tmp_path, monkeypatch
     assert (tmp_path / "out.txt").read_text() == "whole\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [alive.name, other.name, "out.txt"])
+
+
+@pytest.mark.parametrize("header", [
+    {"weight_ih_l0": {"dtype": "F99", "shape": [1], "data_offsets": [0, 4]}},
+    {"weight_ih_l0": {"dtype": "FLOAT32", "shape": [1], "data_offsets": [0, 4]}},
+    {"weight_ih_l0": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+     "weight_hh_l0": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+], ids=["F99", "FLOAT32", "overlapping"])
+def test_headers_safetensors_refuses_are_refused_by_every_command(spec, tmp_path, header):
+    path = safetensors(tmp_path / "w.safetensors", header, b"\0" * 4)
+    (message,) = said_by_each(spec, path, tmp_path)  # check, infer and export alike
+    assert "dtype `F" in message or "overlaps" in message, message
+
+
+def test_dev_zero_is_a_device_for_export_too(spec, tmp_path):
+    done = rnnspec(*commands(spec, "/dev/zero", tmp_path)[2], timeout=30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "device" in done.stderr and "empty" not in done.stderr, done.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("keep", [0.05, 0.3, 0.6, 0.99])
+def test_a_legacy_torch_file_cut_anywhere_is_called_truncated(spec, tmp_path, keep):
+    torch = pytest.importorskip("torch")
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.nn.LSTM(4, 8).state_dict(), whole, _use_new_zipfile_serialization=False)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[:max(2, int(len(data) * keep))])
+    for message in said_by_each(spec, cut, tmp_path):
+        assert "truncated" in message and "refus" not in message, message

@@ -4,9 +4,11 @@ token for every character the grammar has no terminal for."""
 from __future__ import annotations
 
 from conftest import OWN_EXAMPLES, ROOT, shared_examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from rnnspec.language.lexer import COMMENT, UNKNOWN, tokenize
-from rnnspec.language.parse import _Nesting, _NestingTooDeep, parser
+from rnnspec.language.lexer import COMMENT, UNKNOWN
+from rnnspec.language.parse import _Nesting, _NestingTooDeep, parser, tokenize
 
 
 def _texts() -> list[str]:
@@ -50,3 +52,56 @@ def test_comments_newlines_and_unknown_characters():
     assert [t.newlines for t in tokens][4:6] == [0, 2]
     assert all(text[t.start:t.start + len(t.text)] == t.text for t in tokens)
     assert tokenize("") == [] and tokenize("  \n# only")[0].newlines == 1
+
+
+def _conf_without_callbacks():
+    """The parser's lexer configuration without its parenthesis counter."""
+    conf = parser().lexer_conf
+    bare = type(conf).__new__(type(conf))
+    bare.__dict__.update(conf.__dict__, callbacks={})
+    return bare
+
+
+def _lark_basic_tokens(text: str):
+    """Lark's own basic lexer over the parser's terminals: the reference `ParserLexer`
+    (the lexer the parser runs) must agree with, positions and errors included."""
+    from lark.exceptions import UnexpectedCharacters
+    from lark.lexer import BasicLexer, LexerState, TextSlice
+
+    try:
+        return [(t.type, str(t), t.start_pos, t.line, t.column, t.end_line, t.end_column,
+                 t.end_pos) for t in BasicLexer(_conf_without_callbacks()).lex(
+                     LexerState(TextSlice.cast_from(text)), None)]
+    except UnexpectedCharacters as exc:
+        return ("error", exc.pos_in_stream, exc.line, exc.column)
+
+
+def _parser_lexer_tokens(text: str):
+    from lark.exceptions import UnexpectedCharacters
+    from lark.lexer import LexerState, TextSlice
+
+    from rnnspec.language.lexer import ParserLexer
+
+    lexer = ParserLexer(_conf_without_callbacks())
+    try:
+        return [(t.type, str(t), t.start_pos, t.line, t.column, t.end_line, t.end_column,
+                 t.end_pos) for t in lexer.lex(LexerState(TextSlice.cast_from(text)), None)]
+    except UnexpectedCharacters as exc:
+        return ("error", exc.pos_in_stream, exc.line, exc.column)
+
+
+def test_the_parsers_lexer_equals_larks_basic_lexer_on_every_example():
+    texts = _texts()
+    for text in texts:
+        assert _parser_lexer_tokens(text) == _lark_basic_tokens(text)
+    assert len(texts) > 20
+
+
+_PIECES = [*"abxlet_01.5e+-*/@<>=!(){}[],# \n\t\x0cé?$", "let", "stack", "if", "else", "and",
+           "1_000", "1e-3", "//", "<=", "==", "!=", "# c\n", "lstm(", "\r"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+@settings(max_examples=300, deadline=None)
+def test_the_parsers_lexer_equals_larks_basic_lexer_on_random_text(text):
+    assert _parser_lexer_tokens(text) == _lark_basic_tokens(text)

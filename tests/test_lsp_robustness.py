@@ -199,3 +199,25 @@ def test_requests_before_an_exit_whose_shutdown_was_lost_are_answered():
     assert answered[4]["error"]["code"] == -32700  # the damaged frame, by its id
     assert answered[99]["error"]["code"] == -32700  # the lost shutdown, by its id
     assert "Traceback" not in stderr
+
+
+def test_every_request_on_a_closed_document_answers_without_a_traceback():
+    uri = "file:///a.rnn"  # opened, answered, then closed: never read from disk
+    position = {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 5}}
+    close = frame({"jsonrpc": "2.0", "method": "textDocument/didClose",
+                   "params": {"textDocument": {"uri": uri}}})
+    data = (START + OPEN + hover(2, uri, 3, 5) + close + hover(3, uri, 3, 5)
+            + request(4, "textDocument/definition", position)
+            + request(5, "textDocument/completion", position)
+            + request(6, "textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+            + request(7, "textDocument/formatting", {"textDocument": {"uri": uri},
+                                                     "options": {"tabSize": 4,
+                                                                 "insertSpaces": True}})
+            + END)
+    answered, stderr = replies(data)
+    assert 2 in answered  # answered, from the analysis or (closed meanwhile) with null
+    assert answered[3]["result"] is None and answered[4]["result"] is None
+    assert answered[5]["result"]["items"] == [] and answered[6]["result"] == []
+    assert answered[7]["result"] is None
+    assert not [m for m in answered.values() if "error" in m]
+    assert "Traceback" not in stderr and "FileNotFoundError" not in stderr, stderr

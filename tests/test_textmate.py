@@ -17,7 +17,7 @@ from conftest import OWN_EXAMPLES, ROOT, shared_examples
 from rnnspec.cells.equations import FUNCTIONS as CELL_FUNCTIONS
 from rnnspec.cells.equations import INITIALISERS
 from rnnspec.cells.registry import BUILTIN_CELLS, COMMON_ARGUMENTS
-from rnnspec.language.lexer import tokenize
+from rnnspec.language.parse import tokenize
 from rnnspec.layers.kinds import COMBINE, LAYER_KINDS
 
 GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "rnnspec.tmLanguage.json"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from rnnspec.records import Record
 
 MODULE, ONNX = "module", "onnx"  # what a backend produces
 
 
-class Backend(NamedTuple):
+class Backend(Record):
     name: str
     produces: str  # MODULE (Python source) or ONNX (a model file)
     help: str  # one line, for the command line's help

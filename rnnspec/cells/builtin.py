@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import NamedTuple
 
 from rnnspec.cells.registry import Cell
+from rnnspec.records import Record
 
 _BIASES = "    param bias_ih[{rows}], bias_hh[{rows}]\n"
 
@@ -68,7 +68,7 @@ def _biases(bias: bool) -> str:
     return "with biases" if bias else "no biases"
 
 
-class _Builtin(NamedTuple):
+class _Builtin(Record):
     """One built-in cell's equations: which block arguments choose its variant (the flags,
     after `bias`), the text of a variant, and a variant in words for its step class."""
 

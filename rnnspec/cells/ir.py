@@ -3,14 +3,13 @@ and `describe`, which writes a node back in the language through the op table.""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.cells.ops import OPS, Kind, Op
 from rnnspec.cells.shapes import Size
 from rnnspec.language.diagnostics import Span
+from rnnspec.records import Record
 
 
-class Node(NamedTuple):
+class Node(Record):
     """One value of the step: `op` over `args`, with its size (None: a number)."""
 
     op: Op  # a str enum: `node.op == "matmul"` holds for `Op.MATMUL`
@@ -22,7 +21,7 @@ class Node(NamedTuple):
     span: Span
 
 
-class Assign(NamedTuple):
+class Assign(Record):
     """`names = node`; several names when `node` is a chunk."""
 
     targets: tuple[str, ...]  # unique per assignment: a local assigned again gets a new name
@@ -33,7 +32,7 @@ class Assign(NamedTuple):
     span: Span
 
 
-class Step(NamedTuple):
+class Step(Record):
     states: tuple[str, ...]  # in declaration order; the first is the output
     params: tuple[str, ...]
     statements: tuple[Assign, ...]

@@ -19,15 +19,14 @@ never recomputed), as torch.fx keeps `node.meta`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.cells.equations import Assign, Node, Step
 from rnnspec.language.names import Namespace
+from rnnspec.records import Record
 
 LEAVES = ("x", "state", "local", "param", "number")
 
 
-class Statement(NamedTuple):
+class Statement(Record):
     """`targets = node` after lowering; `assign` is the statement of the IR it comes from."""
 
     targets: tuple[str, ...]  # names in the backend's namespace
@@ -36,7 +35,7 @@ class Statement(NamedTuple):
     expand: str | None = None  # a parameters-only value given the batch of this state
 
 
-class Lowered(NamedTuple):
+class Lowered(Record):
     hoist: tuple[Statement, ...]  # before the loop, every time step at once
     step: tuple[Statement, ...]  # in the loop, one time step
     passed: tuple[tuple[str, bool], ...]  # (name, batched): handed from hoist to step

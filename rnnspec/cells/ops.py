@@ -15,7 +15,8 @@ A new function is one `Op` member and one record here, one shape rule in `cells/
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+
+from rnnspec.records import Record
 
 
 class Op(str, enum.Enum):
@@ -83,7 +84,7 @@ class Kind(str, enum.Enum):
     INTERNAL = "internal"
 
 
-class OpRecord(NamedTuple):
+class OpRecord(Record):
     op: Op
     kind: Kind
     arity: tuple[int, int | None]  # fewest and most operands written (None: any number)

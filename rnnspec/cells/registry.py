@@ -12,18 +12,18 @@ spec is one more record, built by `equations` from its checked body.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 from rnnspec import model
 from rnnspec.cells.shapes import Size, sequence_shape
 from rnnspec.language.diagnostics import Diagnostic, Note, Span, error
+from rnnspec.records import Record
 
 # Every layer's parameters are listed one by one, so the layer count is bounded (far above
 # any real network): a spec cannot make the checker enumerate 10**100 layers.
 MAX_LAYERS = 10_000
 
 
-class ArgumentRule(NamedTuple):
+class ArgumentRule(Record):
     """A stack property or block argument: its type, default and range."""
 
     name: str
@@ -37,19 +37,19 @@ class ArgumentRule(NamedTuple):
     keyword_only: bool = False  # never bound by position (the arguments PyTorch lacks)
 
 
-class ParameterTemplate(NamedTuple):
+class ParameterTemplate(Record):
     role: str  # weight_ih; the parameter of layer k, direction s is `weight_ih_l{k}{s}`
     dims: tuple[Size, ...]
     when: str | None = None  # an argument whose value must be truthy for the parameter to exist
     init: tuple = ("uniform",)  # ("uniform",), ("zeros",), ("ones",), ("uniform", a, b), ...
 
 
-class StateTemplate(NamedTuple):
+class StateTemplate(Record):
     name: str  # `h`: expect keys and docs say `h0` and `h_n`
     size: Size
 
 
-class Cell(NamedTuple):
+class Cell(Record):
     name: str
     arguments: tuple[ArgumentRule, ...]  # in the order positional arguments take them
     positional: bool  # whether a block may pass arguments by position (PyTorch's order)

@@ -8,12 +8,12 @@ of mypy's `map_actuals_to_formals`; evaluating values and reporting is the calle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from rnnspec.cells.registry import ArgumentRule
+from rnnspec.records import Record
 
 
-class Binding(NamedTuple):
+class Binding(Record):
     formals: dict[str, object]  # rule name -> the actual (ast.Argument or ast.Property) setting it
     positions: dict[str, int]  # rule name -> position, for those set positionally
     unknown: list  # actuals naming no rule

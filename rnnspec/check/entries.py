@@ -6,8 +6,6 @@ layers by `check.layers.derive`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec import model
 from rnnspec.cells.shapes import MAX_DIMENSION, TIME, Time
 from rnnspec.check.evaluate import POISON
@@ -17,9 +15,10 @@ from rnnspec.language.diagnostics import Note, Span, error, warning
 from rnnspec.language.names import check_name, snake_case, suggest
 from rnnspec.layers import time as timing
 from rnnspec.layers.kinds import COMBINE, FROM, INPUT, LAYER_KINDS
+from rnnspec.records import Record
 
 
-class Produced(NamedTuple):
+class Produced(Record):
     """An earlier entry or input, as a later entry can read it."""
 
     flow: Flow

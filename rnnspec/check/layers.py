@@ -9,16 +9,15 @@ can cause on its own (a window wider than its bins, groups that do not divide).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec import model
 from rnnspec.cells.shapes import Time
 from rnnspec.language.diagnostics import Diagnostic, Span, error
 from rnnspec.layers import time as timing
 from rnnspec.layers.kinds import LayerKind
+from rnnspec.records import Record
 
 
-class Flow(NamedTuple):
+class Flow(Record):
     """What flows between entries."""
 
     features: int  # what a 1-D entry reads: a 2-D map's channels * bins, flattened
@@ -34,7 +33,7 @@ class Flow(NamedTuple):
         return self.grid[1] if self.grid else self.features
 
 
-class Derived(NamedTuple):
+class Derived(Record):
     flow: Flow  # what the layer produces
     parameters: tuple[model.Parameter, ...]
     buffers: tuple[model.Buffer, ...]

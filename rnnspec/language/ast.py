@@ -1,47 +1,47 @@
 """The syntax of a .rnn file as immutable records. Every node carries a `Span`.
 
-The records are NamedTuples rather than frozen dataclasses: as immutable, but created
-about ten times faster at import, which `rnnspec check` pays on every start.
+The records are `Record`s (named tuples built without compiling code) rather than frozen
+dataclasses: as immutable, but far cheaper to declare, which `rnnspec check` pays on
+every start.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.language.diagnostics import Span
+from rnnspec.records import Record
 
 # ----------------------------------------------------------------------------- expressions
 
 
-class Integer(NamedTuple):
+class Integer(Record):
     value: int
     span: Span
 
 
-class Float(NamedTuple):
+class Float(Record):
     value: float
     span: Span
 
 
-class Boolean(NamedTuple):
+class Boolean(Record):
     value: bool
     span: Span
 
 
-class Name(NamedTuple):
+class Name(Record):
     """A constant's name or a bare word (`tanh`), or `_` in a shape."""
 
     name: str
     span: Span
 
 
-class Negation(NamedTuple):
+class Negation(Record):
     operand: Expr
     signs: int  # `--x` is one node with two signs, so long runs of minus signs stay flat
     span: Span
 
 
-class Chain(NamedTuple):
+class Chain(Record):
     """`a + b - c` or `a * b // c`: one operator precedence level, kept flat."""
 
     first: Expr
@@ -49,7 +49,7 @@ class Chain(NamedTuple):
     span: Span
 
 
-class Comparison(NamedTuple):
+class Comparison(Record):
     """`a < b <= c`: chained as in Python (`a < b and b <= c`, each operand evaluated once)."""
 
     first: Expr
@@ -57,7 +57,7 @@ class Comparison(NamedTuple):
     span: Span
 
 
-class Logic(NamedTuple):
+class Logic(Record):
     """`a and b and c` or `a or b`: one operator, kept flat; evaluated left to right and
     stopping as soon as the result is known, as in Python."""
 
@@ -66,13 +66,13 @@ class Logic(NamedTuple):
     span: Span
 
 
-class Not(NamedTuple):
+class Not(Record):
     operand: Expr
     count: int  # `not not x` is one node, as `Negation` keeps runs of minus signs flat
     span: Span
 
 
-class Conditional(NamedTuple):
+class Conditional(Record):
     """`a if c else b if d else e`: the value of the first branch whose condition is true,
     else `otherwise`. Only the values needed are evaluated, as in Python."""
 
@@ -81,13 +81,13 @@ class Conditional(NamedTuple):
     span: Span
 
 
-class Invalid(NamedTuple):
+class Invalid(Record):
     """A literal that was already reported (say, out of range); evaluates silently to nothing."""
 
     span: Span
 
 
-class Call(NamedTuple):
+class Call(Record):
     """`name(arguments)`: a function in a cell's equations (`tanh(c)`), or, standing as a
     stack entry, a block (the parser turns those into `Block`)."""
 
@@ -97,7 +97,7 @@ class Call(NamedTuple):
     span: Span
 
 
-class ListValue(NamedTuple):
+class ListValue(Record):
     """`[a, b]`: a pair of a 2-D layer's arguments (`kernel_size = [41, 11]`)."""
 
     items: tuple
@@ -110,14 +110,14 @@ Expr = (Integer | Float | Boolean | Name | Negation | Chain | Comparison | Logic
 # ----------------------------------------------------------------------------- items
 
 
-class Argument(NamedTuple):
+class Argument(Record):
     name: str | None  # None for a positional argument (always an error)
     name_span: Span | None
     value: Expr
     span: Span
 
 
-class Block(NamedTuple):
+class Block(Record):
     name: str | None  # None when written as a bare call: the checker names it
     name_span: Span | None
     cell: str
@@ -126,14 +126,14 @@ class Block(NamedTuple):
     span: Span
 
 
-class Property(NamedTuple):
+class Property(Record):
     name: str
     name_span: Span
     value: Expr
     span: Span
 
 
-class Stack(NamedTuple):
+class Stack(Record):
     name: str
     name_span: Span
     properties: tuple[Property, ...]
@@ -141,19 +141,19 @@ class Stack(NamedTuple):
     span: Span
 
 
-class Let(NamedTuple):
+class Let(Record):
     name: str
     name_span: Span
     value: Expr
     span: Span
 
 
-class Selector(NamedTuple):
+class Selector(Record):
     value: str | int
     span: Span
 
 
-class ExpectEntry(NamedTuple):
+class ExpectEntry(Record):
     key: str
     key_span: Span
     selector: Selector | None
@@ -162,7 +162,7 @@ class ExpectEntry(NamedTuple):
     span: Span
 
 
-class Expect(NamedTuple):
+class Expect(Record):
     stack: str
     stack_span: Span
     entries: tuple[ExpectEntry, ...]
@@ -172,7 +172,7 @@ class Expect(NamedTuple):
 # ----------------------------------------------------------------------------- cells
 
 
-class CellArgument(NamedTuple):
+class CellArgument(Record):
     """A size argument of a cell's header: `proj_size` or `proj_size = 64`."""
 
     name: str
@@ -181,14 +181,14 @@ class CellArgument(NamedTuple):
     span: Span
 
 
-class StateDeclaration(NamedTuple):
+class StateDeclaration(Record):
     name: str
     name_span: Span
     size: Expr
     span: Span
 
 
-class ParamDeclaration(NamedTuple):
+class ParamDeclaration(Record):
     name: str
     name_span: Span
     dims: tuple[Expr, ...]
@@ -197,14 +197,14 @@ class ParamDeclaration(NamedTuple):
     span: Span
 
 
-class Require(NamedTuple):
+class Require(Record):
     """`require input_size == hidden_size`: a condition on a cell's sizes."""
 
     condition: Expr
     span: Span
 
 
-class Statement(NamedTuple):
+class Statement(Record):
     """`h = tanh(...)` or `i, f, g, o = chunk(..., 4)`."""
 
     targets: tuple[tuple[str, Span], ...]
@@ -212,7 +212,7 @@ class Statement(NamedTuple):
     span: Span
 
 
-class Cell(NamedTuple):
+class Cell(Record):
     name: str
     name_span: Span
     arguments: tuple[CellArgument, ...]
@@ -223,7 +223,7 @@ class Cell(NamedTuple):
     requires: tuple[Require, ...] = ()
 
 
-class SpecFile(NamedTuple):
+class SpecFile(Record):
     path: str
     lets: tuple[Let, ...]
     stacks: tuple[Stack, ...]

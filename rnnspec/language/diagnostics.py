@@ -7,10 +7,11 @@ Finding a problem and printing it are separate: the parser and the checker build
 from __future__ import annotations
 
 import unicodedata
-from typing import NamedTuple
+
+from rnnspec.records import Record
 
 
-class Span(NamedTuple):
+class Span(Record):
     """A region of a source file. Lines and columns are 1-based; `end_column` is exclusive."""
 
     path: str
@@ -24,12 +25,12 @@ class Span(NamedTuple):
         return Span(self.path, self.line, self.column, other.end_line, other.end_column)
 
 
-class Note(NamedTuple):
+class Note(Record):
     message: str
     span: Span | None = None
 
 
-class Diagnostic(NamedTuple):
+class Diagnostic(Record):
     severity: str  # "error" or "warning"
     code: str
     message: str

@@ -1,4 +1,5 @@
-"""Reading a .rnn file and turning its text into the AST. The only module that uses Lark."""
+"""Reading a .rnn file and turning its text into the AST. With `lexer` (the tokens), the only
+module that uses Lark."""
 
 from __future__ import annotations
 
@@ -110,12 +111,24 @@ class _Nesting:
         return token
 
 
-def _cache_file() -> str | None:
-    """Lark's serialized parser: loading it is several times faster than building it."""
+def _cache_file(grammar: str, options: dict) -> str | None:
+    """Lark's serialized parser: loading it is several times faster than building it. Its
+    name is a digest of what Lark builds it from, so that installations of rnnspec with
+    other grammars (or Lark versions) that share the cache folder keep one file each rather
+    than replacing each other's on every start."""
+    import hashlib
+
+    from lark import __version__ as lark_version
+
     from rnnspec.resources import cache_folder
 
     folder = cache_folder()
-    return os.path.join(folder, "parser.lark.cache") if folder else None
+    if not folder:
+        return None
+    built_from = [grammar, lark_version, *(f"{k}={v!r}" for k, v in sorted(options.items())
+                                           if k not in ("transformer", "lexer_callbacks"))]
+    digest = hashlib.sha256("\n".join(built_from).encode("utf-8")).hexdigest()[:16]
+    return os.path.join(folder, f"parser-{digest}.lark.cache")
 
 
 def _read_grammar() -> str:
@@ -128,21 +141,32 @@ def parser():
     """The LALR parser, built on first use and kept for the life of the process."""
     from lark import Lark
 
+    from rnnspec.language.lexer import ParserLexer
+
     grammar = _read_grammar()
     options = dict(
         parser="lalr",
-        lexer="basic",
+        lexer=ParserLexer,
         maybe_placeholders=True,
         transformer=_build_transformer(),
         lexer_callbacks={"LPAR": _Nesting.open, "RPAR": _Nesting.close},
     )
-    cache = _cache_file()
+    cache = _cache_file(grammar, options)
     if cache:
         try:
             return Lark(grammar, cache=cache, **options)
         except OSError:
             pass
     return Lark(grammar, **options)
+
+
+def tokenize(text: str):
+    """The tokens of `text` for the tools (`lexer.tokenize`): those the parser reads, with
+    comments kept and never an error."""
+    from rnnspec.language.lexer import scanner_of
+    from rnnspec.language.lexer import tokenize as tokens
+
+    return tokens(text, scanner_of(parser().lexer_conf))
 
 
 # ----------------------------------------------------------------------------- syntax errors

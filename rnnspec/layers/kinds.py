@@ -16,13 +16,12 @@ inside a 2-D run is `BatchNorm2d`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.cells.registry import ArgumentRule
 from rnnspec.cells.shapes import MAX_DIMENSION
+from rnnspec.records import Record
 
 
-class LayerKind(NamedTuple):
+class LayerKind(Record):
     name: str
     group: str  # step, time, grid, head, embedding
     arguments: tuple[ArgumentRule, ...]

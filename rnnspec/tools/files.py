@@ -25,7 +25,12 @@ def replace_atomically(path: str, data: str | bytes, *, keep_mode: bool = False)
     a name only once complete, just before the rename: a process killed while writing
     leaves nothing behind. Elsewhere (or where the file system has no `O_TMPFILE`) the
     temporary file is named from the start. Either name carries the writer's pid, and each
-    write first removes the temporary files of dead writers to the same target."""
+    write first removes the temporary files of dead writers to the same target.
+
+    Only a regular file (or a new name) is replaced: a folder, FIFO, device or socket is
+    refused (OutputError) without being opened, and a symbolic link is followed, so the
+    file it names is replaced and the link stays."""
+    path = output_target(path)
     folder = os.path.dirname(os.path.abspath(path))
     umask = os.umask(0)
     os.umask(umask)
@@ -154,49 +159,117 @@ def _running(pid: int) -> bool:
     return True
 
 
-def write_output(path: str, data: str | bytes, *, is_ours: Callable[[str], bool],
-                 force: bool = False, who: str = "rnnspec", verb: str = "write") -> None:
-    """`replace_atomically`, after refusing a folder, a missing folder, and (unless
-    `force`) a file for which `is_ours(path)` is false: one `who` did not `verb`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise OutputError(f"cannot write `{path}`: it is a folder")
-    if not os.path.isdir(folder):
-        raise OutputError(f"cannot write `{path}`: the folder `{folder}` does not exist")
-    kind = special_kind(path)
-    if kind:  # never opened: reading a FIFO blocks, and replacing a device is never meant
-        raise OutputError(f"refusing to write `{path}`: it is {kind}, not a regular file "
-                          "(outputs are regular files; --force does not change that)")
-    if os.path.exists(path) and not force:
-        try:
-            ours = is_ours(path)
-        except OSError as exc:
-            raise OutputError(f"cannot read `{path}` to see what it is: {exc.strerror}") from None
-        if not ours:
-            raise OutputError(f"refusing to overwrite `{path}`: {who} did not {verb} it "
-                              "(use --force to replace it)")
-    replace_atomically(path, data)
+_HEAD = 4096  # bytes of an existing target that `is_ours` is shown
 
 
-def special_kind(path: str) -> str | None:
-    """What `path` is when it exists and is not a regular file or folder ("a FIFO", "a
-    device", ...), found with `stat` alone, so nothing is opened; None otherwise."""
+def write_output(path: str, data: str | bytes, *, is_ours: Callable[[bytes], bool],
+                 force: bool = False, who: str = "rnnspec", verb: str = "write",
+                 inputs: tuple[str, ...] = ()) -> None:
+    """`replace_atomically`, once the target is known to be a place for an output.
+
+    Refused, whatever `force` says: a folder, a missing folder, anything not a regular file
+    (a FIFO, a device, a socket: found with `stat` alone, never opened), a symbolic link to
+    nothing, and one of the command's own `inputs`. A regular file whose first bytes
+    `is_ours` does not recognise (one `who` did not `verb`) is refused unless `force`. A
+    symbolic link is followed: the file it names is checked, and replaced, as if named."""
+    target = check_output(path, is_ours=is_ours, force=force, who=who, verb=verb,
+                          inputs=inputs)
+    replace_atomically(target, data)
+
+
+def check_output(path: str, *, is_ours: Callable[[bytes], bool], force: bool = False,
+                 who: str = "rnnspec", verb: str = "write",
+                 inputs: tuple[str, ...] = ()) -> str:
+    """`write_output`'s refusals (OutputError) without writing, for a command to run
+    before its work; the file a write would replace."""
+    target = output_target(path, inputs)
+    if os.path.lexists(target) and not force and not is_ours(_head(path, target)):
+        raise OutputError(f"refusing to overwrite `{path}`: it is a file {who} did not "
+                          f"{verb} (use --force to replace it)")
+    return target
+
+
+def output_target(path: str, inputs: tuple[str, ...] = ()) -> str:
+    """The file that writing to `path` replaces (`path`, or where its symbolic links lead),
+    after refusing (OutputError) every target that is not a regular file or a new name in
+    an existing folder, and the files in `inputs`."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
     try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
+        status = os.stat(target)
+    except FileNotFoundError:
+        status = None
+    except OSError as exc:
+        raise OutputError(f"cannot write `{path}`: {exc.strerror or exc}") from None
+    if status is None:
+        if os.path.islink(path):
+            raise OutputError(f"refusing to write `{path}`: it is a symbolic link to "
+                              f"`{target}`, which does not exist")
+        folder = os.path.dirname(os.path.abspath(target))
+        if not os.path.isdir(folder):
+            raise OutputError(f"cannot write `{path}`: the folder `{folder}` does not exist")
+        return target
+    link = f"a symbolic link to `{target}`, which is " if target != path else ""
+    if stat.S_ISDIR(status.st_mode):
+        raise OutputError(f"cannot write `{path}`: it is {link}a folder")
+    kind = special_kind(path, status)
+    if kind:  # never opened: reading a FIFO blocks, and replacing a device is never meant
+        raise OutputError(f"refusing to write `{path}`: it is {link}{kind}, not a regular "
+                          "file (outputs are regular files; --force does not change that)")
+    for source in inputs:
+        try:
+            same = os.path.samestat(status, os.stat(source))
+        except OSError:
+            continue
+        if same:
+            raise OutputError(f"refusing to write `{path}`: it is this command's own input "
+                              f"`{source}` (--force does not change that)")
+    return target
+
+
+def _head(path: str, target: str) -> bytes:
+    """The first bytes of the regular file `target`, opened so that nothing can block (a
+    FIFO swapped in after the `stat`: O_NONBLOCK, and the opened file must be regular)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        handle = os.open(target, flags)
+    except OSError as exc:
+        raise OutputError(f"cannot read `{path}` to see what it is: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        kind = special_kind(path, os.fstat(handle))
+        if kind:
+            raise OutputError(f"refusing to write `{path}`: it is {kind}, not a regular file")
+        return os.read(handle, _HEAD)
+    except OSError as exc:
+        raise OutputError(f"cannot read `{path}` to see what it is: "
+                          f"{exc.strerror or exc}") from None
+    finally:
+        os.close(handle)
+
+
+def special_kind(path: str, status: os.stat_result | None = None) -> str | None:
+    """What `path` is when it exists and is not a regular file or folder ("a FIFO", "a
+    device", ...), found with `stat` alone (or from `status`), so nothing is opened; None
+    otherwise."""
+    if status is None:
+        try:
+            status = os.stat(path)
+        except OSError:
+            return None
+    mode = status.st_mode
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
     if stat.S_ISSOCK(mode):
         return "a socket"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "not a regular file"
     return None
 
 
-def starts_with(mark: str) -> Callable[[str], bool]:
+def starts_with(mark: str) -> Callable[[bytes], bool]:
     """An `is_ours` for text files whose first bytes are `mark`."""
-    def check(path: str) -> bool:
-        with open(path, "rb") as handle:
-            return handle.read(len(mark)) == mark.encode()
-    return check
+    return lambda head: head.startswith(mark.encode())

@@ -27,7 +27,8 @@ The layout (docs/editors.md has the user-facing version):
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+
+from rnnspec.records import Record
 
 INDENT = "    "
 
@@ -45,7 +46,7 @@ def _operator_words() -> frozenset[str]:
     return operator_words()
 
 
-class Token(NamedTuple):
+class Token(Record):
     kind: str  # comment, float, int, name, op, other
     text: str
     newlines: int  # newlines between the previous token (or comment) and this one
@@ -54,7 +55,7 @@ class Token(NamedTuple):
 def tokenize(text: str) -> list[Token]:
     """Every token and comment of `text`, with the newlines before each (the language's
     lexer, `language.lexer`; comments without their trailing spaces)."""
-    from rnnspec.language.lexer import tokenize as lex
+    from rnnspec.language.parse import tokenize as lex
 
     return [Token(t.kind, t.text.rstrip() if t.kind == "comment" else t.text, t.newlines)
             for t in lex(text.replace("\r\n", "\n").replace("\r", "\n"))]
@@ -386,13 +387,20 @@ def format_source(text: str, path: str = "<string>") -> str:
 
 def write_atomically(path: str, text: str) -> None:
     """Write `text` to `path` atomically, keeping an existing file's permission bits;
-    raises OSError."""
-    from rnnspec.tools.files import OutputError, replace_atomically
+    raises `rnnspec.tools.files.OutputError` (a folder, FIFO or device is never replaced;
+    a symbolic link is followed)."""
+    from rnnspec.tools.files import replace_atomically
 
-    try:
-        replace_atomically(path, text, keep_mode=True)
-    except OutputError as exc:
-        raise OSError(str(exc)) from None
+    replace_atomically(path, text, keep_mode=True)
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why `path` cannot be formatted in place before it is even read: a FIFO, device or
+    socket (reading a FIFO would wait for a writer), found with `stat` alone."""
+    from rnnspec.tools.files import special_kind
+
+    kind = special_kind(path)
+    return f"refusing to format `{path}`: it is {kind}, not a regular file" if kind else None
 
 
 def run_fmt(args, style) -> int:
@@ -402,9 +410,15 @@ def run_fmt(args, style) -> int:
 
     from rnnspec.language.diagnostics import render
     from rnnspec.language.parse import SourceError, decode_source, read_source
+    from rnnspec.tools.files import OutputError
 
     status = 0
     for path in args.files:
+        refused = None if path == "-" else _not_a_file(path)
+        if refused:
+            sys.stderr.write(f"{style.error('error')}: {refused}\n")
+            status = max(status, 2)
+            continue
         try:
             text = decode_source(sys.stdin.buffer.read(), "<stdin>") if path == "-" \
                 else read_source(path)
@@ -437,9 +451,8 @@ def run_fmt(args, style) -> int:
         elif not args.diff:
             try:
                 write_atomically(path, formatted)
-            except OSError as exc:
-                sys.stderr.write(f"{style.error('error')}: cannot write `{path}`: "
-                                 f"{exc.strerror or exc}\n")
+            except OutputError as exc:
+                sys.stderr.write(f"{style.error('error')}: {exc}\n")
                 status = max(status, 2)
                 continue
             sys.stderr.write(f"reformatted {shown}\n")

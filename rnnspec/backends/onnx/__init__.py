@@ -5,9 +5,8 @@ Nothing here imports onnx or numpy; `export` (and the modules it uses) do, when 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.backends.base import ONNX, Backend
+from rnnspec.records import Record
 
 BACKENDS = (
     Backend("onnx", ONNX, "write an ONNX model of a stack",
@@ -15,7 +14,7 @@ BACKENDS = (
 )
 
 
-class OnnxOp(NamedTuple):
+class OnnxOp(Record):
     """How ONNX's own recurrent operator (`LSTM`, `GRU`, `RNN`) runs a block of a cell."""
 
     op: str

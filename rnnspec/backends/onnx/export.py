@@ -141,21 +141,30 @@ def initial_weights(spec_path: str, stack: model.Stack, seed: int) -> dict:
 # ----------------------------------------------------------------------------- files
 
 
-def _is_ours(path: str) -> bool:
-    """Whether `path` is an ONNX file rnnspec wrote: its producer_name is field 2, right
-    after ir_version, in the serialised bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(32)
+def _is_ours(head: bytes) -> bool:
+    """Whether a file starting with `head` is an ONNX file rnnspec wrote: its producer_name
+    is field 2, right after ir_version, in the serialised bytes."""
     mark = b"\x12" + bytes([len(PRODUCER)]) + PRODUCER.encode()
     return head[:1] == b"\x08" and mark in head[:16]
 
 
-def write_bytes(path: str, data: bytes, *, force: bool = False) -> None:
-    """Write `data` to `path` atomically; refuse to replace a file rnnspec did not write."""
+def _output_allowed(path: str, inputs: tuple[str, ...], force: bool) -> None:
+    from rnnspec.tools.files import OutputError, check_output
+
+    try:
+        check_output(path, is_ours=_is_ours, force=force, inputs=inputs)
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def write_bytes(path: str, data: bytes, *, force: bool = False,
+                inputs: tuple[str, ...] = ()) -> None:
+    """Write `data` to `path` atomically; refuse to replace a file rnnspec did not write
+    (unless `force`), and anything not a regular file or among `inputs` even then."""
     from rnnspec.tools.files import OutputError, write_output
 
     try:
-        write_output(path, data, is_ours=_is_ours, force=force)
+        write_output(path, data, is_ours=_is_ours, force=force, inputs=inputs)
     except OutputError as exc:
         raise ExportError(str(exc)) from None
 
@@ -186,6 +195,8 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
         raise ExportError(f"opset {opset} is not supported: rnnspec writes opsets "
                           f"{MIN_OPSET} to {MAX_OPSET}")
     stack = find_stack(result, stack_name)
+    inputs = (result.path,) + ((weights,) if weights is not None else ())
+    _output_allowed(output, inputs, force)  # before any work; checked again when writing
     try:
         import onnx  # noqa: F401
     except ImportError:
@@ -216,5 +227,5 @@ def export(result: model.CheckedFile, output: str, *, stack_name: str | None = N
         raise ExportError(f"the graph written for stack `{stack.name}` fails ONNX's checks "
                           f"(a bug in rnnspec; nothing was written): {exc}",
                           help="please report it with the spec") from None
-    write_bytes(output, onnx_model.SerializeToString(), force=force)
+    write_bytes(output, onnx_model.SerializeToString(), force=force, inputs=inputs)
     return stack

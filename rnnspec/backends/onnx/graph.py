@@ -4,9 +4,9 @@ root graph, a body graph for each Scan) and how each step op becomes ONNX nodes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from rnnspec.language.names import Namespace
+from rnnspec.records import Record
 
 MIN_OPSET = 14  # Reshape/Unsqueeze/Squeeze/Split with tensor inputs; LSTM `layout`
 MAX_OPSET = 21  # the newest opset tested with onnxruntime
@@ -28,7 +28,7 @@ class ExportError(Exception):
 # ----------------------------------------------------------------------------- step IR
 
 
-class Stmt(NamedTuple):
+class Stmt(Record):
     """One step statement: `outputs = op(*inputs)`.
 
     `inputs` are names (of `x`, a state, a parameter, or an earlier statement's output) or

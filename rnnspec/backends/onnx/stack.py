@@ -3,8 +3,6 @@ the others, then `merge`, `residual` and padded lengths; `build_model` the whole
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec import model
 from rnnspec.backends.onnx import onnx_op
 from rnnspec.backends.onnx.cells import builtin_step, emit_recurrence, lower_step
@@ -17,6 +15,7 @@ from rnnspec.backends.onnx.graph import (
     _Graph,
 )
 from rnnspec.cells.registry import size_values
+from rnnspec.records import Record
 
 
 def _reorder(array, gate_order: tuple[int, ...]):
@@ -26,7 +25,7 @@ def _reorder(array, gate_order: tuple[int, ...]):
     return np.concatenate([pieces[i] for i in gate_order], axis=0)
 
 
-class _StackContext(NamedTuple):
+class _StackContext(Record):
     g: _Graph
     weights: dict  # "<block>.<param>" -> float32 numpy array
     batch: str  # int64 [1]: the batch size

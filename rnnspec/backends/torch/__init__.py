@@ -5,9 +5,8 @@ Nothing here imports torch or jinja2; `codegen` (the templates) and `verify` do,
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.backends.base import MODULE, Backend
+from rnnspec.records import Record
 
 _CODEGEN = "rnnspec.backends.torch.codegen"
 FUSED = "fused"  # the backend that runs built-in cells as their torch.nn modules
@@ -23,7 +22,7 @@ BACKENDS = (
 )
 
 
-class TorchModule(NamedTuple):
+class TorchModule(Record):
     """The torch.nn module that runs a built-in cell on the fused backend."""
 
     torch_class: str  # `LSTM`: the class in torch.nn

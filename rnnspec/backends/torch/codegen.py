@@ -307,11 +307,14 @@ def _rebuild(source: str, spec_path: str, qualname: str):
 
 
 def write_output(path: str, source: str, *, force: bool = False, mark: str = HEADER_MARK,
-                 tool: str = "rnnspec") -> None:
+                 tool: str = "rnnspec", inputs: tuple[str, ...] = ()) -> None:
     """Write `source` to `path` atomically; refuse to replace a file that does not start
-    with `mark` (one that `tool` did not write) unless `force` is set."""
+    with `mark` (one that `tool` did not write) unless `force` is set, and anything that is
+    not a regular file or is one of the command's `inputs` even then
+    (`rnnspec.tools.files.write_output`)."""
     from rnnspec.tools.files import starts_with
     from rnnspec.tools.files import write_output as write
 
     verb = "generate" if tool == "rnnspec" else "write"
-    write(path, source, is_ours=starts_with(mark), force=force, who=tool, verb=verb)
+    write(path, source, is_ours=starts_with(mark), force=force, who=tool, verb=verb,
+          inputs=inputs)

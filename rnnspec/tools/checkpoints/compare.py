@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import NamedTuple
 
 from rnnspec import model
 from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from rnnspec.cells.shapes import format_shape
 from rnnspec.language.diagnostics import Diagnostic, Note, error
+from rnnspec.records import Record
 
 # A parameter of PyTorch's recurrent modules, with the module's prefix (`encoder.rnn.`)
 RECURRENT_KEY = re.compile(
@@ -35,7 +35,7 @@ MAX_HYPOTHESES = 20_000
 Shapes = dict[str, tuple[int, ...]]
 
 
-class Comparison(NamedTuple):
+class Comparison(Record):
     checkpoint: str
     stack: str
     prefix: str  # what precedes the block names (several blocks) or the parameter names

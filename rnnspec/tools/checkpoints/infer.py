@@ -21,12 +21,12 @@ from __future__ import annotations
 import ast as python_ast
 import os
 import re
-from typing import NamedTuple
 
 from rnnspec.cells.registry import BUILTIN_CELLS, CELLS_BY_GATES, derive
 from rnnspec.cells.shapes import Size, quotient, symbols
 from rnnspec.language.diagnostics import Span
 from rnnspec.language.names import Namespace, check_name
+from rnnspec.records import Record
 
 HEADER_MARK = "# Written by rnnspec infer"
 CELL_NAMES = {gates: cell.name for gates, cell in CELLS_BY_GATES.items()}
@@ -45,7 +45,7 @@ class InferError(Exception):
         self.status = status
 
 
-class CellShape(NamedTuple):
+class CellShape(Record):
     """What `infer --cells` needs of a user cell (section 8 of the language)."""
 
     name: str
@@ -58,7 +58,7 @@ class CellShape(NamedTuple):
     numbers: tuple[tuple[str, float], ...] = ()  # number arguments and their defaults
 
 
-class Module(NamedTuple):
+class Module(Record):
     prefix: str
     cell: str
     arguments: dict  # as they are written in the block
@@ -537,12 +537,14 @@ def render_entries(parent: str, entries: list, cells, taken: set[str]) -> list[s
     return lines + ["}", ""]
 
 
-def write_spec(path: str, text: str, force: bool) -> None:
-    """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`."""
+def write_spec(path: str, text: str, force: bool, inputs: tuple[str, ...] = ()) -> None:
+    """Atomically; an existing file only if `rnnspec infer` wrote it, or with `force`;
+    never over anything but a regular file, nor over one of `inputs`."""
     from rnnspec.backends.torch.codegen import OutputError, write_output
 
     try:
-        write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer")
+        write_output(path, text, force=force, mark=HEADER_MARK, tool="rnnspec infer",
+                     inputs=inputs)
     except OutputError as exc:
         raise InferError(str(exc), 2) from None
 
@@ -589,7 +591,8 @@ def run_infer(args) -> int:
         sys.stdout.write(text)
         return 0
     try:
-        write_spec(args.output, text, args.force)
+        inputs = (args.checkpoint,) + ((args.cells,) if args.cells else ())
+        write_spec(args.output, text, args.force, inputs)
     except InferError as exc:
         sys.stderr.write(f"rnnspec: error: {exc}\n")
         return exc.status

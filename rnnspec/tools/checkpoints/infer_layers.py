@@ -11,17 +11,16 @@ written as a comment saying what to fill in, never as a fact.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from rnnspec.language.diagnostics import Span
 from rnnspec.language.names import check_name
+from rnnspec.records import Record
 
 _NOWHERE = Span("<checkpoint>", 1, 1, 1, 1)
 
 _SEARCH_LIMIT = 20_000  # orderings tried before falling back to the key order
 
 
-class LayerModule(NamedTuple):
+class LayerModule(Record):
     """A non-recurrent module of the checkpoint: `<parent><name>.<key>`."""
 
     parent: str
@@ -32,7 +31,7 @@ class LayerModule(NamedTuple):
     position: int  # of its first key in the checkpoint
 
 
-class Entry(NamedTuple):
+class Entry(Record):
     """One written entry: a layer (`module` a LayerModule) or a recurrent `Module`."""
 
     kind: str

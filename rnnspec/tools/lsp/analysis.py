@@ -9,9 +9,9 @@ as in every `Span`; the server converts them to the client's units with pygls' c
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from rnnspec.language.diagnostics import Span
+from rnnspec.records import Record
 
 # Where each code is documented: docs/diagnostics.md of the project, one anchor per code.
 DOCS_URL = "https://github.com/rnnspec/rnnspec/blob/main/docs/diagnostics.md"
@@ -313,7 +313,7 @@ def _block_definition(stack_ast, selector, stack) -> Span | None:
 # ----------------------------------------------------------------------------- symbols
 
 
-class Symbol(NamedTuple):
+class Symbol(Record):
     name: str
     kind: str  # constant, stack, block, expect, key, cell, state, param
     detail: str

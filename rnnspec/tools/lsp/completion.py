@@ -6,19 +6,19 @@ the registry, functions and initialisers from the cell checker's tables."""
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
+from rnnspec.records import Record
 from rnnspec.tools.lsp.analysis import Analysis, format_value
 
 
-class Completion(NamedTuple):
+class Completion(Record):
     label: str
     kind: str  # argument, cell, constant, key, keyword, property, value, function, name
     detail: str = ""
     insert: str | None = None
 
 
-class Context(NamedTuple):
+class Context(Record):
     """Where a position is: `where` is top, stack, expect, cell (a cell body), call (a
     block's arguments), function (inside a call in a cell body), header (a cell's size
     arguments), dims (inside `[...]`) or selector (`h0[` in an expect); `name` is the call's
@@ -28,6 +28,48 @@ class Context(NamedTuple):
     name: str | None = None
     block: str | None = None
     block_name: str | None = None
+
+
+def item_start(text: str, offset: int) -> int:
+    """Where the top-level item that holds `offset` starts: the last line before `offset`
+    that begins (in its first column) with an item keyword (`let`, `stack`, `cell`,
+    `expect`), else 0. Found with `str.rfind`, so a request reads the item it is in, not
+    the document: an item's start is outside every bracket, and a half-typed item above
+    does not swallow the one below it."""
+    from rnnspec.language.parse import item_keywords
+
+    best = 0
+    for keyword in item_keywords():
+        at = text.rfind("\n" + keyword, 0, offset)
+        while at >= 0:
+            end = at + 1 + len(keyword)
+            if end >= len(text) or not (text[end].isalnum() or text[end] == "_"):
+                best = max(best, at + 1)
+                break
+            at = text.rfind("\n" + keyword, 0, at)
+    return best
+
+
+_CELL_LINE = re.compile(r"^cell\b", re.MULTILINE)
+_HEADER_CHARS = 4096  # of a `cell NAME(sizes) {` header read for its size arguments
+
+
+def declared_cells(text: str) -> dict[str, tuple[str, ...]]:
+    """Each `cell NAME(args)` at the start of a line of `text`, with its size arguments:
+    only the headers are lexed (the lines are found by a regular expression)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for match in _CELL_LINE.finditer(text):
+        end = text.find("{", match.start(), match.start() + _HEADER_CHARS)
+        header = text[match.start():end if end >= 0 else match.start() + _HEADER_CHARS]
+        found.update(_declared_cells(_code(header)))
+    return found
+
+
+def _code(text: str) -> list:
+    """The code tokens of `text` (comments dropped)."""
+    from rnnspec.language.parse import tokenize
+
+    return [t for t in tokenize(text) if t.kind != "comment"]
 
 
 def _header(tokens, index: int) -> tuple[str | None, str | None]:
@@ -244,17 +286,16 @@ def _entry_names(stack) -> list[str]:
 def completions(analysis: Analysis | None, text: str, offset: int,
                 previous: Analysis | None = None) -> list[Completion]:
     """What may be typed at `offset` of `text`. `previous`: the document's last version
-    that parsed, for what the current one (half typed) cannot say: its cells and stacks."""
-    from rnnspec.language.lexer import tokenize
+    that parsed, for what the current one (half typed) cannot say: its cells and stacks.
+    Only the item that holds `offset` is lexed (`item_start`), and the cells' headers."""
     from rnnspec.language.parse import cell_keywords, item_keywords
 
-    tokens = [t for t in tokenize(text[:offset]) if t.kind != "comment"]
+    tokens = _code(text[item_start(text, offset):offset])
     context = _context(tokens)
     where = context.where
     constants = analysis.semantic()[1] if analysis is not None else {}
     values = [Completion(c, "constant", format_value(v)) for c, v in sorted(constants.items())]
-    everything = tokens + [t for t in tokenize(text[offset:]) if t.kind != "comment"]
-    declared = _declared_cells(everything)
+    declared = declared_cells(text)
     records = _records(analysis, previous)
     stacks = _stacks(analysis, previous)
     if where == "call":

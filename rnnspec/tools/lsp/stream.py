@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import NamedTuple
+
+from rnnspec.records import Record
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of one message's JSON
 MAX_HEADER = 8 * 1024  # bytes of one message's header lines
@@ -28,7 +29,7 @@ _PARTIAL = re.compile(rb"(?:[!-9;-~]+[ \t]*:[ -~]*\r\n)*(?:[!-9;-~]+(?:[ \t]*:[ 
 _REQUEST_ID = re.compile(rb'"id"\s*:\s*(-?\d{1,15}|"(?:[^"\\]|\\.){0,200}")')
 
 
-class Problem(NamedTuple):
+class Problem(Record):
     """Bytes the framer skipped: why, how many, and the id of a request among them (an
     int or str read from the bytes, or None) that the server answers with an error."""
 
