@@ -11,7 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-from . import cells, compiled, editor, layers, lengths, models, onnx_rows, processes, scaling
+from . import (
+    cells,
+    compiled,
+    compiled_cells,
+    editor,
+    layers,
+    lengths,
+    models,
+    onnx_rows,
+    processes,
+    scaling,
+)
 from .harness import machine
 
 HERE = Path(__file__).resolve().parent
@@ -208,6 +219,15 @@ def run(quick: bool) -> str:
         out += [compiled.TRAIN_DESCRIPTION, ""]
         out += _table(compiled.HEADERS, compiled.rows(model_rounds, compiled.STEPS, grad=True))
         out.append("")
+    print("13. the compiled backend ...", flush=True)
+    out += ["## 13. The compiled backend (user cells as C++ loops) / torch.nn and TorchScript",
+            "", compiled_cells.__doc__.split("\n\n", 1)[1].strip(), ""]
+    if compiled_cells.has_compiler():
+        found = compiled_cells.rows(1 if quick else model_rounds, quick)
+        out += _table(compiled_cells.HEADERS, compiled_cells.table(found))
+        out += ["", compiled_cells.first_call_line(found), ""]
+    else:
+        out += ["No C++ compiler here: not measured.", ""]
     out += [f"Total time: {time.time() - started:.0f} s.", ""]
     return "\n".join(out)
 

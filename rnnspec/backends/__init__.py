@@ -7,7 +7,8 @@ backend is used. The CLI (`generate --backend`, `export`) and `rnnspec.generate`
 this registry; no other list of backend names exists.
 
 - `produces == "module"`: `generate(result)` returns the Python source of a module and
-  `load(source, path)` executes it (the PyTorch backends, `fused` and `explicit`).
+  `load(source, path)` executes it (the PyTorch backends, `fused` and `explicit`, and
+  `compiled`, the explicit module with its time loops in C++).
 - `produces == "onnx"`: `generate(result, path, ...)` writes a model file (`onnx`).
 """
 
@@ -21,10 +22,12 @@ from rnnspec.backends.base import Backend
 def _registered() -> dict[str, Backend]:
     # Each backend package declares its records; importing the packages is cheap (their
     # `__init__` modules hold facts only, never torch, jinja2 or onnx).
+    from rnnspec.backends.compiled import BACKENDS as COMPILED_BACKENDS
     from rnnspec.backends.onnx import BACKENDS as ONNX_BACKENDS
     from rnnspec.backends.torch import BACKENDS as TORCH_BACKENDS
 
-    return {backend.name: backend for backend in (*TORCH_BACKENDS, *ONNX_BACKENDS)}
+    every = (*TORCH_BACKENDS, *COMPILED_BACKENDS, *ONNX_BACKENDS)
+    return {backend.name: backend for backend in every}
 
 
 def backends(produces: str | None = None) -> tuple[Backend, ...]:

@@ -1,0 +1,295 @@
+"""The compiled backend's CPU fast path: a step whose elementwise parts are plain C++ loops.
+
+`loop_<k>_fused<scalar_t>` runs where no gradient is needed, on CPU, in float or double.
+Each statement of the lowered step becomes: its matrix products, `layer_norm`, `concat`
+and `@` of heads as ATen calls (their operands computed first), and the elementwise rest
+as ONE loop over the batch and the features, reading every tensor through a pointer and
+its row stride (a parameter's is 0). Ten small elementwise ATen calls (about 1.5 us each
+at B = 1, almost all dispatch) become one loop.
+"""
+
+from __future__ import annotations
+
+from rnnspec.backends.compiled.cpp import _ELEMENTWISE, Unsupported, _Cell, _is_tensor
+from rnnspec.cells.equations import Node
+from rnnspec.cells.lower import terms
+
+_LEAVES = ("x", "state", "local", "param")
+_SCALAR = {
+    "sigmoid": "_sigmoid",
+    "tanh": "_tanh",
+    "relu": "_relu",
+    "exp": "_exp",
+    "log": "std::log",
+    "abs": "std::abs",
+    "sqrt": "std::sqrt",
+    "gelu": "_gelu",
+    "silu": "_silu",
+    "softplus": "_softplus",
+    "logsigmoid": "_logsigmoid",
+}
+_SYMBOLS = {
+    "less": "<",
+    "less_equal": "<=",
+    "greater": ">",
+    "greater_equal": ">=",
+    "equal": "==",
+    "not_equal": "!=",
+}
+
+# The scalar functions of the fused loops, as PyTorch's CPU kernels define them.
+PRELUDE = """
+// exp of a float without a libm call (Cephes' expf: a degree-5 polynomial after range
+// reduction, about 1 ulp), so that the loops vectorise; double keeps std::exp
+inline float _exp(float x) {
+  const float c = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(c * 1.44269504088896341f + 0.5f);
+  const float r = c - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  const float v = e * __builtin_bit_cast(float, bits);
+  return x != x ? x : x > 88.7228f ? INFINITY : x < -87.0f ? 0.0f : v;  // 0: below 2e-38
+}
+inline double _exp(double x) { return std::exp(x); }
+inline float _tanh(float x) {
+  const float a = std::abs(x);
+  const float t = 1.0f - 2.0f / (_exp(2.0f * a) + 1.0f);
+  const float small = x * (1.0f - x * x * (1.0f / 3.0f));  // |x| < 0.004: its series
+  return a < 0.004f ? small : (x < 0 ? -t : t);
+}
+inline double _tanh(double x) { return std::tanh(x); }
+template <typename T> T _sigmoid(T x) { return T(1) / (T(1) + _exp(-x)); }
+template <typename T> T _relu(T x) { return (x > T(0) || x != x) ? x : T(0); }
+template <typename T> T _silu(T x) { return x / (T(1) + _exp(-x)); }
+template <typename T> T _gelu(T x) {
+  return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+}
+template <typename T> T _softplus(T x) { return x > T(20) ? x : std::log1p(std::exp(x)); }
+template <typename T> T _logsigmoid(T x) {
+  return std::min(x, T(0)) - std::log1p(std::exp(-std::abs(x)));
+}
+template <typename T> T _max(T a, T b) { return (a != a || a > b) ? a : b; }
+template <typename T> T _min(T a, T b) { return (a != a || a < b) ? a : b; }
+template <typename T> T _clamp(T x, T low, T high) { return _min(_max(x, low), high); }
+int64_t _row(const Tensor& t) { return t.dim() > 1 ? t.stride(0) : 0; }
+
+// `chunk(t, n, -1)` of a [B, n * size] tensor with unit feature stride, as direct views
+std::vector<Tensor> _pieces(const Tensor& t, int64_t n) {
+  if (t.dim() != 2 || t.stride(-1) != 1) return at::chunk(t, n, -1);
+  const int64_t width = t.size(-1) / n;
+  std::vector<Tensor> out;
+  for (int64_t k = 0; k < n; ++k) {
+    out.push_back(t.as_strided({t.size(0), width}, {t.stride(0), 1},
+                               t.storage_offset() + k * width));
+  }
+  return out;
+}
+
+// Whether the fused loops may run: no gradient, CPU, one floating dtype, unit feature
+// strides (views along the batch are fine), and RNNSPEC_COMPILED_GENERIC unset
+bool fusable(const Args& a) {
+  const auto dtype = a.state[0].scalar_type();
+  if (dtype != at::kFloat && dtype != at::kDouble) return false;
+  const bool grad = at::GradMode::is_enabled();
+  for (const at::TensorList list : {a.inputs, a.state, a.weights}) {
+    for (const auto& t : list) {
+      if (!t.device().is_cpu() || t.scalar_type() != dtype) return false;
+      if (grad && t.requires_grad()) return false;
+      if (t.dim() > 0 && t.size(-1) > 1 && t.stride(-1) != 1) return false;
+    }
+  }
+  static const bool generic = std::getenv("RNNSPEC_COMPILED_GENERIC") != nullptr;
+  return !generic;
+}
+"""
+
+
+class FusedCell(_Cell):
+    """A cell's step with each statement's elementwise part one loop."""
+
+    def expr(self, node: Node) -> str:
+        temps = getattr(self, "temps", None)
+        if temps is None:
+            return super().expr(node)
+        found = temps.get(id(node))
+        if found is not None:
+            return found
+        if node.op in ("matmul", "linear"):
+            matrix, vector = (
+                (node.args[0], node.args[1])
+                if node.op == "matmul"
+                else (node.args[1], node.args[0])
+            )
+            if matrix.op in ("param", "local") and vector.batched:
+                name = self.expr(matrix)
+                transposed = self.transposed.setdefault(name, f"tr_{len(self.transposed)}")
+                if node.op == "matmul" or len(node.args) == 2:
+                    return f"at::mm({self.expr(vector)}, {transposed})"
+                bias = self.bias(list(node.args[2:]))
+                return f"at::addmm({bias}, {self.expr(vector)}, {transposed})"
+        return super().expr(node)
+
+    def _tensor_leaf(self, node: Node) -> bool:
+        return id(node) in self.temps or node.op in _LEAVES
+
+    def materialize(self, node: Node, lines: list[str]) -> str:
+        """A tensor variable holding `node` ([B, size], or a leaf as it is)."""
+        if self._tensor_leaf(node):
+            return self.expr(node)
+        if node.op == "chunk":
+            raise Unsupported("a chunk inside an expression")
+        if node.op in _ELEMENTWISE:
+            self._blocks(node, lines)
+            name = self._loop(node, lines)
+        else:
+            for arg in node.args:
+                if isinstance(arg, Node) and _is_tensor(arg):
+                    self.materialize(arg, lines)
+            name = f"t{self.count}"
+            self.count += 1
+            lines.append(f"Tensor {name} = ({self.expr(node)}).contiguous();")
+        self.temps[id(node)] = name
+        return name
+
+    def _blocks(self, node: Node, lines: list[str]) -> None:
+        """Materialize the non-elementwise parts under an elementwise node."""
+        for arg in node.args:
+            if not isinstance(arg, Node) or not _is_tensor(arg) and not self._condition(arg):
+                continue
+            if self._tensor_leaf(arg):
+                continue
+            if arg.op in _ELEMENTWISE:
+                self._blocks(arg, lines)
+            else:
+                self.materialize(arg, lines)
+
+    def _condition(self, node: Node) -> bool:
+        return node.op in _SYMBOLS or node.op in ("and", "or", "not")
+
+    def _loop(self, node: Node, lines: list[str]) -> str:
+        pointers: dict[str, str] = {}
+        value = self.el(node, pointers)
+        name = f"t{self.count}"
+        self.count += 1
+        width = next(iter(pointers))
+        lines.append(f"Tensor {name} = at::empty({{batch, {width}.size(-1)}}, options);")
+        lines.append("{")
+        lines.append(f"  scalar_t* out = {name}.data_ptr<scalar_t>();")
+        lines.append(f"  const int64_t n = {name}.size(1);")
+        for tensor, pointer in pointers.items():
+            lines.append(f"  const scalar_t* {pointer} = {tensor}.data_ptr<scalar_t>();")
+            lines.append(f"  const int64_t r{pointer[1:]} = _row({tensor});")
+        lines.append("  for (int64_t b = 0; b < batch; ++b) {")
+        lines.append("#pragma GCC ivdep")
+        lines.append("    for (int64_t j = 0; j < n; ++j) {")
+        lines.append(f"      out[b * n + j] = {value};")
+        lines += ["    }", "  }", "}"]
+        return name
+
+    def el(self, node: Node, pointers: dict[str, str]) -> str:
+        """The node's element (b, j) as a `scalar_t` (a `bool` for a condition)."""
+        op = node.op
+        args = [a for a in node.args if isinstance(a, Node)]
+        if _is_tensor(node) and self._tensor_leaf(node):
+            tensor = self.expr(node)
+            pointer = pointers.setdefault(tensor, f"q{len(pointers)}")
+            return f"{pointer}[b * r{pointer[1:]} + j]"
+        if not _is_tensor(node) and not self._tensor_valued(node):
+            text = super().expr(node)  # numbers: a double (or a bool) as the generic path
+            return text if self._condition(node) else f"scalar_t({text})"
+        if op in ("add", "sub"):
+            text = None
+            for sign, term in terms(node):
+                part = self.el(term, pointers)
+                if text is None:
+                    text = part if sign > 0 else f"(-{part})"
+                else:
+                    text = f"({text} {'+' if sign > 0 else '-'} {part})"
+            return text
+        if op in ("mul", "div"):
+            a, b = (self.el(x, pointers) for x in args)
+            return f"({a} {'*' if op == 'mul' else '/'} {b})"
+        if op == "neg":
+            return f"(-{self.el(args[0], pointers)})"
+        if op in _SCALAR:
+            return f"{_SCALAR[op]}({self.el(args[0], pointers)})"
+        if op in _SYMBOLS:
+            a, b = (self.el(x, pointers) for x in args)
+            return f"({a} {_SYMBOLS[op]} {b})"
+        if op in ("and", "or"):
+            a, b = (self.el(x, pointers) for x in args)
+            return f"({a} {'&&' if op == 'and' else '||'} {b})"
+        if op == "not":
+            return f"(!{self.el(args[0], pointers)})"
+        if op == "where":
+            c, a, b = (self.el(x, pointers) for x in args)
+            return f"({c} ? {a} : {b})"
+        if op == "clamp":
+            v, low, high = (self.el(x, pointers) for x in args)
+            return f"_clamp({v}, {low}, {high})"
+        if op in ("minimum", "maximum"):
+            a, b = (self.el(x, pointers) for x in args)
+            return f"{'_min' if op == 'minimum' else '_max'}({a}, {b})"
+        if op == "dropout":
+            return self.el(args[0], pointers)
+        raise Unsupported(f"`{op}` in a fused loop")
+
+    def fused(self) -> list[str]:
+        """`template <typename scalar_t> ... loop_<k>_fused(const Args& a)`."""
+        self.biases = {}
+        self.temps: dict[int, str] = {}
+        self.transposed: dict[str, str] = {}  # a matrix -> its transpose, made before the loop
+        self.count = 0
+        lowered = self.lowered
+        declared = {self.var(s) for s in lowered.states}
+        static = self._static_lines()
+        step: list[str] = []
+        for statement in lowered.step:
+            node = statement.node
+            if statement.assign is not None and statement.assign.sizes[0] is None:
+                step += self._assign(statement, self.expr(node), declared)
+                continue
+            inner = node.args[0] if node.op == "chunk" else node
+            name = self.materialize(inner, step)
+            if node.op == "chunk":
+                value = f"_pieces({name}, {node.value[0]})"
+            else:
+                value = name
+            step += self._assign(statement, value, declared)
+        header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
+        header += static
+        header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
+        header += [
+            f"const Tensor {name} = {matrix}.t();" for matrix, name in self.transposed.items()
+        ]
+        inputs = [
+            f"const Tensor& {self.var(name)} = in[{i}];"
+            for i, (name, _) in enumerate(lowered.passed)
+        ]
+        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
+        returned = ", ".join(self.var(s) for s in lowered.states)
+        return [
+            "template <typename scalar_t>",
+            f"std::vector<Tensor> loop_{self.index}_fused(const Args& a) {{",
+            "  at::TensorList w = a.weights;",
+            "  c10::ArrayRef<double> numbers = a.numbers;",
+            "  (void)numbers;",
+            "  const auto dtype = a.state[0].scalar_type();",
+            "  (void)dtype;",
+            "  const auto options = a.state[0].options();",
+            "  const int64_t batch = a.state[0].size(0);",
+            *("  " + line for line in header),
+            "  auto step = [&](const std::vector<Tensor>& in, const std::vector<Tensor>& st) {",
+            "    (void)in;",
+            *("    " + line for line in inputs + states + step),
+            f"    return std::vector<Tensor>{{{returned}}};",
+            "  };",
+            "  return run_generic(step, a);",
+            "}",
+        ]

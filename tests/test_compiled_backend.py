@@ -1,0 +1,476 @@
+"""The compiled backend: every cell's time loop in generated C++, numbers and gradients as
+the explicit backend's (and nn.LSTM/GRU/RNN's for the built-in cells), the cache, the
+fallback to the explicit backend where no library can be built.
+
+Builds are few (each costs 20-60 s on two cores from a cold cache): one for
+examples/cells.rnn, one for a spec of built-in cells, small cells and random cells (a
+fixed seed), and tiny ones for the cache's concurrency test. The cache folder is a
+temporary one (`RNNSPEC_COMPILED_CACHE`), set for the session.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "examples" / "cells.rnn"
+STACKS = re.findall(r"^stack (\w+)", LIBRARY.read_text(encoding="utf-8"), re.MULTILINE)
+HAS_COMPILER = shutil.which(os.environ.get("CXX") or "c++") is not None
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler (`c++`/$CXX)")
+
+BUILTINS = """
+stack Lstm {
+    input_size = 5
+    core = lstm(hidden_size = 6, num_layers = 2, bidirectional = true)
+}
+stack LstmProj {
+    input_size = 5
+    core = lstm(hidden_size = 6, proj_size = 3)
+}
+stack Gru {
+    input_size = 5
+    core = gru(hidden_size = 6, num_layers = 2)
+}
+stack Rnn {
+    input_size = 5
+    core = rnn(hidden_size = 6, bidirectional = true)
+}
+stack RnnRelu {
+    input_size = 5
+    core = rnn(hidden_size = 6, nonlinearity = relu)
+}
+stack Tiny {
+    input_size = 2
+    core = lstm(hidden_size = 3)
+}
+stack Reverse {
+    input_size = 3
+    back = gru(hidden_size = 4, num_layers = 2, reverse = true, initial_state = learned)
+}
+stack Regularised {
+    input_size = 4
+    core = lstm(hidden_size = 5, zoneout = 0.2, recurrent_dropout = 0.3, weight_dropout = 0.25)
+}
+"""
+TORCH_CLASSES = {"Lstm": "LSTM", "LstmProj": "LSTM", "Gru": "GRU", "Rnn": "RNN", "RnnRelu": "RNN"}
+RANDOM_CELLS = 10
+
+
+def _flat(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    return [t for item in value for t in _flat(item)] if isinstance(value, tuple | list) else []
+
+
+def _close(actual, expected, rtol=1e-5, atol=1e-5) -> None:
+    actual, expected = _flat(actual), _flat(expected)
+    assert len(actual) == len(expected)
+    for a, b in zip(actual, expected):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, equal_nan=True)
+
+
+@pytest.fixture(scope="session")
+def compiled_cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compiled-cache")
+    before = os.environ.get("RNNSPEC_COMPILED_CACHE")
+    os.environ["RNNSPEC_COMPILED_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("RNNSPEC_COMPILED_CACHE", None)
+    else:
+        os.environ["RNNSPEC_COMPILED_CACHE"] = before
+
+
+def _load_both(text: str, name: str):
+    from rnnspec import check_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
+
+    result = check_source(text, name)
+    assert result.ok, [d.message for d in result.diagnostics]
+    explicit = load_source(generate_source(result, "explicit"), name)
+    compiled = load_source(generate_source(result, "compiled"), name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed build would warn
+        assert compiled._compiled_library() is not None
+    return explicit, compiled
+
+
+@pytest.fixture(scope="session")
+def library(compiled_cache):
+    return _load_both(LIBRARY.read_text(encoding="utf-8"), "cells.rnn")
+
+
+@functools.cache
+def _random_cells() -> list[str]:
+    from cell_strategies import cells, render_cell
+    from hypothesis import HealthCheck, given, settings
+
+    texts: list[str] = []
+
+    @settings(
+        max_examples=RANDOM_CELLS,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(cell=cells(extended=True))
+    def collect(cell):
+        index = len(texts)
+        texts.append(render_cell(cell).text.replace("cell Random", f"cell Random{index}", 1))
+
+    collect()
+    return texts
+
+
+def _mixed_text() -> str:
+    cells = _random_cells()
+    stacks = [
+        f"stack R{i} {{\n    input_size = 3\n"
+        f"    core = Random{i}(hidden_size = 4, num_layers = 2, bidirectional = true)\n}}\n"
+        for i in range(len(cells))
+    ]
+    return BUILTINS + "\n".join(cells) + "\n" + "\n".join(stacks)
+
+
+@pytest.fixture(scope="session")
+def mixed(compiled_cache):
+    return _load_both(_mixed_text(), "mixed.rnn")
+
+
+def _python_steps(module, monkeypatch) -> list:
+    """Patch the module's Python step so that each call is recorded."""
+    calls: list = []
+    advance = module._Recurrent.advance
+
+    def counting(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return advance(self, *args, **kwargs)
+
+    monkeypatch.setattr(module._Recurrent, "advance", counting)
+    return calls
+
+
+def _input(model, T=6, B=3, dtype=torch.float32):
+    first = getattr(model, "batch_first", False)
+    shape = (B, T, model.input_size) if first else (T, B, model.input_size)
+    return torch.randn(shape, dtype=dtype)
+
+
+def _compare(explicit_model, compiled_model, x, lengths, rtol=1e-5, atol=1e-5) -> None:
+    """Outputs, final states and every parameter's gradient; then without gradients."""
+    results = []
+    for model in (explicit_model, compiled_model):
+        model.zero_grad()
+        torch.manual_seed(7)  # the same dropout masks for both
+        output, finals = model(x, lengths=lengths)
+        loss = sum(
+            (t * torch.linspace(-1, 1, t.numel()).view(t.shape)).sum()
+            for t in _flat((output, finals))
+            if t.is_floating_point()
+        )
+        if loss.requires_grad:  # a cell may give values no parameter changes
+            loss.backward()
+        grads = [
+            p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for p in model.parameters()
+        ]
+        results.append(((output, finals), grads))
+    _close(results[1][0], results[0][0], rtol, atol)
+    _close(results[1][1], results[0][1], rtol, atol)
+    with torch.no_grad():  # the CPU fast path
+        torch.manual_seed(7)
+        expected = explicit_model(x, lengths=lengths)
+        torch.manual_seed(7)
+        actual = compiled_model(x, lengths=lengths)
+    _close(actual, expected, rtol, atol)
+
+
+@needs_compiler
+@pytest.mark.parametrize("stack", STACKS)
+def test_library_cells_equal_the_explicit_backend(library, stack, monkeypatch):
+    explicit, compiled = library
+    torch.manual_seed(0)
+    reference = getattr(explicit, stack)()
+    model = getattr(compiled, stack)()
+    model.load_state_dict(reference.state_dict())
+    assert list(model.state_dict()) == list(reference.state_dict())
+    calls = _python_steps(compiled, monkeypatch)
+    x = _input(reference)
+    lengths = torch.tensor([6, 2, 4])
+    for mode in ("train", "eval"):
+        getattr(reference, mode)()
+        getattr(model, mode)()
+        _compare(reference, model, x, None)
+        _compare(reference, model, x, lengths)
+    assert calls == []  # every step ran in C++
+
+
+@needs_compiler
+@pytest.mark.parametrize("stack", sorted(TORCH_CLASSES))
+def test_builtin_cells_as_equations_equal_torch_nn(mixed, stack):
+    _, compiled = mixed
+    torch.manual_seed(1)
+    model = getattr(compiled, stack)()
+    core = model.core
+    kwargs = {"proj_size": core.state_sizes[0]} if stack == "LstmProj" else {}
+    if stack == "RnnRelu":
+        kwargs["nonlinearity"] = "relu"
+    reference = getattr(torch.nn, TORCH_CLASSES[stack])(
+        model.input_size,
+        core.hidden_size,
+        num_layers=core.num_layers,
+        bidirectional=core.num_directions == 2,
+        **kwargs,
+    )
+    reference.load_state_dict({k.split(".", 1)[1]: v for k, v in model.state_dict().items()})
+    x = _input(model)
+    out, finals = model(x)
+    expected, expected_finals = reference(x)
+    _close((out, finals), (expected, expected_finals))
+    out.sum().backward()
+    expected.sum().backward()
+    mine = dict(model.core.named_parameters())
+    for name, parameter in reference.named_parameters():
+        torch.testing.assert_close(mine[name].grad, parameter.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        _close(model(x), reference(x))
+
+
+@needs_compiler
+@pytest.mark.parametrize("index", range(RANDOM_CELLS))
+def test_random_cells_equal_the_explicit_backend(mixed, index, monkeypatch):
+    explicit, compiled = mixed
+    torch.manual_seed(index)
+    reference = getattr(explicit, f"R{index}")().double().eval()
+    model = getattr(compiled, f"R{index}")().double().eval()
+    model.load_state_dict(reference.state_dict())
+    calls = _python_steps(compiled, monkeypatch)
+    x = _input(reference, T=5, dtype=torch.float64) * 0.5
+    _compare(reference, model, x, None, rtol=1e-7, atol=1e-9)
+    _compare(reference, model, x, torch.tensor([5, 0, 3]), rtol=1e-7, atol=1e-9)
+    if f"_CellRandom{index}" in compiled._COMPILED:
+        assert calls == []
+
+
+@needs_compiler
+def test_regularisers_draw_the_masks_of_the_explicit_backend(mixed):
+    explicit, compiled = mixed
+    reference, model = explicit.Regularised(), compiled.Regularised()
+    model.load_state_dict(reference.state_dict())
+    x = _input(reference)
+    _compare(reference, model, x, None)  # training: the same masks from the same seed
+    _compare(reference, model, x, torch.tensor([6, 1, 3]))
+    reference.eval()
+    model.eval()
+    _compare(reference, model, x, torch.tensor([6, 1, 3]))  # zoneout's expectation
+
+
+@needs_compiler
+@pytest.mark.parametrize("lengths", [None, [3, 1]])
+def test_gradcheck_float64(mixed, lengths):
+    _, compiled = mixed
+    torch.manual_seed(3)
+    model = compiled.Tiny().double()
+    names = [name for name, _ in model.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    given = None if lengths is None else torch.tensor(lengths)
+
+    def run(x, h0, *params):
+        state = dict(zip(names, params))
+        output, (h_n, c_n) = torch.func.functional_call(
+            model, state, (x, (h0, None)), {"lengths": given}
+        )
+        return output, h_n, c_n
+
+    assert torch.autograd.gradcheck(run, (x, h0, *params))
+
+
+# ----------------------------------------------------------------------------- the cache
+
+TINY = "stack Small {{\n    input_size = 2\n    core = gru(hidden_size = {size})\n}}\n"
+
+PROGRAM = textwrap.dedent("""
+    import sys, time, warnings
+    import torch
+    from rnnspec import check_source
+    from rnnspec.backends.torch.codegen import generate_source, load_source
+    text = sys.argv[1]
+    result = check_source(text, "small.rnn")
+    compiled = load_source(generate_source(result, "compiled"), "small.rnn")
+    explicit = load_source(generate_source(result, "explicit"), "small.rnn")
+    steps = []
+    advance = compiled._Recurrent.advance
+    compiled._Recurrent.advance = lambda self, *a, **k: steps.append(1) or advance(self, *a, **k)
+    torch.manual_seed(0)
+    a, b = explicit.Small(), compiled.Small()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 2, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        began = time.perf_counter()
+        out = b(x)[0]
+        seconds = time.perf_counter() - began
+        b(x)
+    torch.testing.assert_close(out, a(x)[0], rtol=1e-5, atol=1e-5)
+    for w in caught:
+        print("WARNING", w.message)
+    print("STEPS", len(steps), "SECONDS", round(seconds, 3))
+""")
+
+
+def _program(text: str, cache: Path, **env) -> subprocess.Popen:
+    environment = {
+        **os.environ,
+        "RNNSPEC_COMPILED_CACHE": str(cache),
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, text],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
+    return out
+
+
+@needs_compiler
+def test_two_processes_build_at_once_and_a_third_reads_the_cache(tmp_path):
+    text = TINY.format(size=3)
+    first, second = _program(text, tmp_path), _program(text, tmp_path)
+    for out in (_finish(first), _finish(second)):
+        assert "WARNING" not in out
+        assert "STEPS 0 " in out  # the C++ loop ran, in both
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    assert len(entries) == 1 and not entries[0].startswith("."), entries  # no leftovers
+    # a later process: the library from the cache, the compiler never run (it would fail)
+    out = _finish(_program(text, tmp_path, CXX="/bin/false"))
+    assert "WARNING" not in out and "STEPS 0 " in out
+    seconds = float(out.split("SECONDS")[1])
+    assert seconds < 10  # the target is 2 s; the machine is shared
+
+
+@pytest.mark.parametrize(
+    "compiler, cache, expected",
+    [
+        ("/bin/false", None, "/bin/false failed"),
+        ("/nonexistent/c++", None, "/nonexistent/c++: not found"),
+        (None, "file/sub", "cannot write the cache folder"),
+    ],
+)
+def test_a_failed_build_warns_once_and_runs_the_explicit_backend(
+    tmp_path, compiler, cache, expected
+):
+    folder = tmp_path / "cache"
+    if cache:
+        (tmp_path / "file").write_text("not a folder")
+        folder = tmp_path / cache
+    env = {"CXX": compiler} if compiler else {}
+    if not compiler and not HAS_COMPILER:
+        pytest.skip("no C++ compiler")
+    out = _finish(_program(TINY.format(size=4), folder, **env))
+    warned = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert len(warned) == 1, out
+    assert "compiled backend: cannot build the C++ loops" in warned[0]
+    assert expected in warned[0] and "running the explicit backend" in warned[0]
+    assert "STEPS 10 " in out  # two calls of five Python steps: the explicit loop
+
+
+@needs_compiler
+def test_a_compiled_model_pickles(library):
+    import pickle
+
+    _, compiled = library
+    torch.manual_seed(5)
+    model = compiled.TorchStack().eval()
+    copy = pickle.loads(pickle.dumps(model))
+    x = _input(model)
+    with torch.no_grad():
+        _close(copy(x), model(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@needs_compiler
+def test_the_generic_path_runs_on_cuda(library):
+    explicit, compiled = library
+    torch.manual_seed(6)
+    reference = explicit.TorchStack().cuda()
+    model = compiled.TorchStack().cuda()
+    model.load_state_dict(reference.state_dict())
+    x = _input(reference).cuda()
+    _compare(reference, model, x, torch.tensor([6, 2, 4]))
+
+
+def test_generate_writes_the_compiled_module(tmp_path):
+    out = tmp_path / "cells.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnspec",
+            "generate",
+            str(LIBRARY),
+            "--backend",
+            "compiled",
+            "-o",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    source = out.read_text(encoding="utf-8")
+    assert "(backend: compiled)" in source.splitlines()[0]
+    assert "TORCH_LIBRARY(rnnspec_" in source and "_compiled_run(self" in source
+    import rnnspec
+
+    assert rnnspec.generate(str(LIBRARY), backend="compiled") == source  # deterministic
+
+
+@needs_compiler
+def test_reverse_learned_states_given_states_and_unbatched_input(mixed):
+    explicit, compiled = mixed
+    torch.manual_seed(8)
+    for stack in ("Reverse", "Lstm"):
+        reference, model = getattr(explicit, stack)(), getattr(compiled, stack)()
+        with torch.no_grad():
+            for parameter in reference.parameters():
+                parameter.normal_()  # learned initial states away from zero
+        model.load_state_dict(reference.state_dict())
+        x = _input(reference)
+        _compare(reference, model, x, None)
+        _compare(reference, model, x, torch.tensor([6, 3, 1]))
+    reference, model = explicit.Lstm(), compiled.Lstm()
+    model.load_state_dict(reference.state_dict())
+    h0 = torch.randn(3, 4, 6).transpose(0, 1)  # [4, 3, 6], not contiguous
+    c0 = torch.randn(4, 3, 6)
+    x = torch.randn(6, 3, 5)
+    _close(model(x, (h0, c0)), reference(x, (h0, c0)))
+    with torch.no_grad():
+        _close(model(x, (h0, c0)), reference(x, (h0, c0)))
+        _close(model(x[:, 0]), reference(x[:, 0]))  # unbatched: [T, features]
