@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 from rnnspec.check.checker import check_text  # noqa: E402
 from rnnspec.check.report import json_report, text_report  # noqa: E402
 from rnnspec.language.diagnostics import Style, render  # noqa: E402
-from rnnspec.language.parse import SourceError, decode_source  # noqa: E402
+from rnnspec.language.source import SourceError, decode_source  # noqa: E402
 
 TOKENS = [
     "let", "stack", "expect", "{", "}", "(", ")", "[", "]", "=", ",", "+", "-", "*", "//",

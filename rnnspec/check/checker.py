@@ -468,7 +468,7 @@ def check_text(text: str, path: str) -> model.CheckedFile:
 
 def check_path(path: str) -> model.CheckedFile:
     """Read and check the spec at `path`; an unreadable file gives `readable=False`."""
-    from rnnspec.language.parse import SourceError, read_source
+    from rnnspec.language.source import SourceError, read_source
 
     try:
         text = read_source(path)

@@ -409,7 +409,7 @@ def run_fmt(args, style) -> int:
     import sys
 
     from rnnspec.language.diagnostics import render
-    from rnnspec.language.parse import SourceError, decode_source, read_source
+    from rnnspec.language.source import SourceError, decode_source, read_source
     from rnnspec.tools.files import OutputError
 
     status = 0
