@@ -108,8 +108,8 @@ def _load_both(text: str, name: str):
 
 
 @pytest.fixture(scope="session")
-def library(compiled_cache):
-    return _load_both(LIBRARY.read_text(encoding="utf-8"), "cells.rnn")
+def library(modules):
+    return modules
 
 
 @functools.cache
@@ -146,8 +146,16 @@ def _mixed_text() -> str:
 
 
 @pytest.fixture(scope="session")
-def mixed(compiled_cache):
-    return _load_both(_mixed_text(), "mixed.rnn")
+def modules(compiled_cache):
+    """examples/cells.rnn, the built-in cells and the random cells in one spec: one C++
+    build (each costs half a minute on a 2-core machine) for the library's and the mixed
+    tests alike."""
+    return _load_both(LIBRARY.read_text(encoding="utf-8") + "\n" + _mixed_text(), "all.rnn")
+
+
+@pytest.fixture(scope="session")
+def mixed(modules):
+    return modules
 
 
 def _python_steps(module, monkeypatch) -> list:
