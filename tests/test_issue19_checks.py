@@ -10,21 +10,12 @@ import sys
 
 import pytest
 from conftest import ROOT
+from test_equation_numbers import CELL  # a cell whose step adds a given number
 
 from rnnspec.check.checker import check_text
 
 BIG = "1" + "0" * 399  # 400 digits
 
-CELL = """cell Num {{
-    state h[hidden_size]
-    param w[hidden_size, input_size]
-    h = tanh(w @ x + {0})
-}}
-stack S {{
-    input_size = 3
-    Num(hidden_size = 4)
-}}
-"""
 
 
 @pytest.mark.parametrize(("text", "code", "line"), [

@@ -23,6 +23,16 @@ from rnnspec.language.names import Namespace
 LINE = 96  # C++ lines fit the generated Python module's line length
 
 
+# The first lines of every generated loop function: its arguments unpacked.
+_PROLOGUE = (
+    "  at::TensorList w = a.weights;",
+    "  c10::ArrayRef<double> numbers = a.numbers;",
+    "  (void)numbers;",
+    "  const auto dtype = a.state[0].scalar_type();",
+    "  (void)dtype;",
+)
+
+
 class Unsupported(Exception):
     """A step the C++ printers cannot write: that cell runs the Python loop."""
 
@@ -283,6 +293,21 @@ class _Cell:
             return lines
         return [self._set(targets[0], value if not expand else f"({value}){expand}", declared)]
 
+    def _frame(self, static: list[str]) -> tuple[list[str], list[str], list[str], str]:
+        """What both loops declare around the step: the weights, the values computed once
+        before the loop (`static`, the folded biases), the step's inputs and states, and
+        the states it returns."""
+        lowered = self.lowered
+        header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
+        header += static
+        header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
+        inputs = [
+            f"const Tensor& {self.var(name)} = in[{i}];"
+            for i, (name, _) in enumerate(lowered.passed)
+        ]
+        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
+        return header, inputs, states, ", ".join(self.var(s) for s in lowered.states)
+
     def _set(self, target: str, value: str, declared: set[str]) -> str:
         name = self.var(target)
         if name in declared:
@@ -305,22 +330,10 @@ class _Cell:
             else:
                 value = self.expr(statement.node)
             step += self._assign(statement, value, declared)
-        header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
-        header += static
-        header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
-        inputs = [
-            f"const Tensor& {self.var(name)} = in[{i}];"
-            for i, (name, _) in enumerate(lowered.passed)
-        ]
-        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
-        returned = ", ".join(self.var(s) for s in lowered.states)
+        header, inputs, states, returned = self._frame(static)
         return [
             f"std::vector<Tensor> loop_{self.index}_generic(const Args& a) {{",
-            "  at::TensorList w = a.weights;",
-            "  c10::ArrayRef<double> numbers = a.numbers;",
-            "  (void)numbers;",
-            "  const auto dtype = a.state[0].scalar_type();",
-            "  (void)dtype;",
+            *_PROLOGUE,
             *("  " + line for line in header),
             "  auto step = [&](const std::vector<Tensor>& in, const std::vector<Tensor>& st) {",
             "    (void)in;",

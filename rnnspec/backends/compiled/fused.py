@@ -10,7 +10,13 @@ at B = 1, almost all dispatch) become one loop.
 
 from __future__ import annotations
 
-from rnnspec.backends.compiled.cpp import _ELEMENTWISE, Unsupported, _Cell, _is_tensor
+from rnnspec.backends.compiled.cpp import (
+    _ELEMENTWISE,
+    _PROLOGUE,
+    Unsupported,
+    _Cell,
+    _is_tensor,
+)
 from rnnspec.cells.equations import Node
 from rnnspec.cells.lower import terms
 
@@ -262,26 +268,14 @@ class FusedCell(_Cell):
             else:
                 value = name
             step += self._assign(statement, value, declared)
-        header = [f"const Tensor& p_{role} = w[{i}];" for i, role in enumerate(self.roles)]
-        header += static
-        header += [f"const Tensor {name} = {text};" for text, name in self.biases.items()]
+        header, inputs, states, returned = self._frame(static)
         header += [
             f"const Tensor {name} = {matrix}.t();" for matrix, name in self.transposed.items()
         ]
-        inputs = [
-            f"const Tensor& {self.var(name)} = in[{i}];"
-            for i, (name, _) in enumerate(lowered.passed)
-        ]
-        states = [f"Tensor {self.var(name)} = st[{i}];" for i, name in enumerate(lowered.states)]
-        returned = ", ".join(self.var(s) for s in lowered.states)
         return [
             "template <typename scalar_t>",
             f"std::vector<Tensor> loop_{self.index}_fused(const Args& a) {{",
-            "  at::TensorList w = a.weights;",
-            "  c10::ArrayRef<double> numbers = a.numbers;",
-            "  (void)numbers;",
-            "  const auto dtype = a.state[0].scalar_type();",
-            "  (void)dtype;",
+            *_PROLOGUE,
             "  const auto options = a.state[0].options();",
             "  const int64_t batch = a.state[0].size(0);",
             *("  " + line for line in header),
