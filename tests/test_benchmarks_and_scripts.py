@@ -73,7 +73,7 @@ def test_fuzz_output_surface_runs_clean_and_its_oracle_catches_planted_defects(
 
     import rnnspec.tools.files as files
 
-    counts = fuzz.run(minutes=0.1, out=tmp_path / "none", seed=3, surface="output")
+    counts = fuzz.run(minutes=0.05, out=tmp_path / "none", seed=3, surface="output")
     assert counts["inputs"] > 20 and counts["crashes"] == counts["hangs"] == 0, counts
     assert counts.get("refused", 0) > 0 and counts.get("written", 0) > 0, counts
     assert not (tmp_path / "none").exists()

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 
+import cli_process
 import pytest
 from checkpoint_files import write_safetensors_header
 from conftest import ROOT
@@ -33,9 +34,7 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 
 def rnnspec(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    return cli_process.run(*args, cwd=cwd)
 
 
 def state_dict(spec, prefix: str = "") -> dict:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tempfile
 
+import cli_process
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -105,9 +104,8 @@ def test_infer_with_cells_round_trip(text, form):
 
 
 def run(*args):
-    """`python -m rnnspec ARGS`, its output captured."""
-    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    """`rnnspec ARGS` in a child process (`cli_process`), its output captured."""
+    return cli_process.run(*args)
 
 
 def infer_then_check(checkpoint, out, stacks) -> str:
@@ -139,8 +137,7 @@ def test_cli_infer_cells_file_with_errors(tmp_path):
     cells = tmp_path / "cells.rnn"
     cells.write_text("cell Broken {\n    state h[hidden_size]\n    h = nope(h)\n}\n")
     checkpoint = save({"weight_ih_l0": torch.zeros(4, 2)}, str(tmp_path), "torch")
-    run = subprocess.run([sys.executable, "-m", "rnnspec", "infer", checkpoint, "--cells",
-                          str(cells)], capture_output=True, text=True, timeout=120)
+    run = cli_process.run("infer", checkpoint, "--cells", cells)
     assert run.returncode == 1 and "unknown function `nope`" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -227,13 +224,11 @@ def test_a_declared_size_no_tensor_shows_keeps_the_specs_value(tmp_path):
     spec.write_text(UNSEEN.replace("HIDDEN", "4"), encoding="utf-8")
     checkpoint = tmp_path / "model.pt"
     torch.save(rnnspec.load(trained).S().state_dict(), checkpoint)
-    run = subprocess.run([sys.executable, "-m", "rnnspec", "check", str(spec), "--weights",
-                          str(checkpoint)], capture_output=True, text=True)
+    run = cli_process.run("check", spec, "--weights", checkpoint)
     assert run.returncode == 1
     assert "E060" in run.stdout and "`hidden_size = 6`" in run.stdout
     assert "E062" not in run.stdout
-    run = subprocess.run([sys.executable, "-m", "rnnspec", "infer", str(checkpoint), "--cells",
-                          str(spec)], capture_output=True, text=True)
+    run = cli_process.run("infer", checkpoint, "--cells", spec)
     assert run.returncode == 0, run.stderr
     assert "P(hidden_size = 6)" in run.stdout and "`extra`" in run.stdout
 

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 
+import cli_process
 import pytest
 from conftest import ROOT
 
@@ -17,9 +18,7 @@ SPEC = "stack s {\n    input_size = 4\n    lstm(hidden_size = 8)\n}\n"
 
 
 def rnnspec(*args, cwd=None, timeout=60):
-    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return cli_process.run(*args, cwd=cwd, timeout=timeout)
 
 
 def safetensors(path, header: dict | bytes, data: bytes = b""):

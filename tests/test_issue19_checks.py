@@ -5,9 +5,7 @@ with the note at the first, for every pair of kinds (one namespace)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+import cli_process
 import pytest
 from conftest import ROOT
 from test_equation_numbers import CELL  # a cell whose step adds a given number
@@ -31,9 +29,7 @@ def test_numbers_are_located_errors_and_export_stops_at_them(tmp_path, text, cod
     assert [(d.code, d.span.line) for d in result.diagnostics] == [(code, line)]
     spec = tmp_path / "spec.rnn"
     spec.write_text(text, encoding="utf-8")
-    run = subprocess.run([sys.executable, "-m", "rnnspec", "export", str(spec), "-o",
-                          str(tmp_path / "out.onnx")], capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
+    run = cli_process.run("export", spec, "-o", tmp_path / "out.onnx", cwd=ROOT)
     assert run.returncode == 1, run.stderr
     assert f"error[{code}]" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out.onnx").exists()

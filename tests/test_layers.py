@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cli_process
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -366,16 +367,12 @@ def test_random_time_chains_match_torch(chain, backend, data):
 
 
 def _weights_run(tmp_path, text: str, state: dict):
-    import subprocess
-    import sys
 
     spec = tmp_path / "net.rnn"
     spec.write_text(text)
     checkpoint = tmp_path / "net.pt"
     torch.save(state, checkpoint)
-    return subprocess.run([sys.executable, "-m", "rnnspec", "check", "--json", "--weights",
-                           str(checkpoint), str(spec)], capture_output=True, text=True,
-                          timeout=120)
+    return cli_process.run("check", "--json", "--weights", checkpoint, spec)
 
 
 def test_weights_cover_layers_parameters_and_buffers(tmp_path):

@@ -176,3 +176,14 @@ def test_the_format_check_can_fail(tmp_path):
     """`ruff format --check` fails on a call split where it fits on one line."""
     folder = _write(tmp_path / "split", {"split.py": "x = max(\n    1, 2\n)\n"})
     assert _ruff_files("format", "--check", "--config", CONFIG, folder=folder).returncode != 0
+
+
+@needs_ruff
+def test_the_projects_own_code_passes_ruff():
+    """The project's rule for its own code (rnnspec/, tests/, benchmarks/, scripts/): `ruff
+    check` under its configuration is clean; `test_the_lint_check_can_fail` shows the same
+    configuration refuses an over-long line."""
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                           CONFIG, "rnnspec", "tests", "benchmarks", "scripts"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import cli_process
 import pytest
 
 onnx = pytest.importorskip("onnx")
@@ -296,16 +297,12 @@ def test_random_cells_equal_torch(tmp_path, cell, bidirectional, padded, seed):
 
 
 def test_cli_export_of_user_cells_with_lengths(tmp_path):
-    import subprocess
-    import sys
 
     spec = tmp_path / "spec.rnn"
     spec.write_text(spec_text("a = SLSTM(hidden_size = 4, bidirectional = true, merge = sum)",
                               cells=("SLSTM",)), encoding="utf-8")
     out = tmp_path / "net.onnx"
-    run = subprocess.run([sys.executable, "-m", "rnnspec", "export", str(spec), "-o", str(out),
-                          "--lengths", "--seed", "3"], capture_output=True, text=True,
-                         timeout=120)
+    run = cli_process.run("export", spec, "-o", out, "--lengths", "--seed", "3")
     assert run.returncode == 0, run.stderr
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input", "lengths"]

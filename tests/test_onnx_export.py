@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import cli_process
 import pytest
 
 onnx = pytest.importorskip("onnx")
@@ -192,8 +193,7 @@ def test_exported_graph_signature(tmp_path):
 
 
 def rnnspec_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return cli_process.run(*args, cwd=cwd)
 
 
 def run_model(path, x):

@@ -3,20 +3,19 @@
 folder, a symbolic link to nothing and the command's own input are refused with exit 2 and
 a one-line message naming the path and what it is, `--force` or not; a regular file
 rnnspec did not write is refused unless `--force`; a symbolic link is followed (the link
-stays, the file it names is checked and replaced). Every run is a subprocess with a
-timeout, so a command that opens a FIFO fails the test instead of hanging it."""
+stays, the file it names is checked and replaced). Every run is a child process
+(`cli_process`) with a timeout, so a command that opens a FIFO fails the test instead of
+hanging it."""
 
 from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
+import cli_process
 import pytest
 from checkpoint_files import write_safetensors_header
-from conftest import ROOT
 
 SPEC = "stack s {\n    input_size = 4\n    lstm(hidden_size = 8)\n}\n"
 FOREIGN = b"hand-written notes\n\x00\xff not rnnspec's\n"
@@ -26,9 +25,7 @@ CHECKPOINT = {"lstm.weight_ih_l0": (32, 4), "lstm.weight_hh_l0": (32, 8),
 
 
 def rnnspec(*args, timeout=TIMEOUT):
-    return subprocess.run([sys.executable, "-m", "rnnspec", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return cli_process.run(*args, timeout=timeout)
 
 
 def inputs(folder: Path) -> dict[str, Path]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+import cli_process
 import pytest
 from conftest import ROOT
 
@@ -16,8 +14,7 @@ pytest.importorskip("torch")
 
 def test_verify_passes_on_the_examples():
     for path in sorted((ROOT / "examples").glob("*.rnn")):
-        run = subprocess.run([sys.executable, "-m", "rnnspec", "check", "--verify", str(path)],
-                             capture_output=True, text=True, timeout=120)
+        run = cli_process.run("check", "--verify", path)
         assert run.returncode == 0, run.stdout
         assert "E050" not in run.stdout
 

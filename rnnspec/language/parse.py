@@ -655,4 +655,5 @@ def collector_paused():
             gc.enable()
 
 
-__all__ = ["parse", "parse_recovering", "parser", "language_words", "operator_words", "item_keywords", "cell_keywords"]
+__all__ = ["parse", "parse_recovering", "parser", "language_words", "operator_words",
+           "item_keywords", "cell_keywords"]
