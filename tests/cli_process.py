@@ -60,11 +60,21 @@ def serve() -> None:  # pragma: no cover (runs in the server process)
 
 def _wait(pid: int, timeout: float) -> dict:
     """The child's exit status, or `timed_out` once it was killed at `timeout` seconds."""
-    handle = os.pidfd_open(pid)
-    try:
-        ready, _, _ = select.select([handle], [], [], timeout)
-    finally:
-        os.close(handle)
+    if hasattr(os, "pidfd_open"):  # Linux: wait on the process itself
+        handle = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([handle], [], [], timeout)
+        finally:
+            os.close(handle)
+    else:  # elsewhere: poll
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if done[0]:
+            return {"status": os.waitstatus_to_exitcode(done[1])}
+        ready = False
     if not ready:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
