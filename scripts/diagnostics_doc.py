@@ -201,6 +201,14 @@ EXPLANATIONS = {
     "W010": "`pool(last)` takes each sequence's last valid output; for a bidirectional block "
             "its reverse direction has then seen one step. `pool(final)` takes both "
             "directions' final states.",
+    "W011": "PyTorch's `nn.Linear(in_features, out_features)`, `nn.Conv1d(in_channels, "
+            "out_channels, kernel_size)` and `nn.Conv2d` take the input size first; rnnspec "
+            "derives it from the entry before, so `linear`, `conv1d` and `conv2d` start at "
+            "the output size. A first positional integer equal to the size the entry reads, "
+            "followed by another integer (and, for a convolution, a third argument), is that "
+            "order copied: the output size was read as the input's, and every later "
+            "argument one place off. Naming the arguments (`out_channels = 1`) keeps a "
+            "reading that is meant.",
 }
 
 

@@ -122,6 +122,33 @@ def test_diagnostics(entries, code):
     assert code in [c for c, _ in codes(text)], checked(text).diagnostics
 
 
+@pytest.mark.parametrize(("entries", "warned"), [
+    # PyTorch's constructors copied: the input size first
+    ("linear(20, 5)", [3]),
+    ("conv2d(1, 32, [41, 11])\n lstm(hidden_size = 4)", [3]),
+    ("conv1d(20, 32, 48)", [3]),
+    ("conv2d(8, 3)\n conv2d(8, 16, [21, 11])\n lstm(hidden_size = 4)", [4]),
+    # rnnspec's order: a size that happens to equal the input, or PyTorch's values named
+    ("linear(20)", []),
+    ("linear(20, false)", []),
+    ("conv1d(20, 3, 1, 1)", []),  # keeps its 20 channels: kernel 3, stride 1
+    ("conv1d(20, 3, 2)", []),
+    ("conv2d(1, [3, 3], [2, 2])\n lstm(hidden_size = 4)", []),
+    ("conv2d(8, 3)\n conv2d(8, 3, 1, 1)\n lstm(hidden_size = 4)", []),
+    ("conv2d(out_channels = 1, kernel_size = 32, stride = [41, 11])\n lstm(hidden_size = 4)",
+     []),
+    ("conv1d(6, 20, 48)", []),  # the first is not the input size
+])
+def test_arguments_in_pytorchs_order_are_warned_about(entries, warned):
+    text = f"stack S {{\n input_size = 20\n {entries}\n}}\n"
+    result = checked(text)
+    found = [d for d in result.diagnostics if d.code == "W011"]
+    assert [d.span.line for d in found] == warned, result.diagnostics
+    for problem in found:
+        assert problem.severity == "warning" and "PyTorch's `in_" in problem.message
+        assert "drop the first argument" in problem.help
+
+
 def test_embedding_takes_ids_and_no_input_size():
     text = "stack S {\n input_size = 3\n embedding(10, 4)\n gru(hidden_size = 2)\n}\n"
     assert ("E105", 2) in codes(text)

@@ -297,6 +297,7 @@ class EntryChecker:
 
     def _layer(self, item, index, name, kind, flow: Flow, incoming: Produced, source,
                entries: list):
+        self._torch_order(item, kind, flow)
         bound = self._bind(item, kind)
         if bound is None or bound[2] or flow.features is POISON:
             return None
@@ -324,6 +325,49 @@ class EntryChecker:
             kind_span=item.cell_span, source=source, grid_in=flow.grid, grid=out.grid,
             input_time=flow.time)
         return layer, out, None
+
+    def _torch_order(self, item, kind, flow: Flow) -> None:
+        """W011: arguments copied in the order of PyTorch's constructors, whose first is
+        the input size that rnnspec derives: the first positional integer equals what the
+        entry reads, and reading on in rnnspec's order gives `linear` an integer `bias`
+        (`linear(32, 29)`), or a convolution a stride wider than its kernel, so that steps
+        are never read (`conv2d(1, 32, [41, 11])`: PyTorch's out_channels read as the
+        kernel, its kernel as the stride). A convolution that keeps its channels
+        (`conv2d(256, 3, 1, 1)`) reads on normally and is not warned about."""
+        derived = {"linear": ("in_features", flow.features, 2),
+                   "conv1d": ("in_channels", flow.features, 3),
+                   "conv2d": ("in_channels", flow.channels, 3)}.get(kind.name)
+        positional = [self._literal(a.value) for a in item.arguments if a.name is None]
+        if derived is None or flow.features is POISON or len(positional) < derived[2]:
+            return
+        what, size, _ = derived
+        first, second = positional[:2]
+        if first != size or type(second) is not int:
+            return
+        if kind.name != "linear":
+            kernel, stride = ((v,) * 2 if type(v) is int else v for v in positional[1:3])
+            if not isinstance(stride, tuple) or not any(
+                    type(s) is int and s > k for s, k in zip(stride, kernel)):
+                return
+        output = kind.arguments[0].name
+        self.problems.append(warning(
+            "W011", f"this `{first}` is read as `{output}`, not as PyTorch's `{what}`",
+            next(a for a in item.arguments if a.name is None).span,
+            help=f"`{what}` ({size}) comes from the entry before: drop the first argument "
+            f"to read `{output} = {second}`, or name the arguments to keep this reading"))
+
+    def _literal(self, expr):
+        """An integer written or named by a `let`, a pair of them as a tuple; else None
+        (without a diagnostic: the binding reports what is wrong)."""
+        if isinstance(expr, ast.ListValue):
+            items = tuple(self._literal(e) for e in expr.items)
+            return items if all(type(i) is int for i in items) else None
+        if isinstance(expr, ast.Integer):
+            return expr.value
+        if isinstance(expr, ast.Name):
+            value = self.checker.values.values.get(expr.name)
+            return value if type(value) is int else None
+        return None
 
     def _pool_source(self, values: dict, incoming: Produced, item, spans) -> bool:
         block = incoming.entry

@@ -120,6 +120,7 @@ CODES: dict[str, str] = {
     "W004": "local of a cell assigned but never read",
     "W005": "state of a cell never assigned",
     "W010": "`pool(last)` after a bidirectional block",
+    "W011": "a layer's arguments in the order of PyTorch's constructor",
 }
 
 
