@@ -34,14 +34,17 @@ def build():
     return module.Net().eval()
 
 
-def rows(rounds: int = 5, steps_list=STEPS, grad: bool = False) -> list[list]:
+def rows(rounds: int = 5, steps_list=STEPS, grad: bool = False,
+         backend: str = "inductor") -> list[list]:
+    """`backend` is torch.compile's; the quick run takes `aot_eager` (the same graphs and
+    the same one compile for every T, without inductor's code generation)."""
     import torch
 
     torch.manual_seed(0)
     net = build()
     if grad:
         net.train()  # no regulariser: the loop stays torch's `scan`
-    compiled = torch.compile(net, fullgraph=True, dynamic=True)
+    compiled = torch.compile(net, fullgraph=True, dynamic=True, backend=backend)
 
     def run(model, x):
         if not grad:

@@ -22,7 +22,7 @@ def test_benchmarks_quick_run(tmp_path):
     text = out.read_text()
     for heading in ("## 1. CLI start-up", "## 2. Scaling", "## 3. Generation",
                     "## 4. Generated models, fused", "## 5. Generated models, explicit",
-                    "## 9. Padded batches"):
+                    "## 9. Padded batches", "## 12. torch.compile"):
         assert heading in text
     from benchmarks.onnx_rows import available
 
