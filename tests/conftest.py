@@ -55,3 +55,20 @@ def device(request):
         if not torch.cuda.is_available():
             pytest.skip("CUDA is not available (torch.cuda.is_available() is false)")
     return request.param
+
+
+def pytest_collection_finish(session):
+    """Start the compiled backend's test library building in the background when a selected
+    test needs it (tests/compiled_prebuild.py): the suite runs on meanwhile."""
+    for item in session.items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ == "test_compiled_backend" and (
+                "modules" in item.fixturenames or "two_processes" in item.name):
+            module.prebuild()
+            return
+
+
+def pytest_sessionfinish(session):
+    compiled_prebuild = sys.modules.get("compiled_prebuild")
+    if compiled_prebuild is not None:
+        compiled_prebuild.stop()
