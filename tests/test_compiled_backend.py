@@ -392,10 +392,12 @@ def test_two_processes_build_at_once_and_a_third_reads_the_cache():
     assert len(build.processes) == 2
     for out in build.finish():
         assert "WARNING" not in out and "LIBRARY True" in out, out
+        assert "STEPS 0 " in out, out  # the C++ loop ran, in both
     entries = sorted(p.name for p in build.cache.iterdir())
     assert len(entries) == 1 and not entries[0].startswith("."), entries  # no leftovers
     out, err = build.run(CXX="/bin/false").communicate(timeout=600)
     assert "WARNING" not in out and "LIBRARY True" in out, out + err
+    assert "STEPS 0 " in out, out
     seconds = float(out.split("SECONDS")[1])
     assert seconds < 10  # the target is 2 s; the machine is shared
 
