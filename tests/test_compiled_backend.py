@@ -377,6 +377,13 @@ def test_onednn_runs_the_products_from_the_batch_threshold(mixed):
     double = compiled.Lstm().double().eval()
     found = _op_counts(double, _input(double, T=T, B=PACKED_BATCH, dtype=torch.float64))
     assert "mkldnn::_linear_pointwise" not in found and found.get("aten::mm") == loops * T
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # the user's switch: ATen's products
+    try:
+        off = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert "mkldnn::_linear_pointwise" not in off and off.get("aten::mm") == loops * T
     with torch.enable_grad():  # gradients: the generic path's ATen calls, autograd records
         model(_input(model, T=T, B=PACKED_BATCH))[0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())

@@ -89,8 +89,8 @@ int64_t _row(const Tensor& t) { return t.dim() > 1 ? t.stride(0) : 0; }
 // runs MKL, about 2x slower than oneDNN from 2 rows up; with the weight packed by oneDNN
 // once per call of the loop (0.1-0.4 ms), a step's product at B = 64, H = 512 is 0.6 ms
 // against `mm`'s 1.6 (B = 1: `mm` 16 us, oneDNN 23 us). So oneDNN runs in float32 from
-// `kPackedBatch` rows and `kPackedSteps` steps, where it is built in (`at::hasMKLDNN`),
-// unless RNNSPEC_COMPILED_ONEDNN=0.
+// `kPackedBatch` rows and `kPackedSteps` steps, where it is built in (`at::hasMKLDNN`) and
+// enabled (`torch.backends.mkldnn.enabled`), unless RNNSPEC_COMPILED_ONEDNN=0.
 constexpr int64_t kPackedBatch = 4;
 constexpr int64_t kPackedSteps = 8;
 
@@ -134,7 +134,8 @@ template <typename scalar_t>
 Matrix _matrix(const Tensor& weight, int64_t batch, int64_t steps) {
   Matrix m{weight.t(), Tensor()};
   const auto& ops = _onednn();
-  if (std::is_same_v<scalar_t, float> && ops.reorder && batch >= kPackedBatch &&
+  const bool enabled = at::globalContext().userEnabledMkldnn();
+  if (std::is_same_v<scalar_t, float> && ops.reorder && enabled && batch >= kPackedBatch &&
       steps >= kPackedSteps && weight.dim() == 2 && weight.is_contiguous()) {
     m.packed = ops.reorder->call(weight, batch);
   }
