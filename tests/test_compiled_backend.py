@@ -359,7 +359,7 @@ def test_fast_path_products_equal_the_explicit_backend(mixed, B, dtype):
 
 @needs_compiler
 @needs_onednn
-def test_onednn_runs_the_products_from_the_batch_threshold(mixed):
+def test_onednn_runs_the_products_from_the_batch_threshold(mixed, monkeypatch):
     _, compiled = mixed
     torch.manual_seed(9)
     model = compiled.Lstm().eval()  # 2 layers x 2 directions: 4 loops, 1 recurrent weight each
@@ -384,6 +384,10 @@ def test_onednn_runs_the_products_from_the_batch_threshold(mixed):
     finally:
         torch.backends.mkldnn.enabled = before
     assert "mkldnn::_linear_pointwise" not in off and off.get("aten::mm") == loops * T
+    monkeypatch.setenv("RNNSPEC_COMPILED_ONEDNN", "0")  # the hoist reads it at each call
+    hoist = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
+    assert hoist.get("mkldnn::_linear_pointwise") == loops * T and "aten::addmm" in hoist
+    monkeypatch.delenv("RNNSPEC_COMPILED_ONEDNN")
     with torch.enable_grad():  # gradients: the generic path's ATen calls, autograd records
         model(_input(model, T=T, B=PACKED_BATCH))[0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
