@@ -327,6 +327,154 @@ def test_gradcheck_float64(mixed, lengths):
     assert torch.autograd.gradcheck(run, (x, h0, *params))
 
 
+# ------------------------------------------------ the CPU fast path's matrix products
+
+needs_onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN"
+)
+PACKED_BATCH, PACKED_STEPS = 4, 8  # fused.py's kPackedBatch and kPackedSteps
+
+
+def _op_counts(model, x, lengths=None) -> dict:
+    """How many times each op ran in one forward without gradients (the profiler's names)."""
+    from torch.profiler import profile
+
+    with torch.no_grad(), profile() as prof:
+        model(x, lengths=lengths)
+    counts: dict = {}
+    for event in prof.events():
+        counts[event.name] = counts.get(event.name, 0) + 1
+    return counts
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B", [PACKED_BATCH - 1, PACKED_BATCH + 2, 1400])
+def test_fast_path_products_equal_the_explicit_backend(mixed, B, dtype):
+    """Below and above the batch from which oneDNN runs the products (float32 only),
+    with lengths, reversed and bidirectional layers, a projection (`mm` without bias);
+    B = 1400: 8400 values a step, from which the loop writes each step's output into the
+    result (no final stack)."""
+    explicit, compiled = mixed
+    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-7, 1e-9)
+    T = PACKED_STEPS + 1
+    for stack in ("Lstm", "LstmProj", "Gru", "Reverse"):
+        torch.manual_seed(B)
+        reference = getattr(explicit, stack)().to(dtype).eval()
+        model = getattr(compiled, stack)().to(dtype).eval()
+        model.load_state_dict(reference.state_dict())
+        x = _input(reference, T=T, B=B, dtype=dtype)
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+        for given in (None, lengths):
+            with torch.no_grad():
+                _close(model(x, lengths=given), reference(x, lengths=given), rtol, atol)
+    torch.manual_seed(B)
+    model = compiled.Lstm().to(dtype).eval()
+    lstm = torch.nn.LSTM(5, 6, num_layers=2, bidirectional=True).to(dtype)
+    lstm.load_state_dict({k.split(".", 1)[1]: v for k, v in model.state_dict().items()})
+    x = _input(model, T=T, B=B, dtype=dtype)
+    with torch.no_grad():
+        _close(model(x), lstm(x), rtol, atol)
+
+
+@needs_compiler
+@needs_onednn
+def test_onednn_runs_the_products_from_the_batch_threshold(mixed, monkeypatch):
+    _, compiled = mixed
+    torch.manual_seed(9)
+    model = compiled.Lstm().eval()  # 2 layers x 2 directions: 4 loops, 1 recurrent weight each
+    loops, T = 4, PACKED_STEPS + 1
+    above = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
+    assert above.get("mkldnn::_reorder_linear_weight") == loops  # packed once per loop
+    assert above.get("mkldnn::_linear_pointwise") == loops * (T + 1)  # each step, the hoist
+    assert "aten::mm" not in above and "aten::addmm" not in above
+    below = _op_counts(model, _input(model, T=T, B=PACKED_BATCH - 1))
+    assert "mkldnn::_reorder_linear_weight" not in below
+    assert below.get("aten::mm") == loops * T  # MKL's mm in each step
+    assert below.get("mkldnn::_linear_pointwise") == loops  # the hoist: 27 rows, from 16
+    short = _op_counts(model, _input(model, T=PACKED_STEPS - 1, B=PACKED_BATCH))
+    assert "mkldnn::_reorder_linear_weight" not in short  # too few steps to pay the packing
+    double = compiled.Lstm().double().eval()
+    found = _op_counts(double, _input(double, T=T, B=PACKED_BATCH, dtype=torch.float64))
+    assert "mkldnn::_linear_pointwise" not in found and found.get("aten::mm") == loops * T
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False  # the user's switch: ATen's products
+    try:
+        off = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert "mkldnn::_linear_pointwise" not in off and off.get("aten::mm") == loops * T
+    monkeypatch.setenv("RNNSPEC_COMPILED_ONEDNN", "0")  # the hoist reads it at each call
+    hoist = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
+    assert hoist.get("mkldnn::_linear_pointwise") == loops * T and "aten::addmm" in hoist
+    monkeypatch.delenv("RNNSPEC_COMPILED_ONEDNN")
+    with torch.enable_grad():  # gradients: the generic path's ATen calls, autograd records
+        model(_input(model, T=T, B=PACKED_BATCH))[0].sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@needs_compiler
+def test_a_device_the_fast_path_cannot_serve(mixed, monkeypatch):
+    """Without CUDA the move fails with torch's message; a non-CPU device (`meta` stands
+    in for one here) runs the generic C++ loop, not the fast path nor the Python loop;
+    an input on another device than the weights is a clear error naming the devices."""
+    _, compiled = mixed
+    if not torch.cuda.is_available():
+        with pytest.raises((AssertionError, RuntimeError), match="CUDA"):
+            compiled.Lstm().cuda()
+    calls = _python_steps(compiled, monkeypatch)
+    model = compiled.Lstm().to("meta")
+    output, (h, c) = model(torch.empty(6, 3, 5, device="meta"))
+    assert output.device.type == "meta" and tuple(output.shape) == (6, 3, 12)
+    assert tuple(h.shape) == (4, 3, 6) and tuple(c.shape) == (4, 3, 6)
+    assert calls == []  # the C++ op ran
+    with pytest.raises(RuntimeError, match="device"):
+        compiled.Lstm()(torch.empty(6, 3, 5, device="meta"))
+
+
+def _fake_compiler(folder: Path, refuses: str) -> Path:
+    """A compiler that logs its arguments, fails naming `refuses` where it is given, and
+    otherwise writes an empty output."""
+    script = folder / "cxx"
+    script.write_text(
+        textwrap.dedent(f"""\
+            #!/bin/sh
+            echo "$@" >> "{folder}/log"
+            out=""
+            previous=""
+            for a in "$@"; do
+              case "$a" in
+                {refuses}) echo "cxx: error: unrecognized command-line option '$a'" >&2; exit 1;;
+              esac
+              if [ "$previous" = "-o" ]; then out="$a"; fi
+              previous="$a"
+            done
+            : > "$out"
+            """),
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_a_compiler_without_the_cpu_flags_builds_without_them(tmp_path, monkeypatch):
+    from rnnspec.backends.compiled import build
+
+    monkeypatch.setattr(build, "_cpu_flags", lambda: ("-mavx2", "-mfma"))
+    monkeypatch.setenv("RNNSPEC_COMPILED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(_fake_compiler(tmp_path, "-mavx2")))
+    path = build.library_path("// a source")
+    assert os.path.exists(path)
+    calls = (tmp_path / "log").read_text(encoding="utf-8").splitlines()
+    assert len(calls) == 2 and "-mavx2" in calls[0] and "-mavx2" not in calls[1]
+    (tmp_path / "log").unlink()
+    monkeypatch.setenv("CXX", str(_fake_compiler(tmp_path, "*.cpp")))  # a real error
+    with pytest.raises(build.BuildError, match="unrecognized"):
+        build.library_path("// another source")
+    assert len((tmp_path / "log").read_text(encoding="utf-8").splitlines()) == 1  # no retry
+
+
 # ----------------------------------------------------------------------------- the cache
 
 TINY = "stack Small {{\n    input_size = 2\n    core = gru(hidden_size = {size})\n}}\n"

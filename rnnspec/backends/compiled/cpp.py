@@ -422,6 +422,14 @@ std::vector<Tensor> run_generic(Step&& step, const Args& a) {
   std::vector<Tensor> s(a.state.begin(), a.state.end());
   std::vector<Tensor> in(a.inputs.size());
   std::vector<Tensor> out(total);
+  // Without gradients and from 8192 values per step, each step's output is copied into the
+  // result at once: the final stack re-reads outputs long out of the cache (measured, 100
+  // steps: B = 64, H = 512 stack 7 ms, copies 1.3 ms; B = 1, H = 256 stack 0.02 ms, copies
+  // and their views 0.3 ms).
+  const bool record = at::GradMode::is_enabled() || s[0].numel() < 8192;
+  std::vector<int64_t> shape{total};
+  for (const int64_t size : s[0].sizes()) shape.push_back(size);
+  Tensor output = record ? Tensor() : at::empty(shape, s[0].options());
   // each input's steps as views, once (one backward node per input, not one per step)
   std::vector<std::vector<Tensor>> steps;
   for (const auto& input : a.inputs) steps.push_back(input.unbind(0));
@@ -444,9 +452,13 @@ std::vector<Tensor> run_generic(Step&& step, const Args& a) {
       for (size_t k = 0; k < n.size(); ++k) n[k] = at::where(v, n[k], s[k]);
     }
     s = std::move(n);
-    out[t] = s[0];
+    if (record) {
+      out[t] = s[0];
+    } else {
+      output[t].copy_(s[0]);
+    }
   }
-  std::vector<Tensor> result{at::stack(out)};
+  std::vector<Tensor> result{record ? at::stack(out) : output};
   result.insert(result.end(), s.begin(), s.end());
   return result;
 }
