@@ -201,8 +201,10 @@ class TrainCell(FusedCell):
         if statement.expand is None:
             return ""
         base = self.lowered.names.get(statement.expand, statement.expand)
-        return f".expand_as(v_{base})" if self.versions.get(base, 0) == 0 else (
-            f".expand_as({self.var(statement.expand)})"
+        return (
+            f".expand_as(v_{base})"
+            if self.versions.get(base, 0) == 0
+            else (f".expand_as({self.var(statement.expand)})")
         )
 
     def train(self) -> list[str]:
@@ -280,8 +282,11 @@ class TrainCell(FusedCell):
         header += [
             f"const Tensor {name} = {matrix}.t();" for matrix, name in self.transposed.items()
         ]
-        return ["const auto options = a.state[0].options();",
-                "const int64_t batch = a.state[0].size(0);", *header]
+        return [
+            "const auto options = a.state[0].options();",
+            "const int64_t batch = a.state[0].size(0);",
+            *header,
+        ]
 
     # ------------------------------------------------------------ the reverse loop
 
@@ -296,9 +301,7 @@ class TrainCell(FusedCell):
         statics = self._statics()
         locals_ = [n for n in dict.fromkeys([*self.reads, *self.names]) if n not in params]
         inputs = [self._input(i) for i in range(len(self.lowered.passed))]
-        loads = [
-            f"const Tensor& {name} = sv[{j}][i];" for j, name in enumerate(self.saved)
-        ]
+        loads = [f"const Tensor& {name} = sv[{j}][i];" for j, name in enumerate(self.saved)]
         pieces = []
         for event in self.tape:
             if event[0] == "number":
@@ -317,9 +320,7 @@ class TrainCell(FusedCell):
             if k == 0:
                 reads.append(f"if (a.keep && g_{name}.defined()) g_{name} = g_{name} * *a.keep;")
             reads.append(f"_acc(gs[{k}], g_{name});")
-        record = [
-            f"gin[{i}][t] = _or_zeros(g_{name}, {name});" for i, name in enumerate(inputs)
-        ]
+        record = [f"gin[{i}][t] = _or_zeros(g_{name}, {name});" for i, name in enumerate(inputs)]
         after = []
         for matrix, (biases, _) in self.deferred.items():
             key = self.deferred_names[matrix]
@@ -398,9 +399,7 @@ class TrainCell(FusedCell):
         lines = []
         for statement in self.lowered.static_for(self.lowered.step):
             matrix = self.expr(statement.node.args[0])
-            parts = [
-                f"_or_zeros(g_{self.var(t)}, {self.var(t)})" for t in statement.targets
-            ]
+            parts = [f"_or_zeros(g_{self.var(t)}, {self.var(t)})" for t in statement.targets]
             lines.append(f"_acc(g_{matrix}, at::cat({{{', '.join(parts)}}}, 0));")
         return lines
 
@@ -412,8 +411,10 @@ class TrainCell(FusedCell):
             _, target, node, (source,) = event
             if source == target:
                 return []
-            return [f"if (g_{target}.defined()) _acc(g_{source}, at::sum_to(g_{target}, "
-                    f"{source}.sizes()));"]
+            return [
+                f"if (g_{target}.defined()) _acc(g_{source}, at::sum_to(g_{target}, "
+                f"{source}.sizes()));"
+            ]
         if kind == "chunk":
             _, source, node, targets, _expand = event
             parts = []
@@ -425,8 +426,10 @@ class TrainCell(FusedCell):
                 if name is None:
                     parts.append(f"at::zeros_like({piece})")
                 else:
-                    parts.append(f"_or_zeros(at::sum_to(_or_zeros(g_{name}, {name}), "
-                                 f"{piece}.sizes()), {piece})")
+                    parts.append(
+                        f"_or_zeros(at::sum_to(_or_zeros(g_{name}, {name}), "
+                        f"{piece}.sizes()), {piece})"
+                    )
             lines.append(f"  _acc(g_{source}, at::cat({{{', '.join(parts)}}}, -1));")
             lines.append("}")
             return lines
@@ -475,15 +478,15 @@ class TrainCell(FusedCell):
             for k, part in enumerate(affine):
                 lines.append(f"  _acc(g_{part}, std::get<{k + 1}>(back));")
         elif op == "concat":
-            offset = "0"
             lines.append("  int64_t offset = 0;")
-            for part, arg in zip(operands, args):
+            for part in operands:
                 if not part:
                     raise Unsupported("a number in a concat")
-                lines.append(f"  _acc(g_{part}, at::sum_to({g}.narrow(-1, offset, "
-                             f"{part}.size(-1)), {part}.sizes()));")
+                lines.append(
+                    f"  _acc(g_{part}, at::sum_to({g}.narrow(-1, offset, "
+                    f"{part}.size(-1)), {part}.sizes()));"
+                )
                 lines.append(f"  offset += {part}.size(-1);")
-            del offset
         else:
             raise Unsupported(f"the gradient of `{op}`")
         lines.append("}")
@@ -497,7 +500,7 @@ class TrainCell(FusedCell):
         order: list[Node] = []
         self._values(node, leaves, pointers, values, forward, order)
         adjoints = {id(node): "d0"}
-        backward = [f"const scalar_t d0 = gq[b * n + j];"]
+        backward = ["const scalar_t d0 = gq[b * n + j];"]
         for current in reversed(order):
             if id(current) not in adjoints or id(current) in leaves:
                 continue
@@ -536,8 +539,12 @@ class TrainCell(FusedCell):
 
     @property
     def _needs_grad(self) -> set[str]:
-        return {*self.names, *self.reads, *(f"p_{r}" for r in self.roles),
-                *(self._input(i) for i in range(len(self.lowered.passed)))}
+        return {
+            *self.names,
+            *self.reads,
+            *(f"p_{r}" for r in self.roles),
+            *(self._input(i) for i in range(len(self.lowered.passed))),
+        }
 
     def _leaf_adjoints(self, leaves, tensor, adjoints):
         for key, name in leaves.items():
