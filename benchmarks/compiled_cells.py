@@ -15,7 +15,8 @@ One thread, same weights, interleaved rounds, medians; every ratio is measured i
   start and its import of torch not counted).
 
 `forward` runs under torch.no_grad() (the CPU fast path: fused elementwise loops);
-`forward+backward` records autograd through the ATen path and runs its backward.
+`forward+backward` runs the generated backward (one autograd.Function per layer: the
+fused step saving per step, then the generated C++ reverse loop).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+from rnnspec.backends.compiled import backward
 from rnnspec.backends.compiled.cpp import _PRELUDE, LINE, Unsupported
 from rnnspec.backends.compiled.fused import PRELUDE, FusedCell
 
@@ -80,19 +81,25 @@ def module_source(cells: list[tuple[str, object]]) -> Source:
         except Unsupported:
             fused = False
         lines += _entry(cell.index, fused)
+        trained = backward.train_source(step, cell.index) if fused else None
+        if trained is not None:  # the generated backward (else autograd's over the generic)
+            lines += ["", *trained[0]]
         parts.append("\n".join(lines))
         entries[class_name] = (f"loop_{cell.index}", cell.roles, cell.dropout)
         registrations.append(f'  m.def("loop_{cell.index}" SCHEMA, &loop_{cell.index});')
+        registrations += trained[1] if trained is not None else []
     body = "\n\n".join(parts)
     registration = "\n".join(_wrap(line, 2) for line in registrations)
     lines = "\n".join(_wrap(line, 0) for line in body.split("\n"))
     text = (
         _PRELUDE
         + PRELUDE
+        + backward.PRELUDE
         + "\n"
         + lines
         + "\n\n}  // namespace\n"
         + _SCHEMA
+        + backward.SCHEMA
         + "\nTORCH_LIBRARY(NAMESPACE, m) {\n"
         + registration
         + "\n}\n"
