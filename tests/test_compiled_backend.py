@@ -216,18 +216,60 @@ def _compare(explicit_model, compiled_model, x, lengths, rtol=1e-5, atol=1e-5) -
         ]
         results.append(((output, finals), grads))
     _close(results[1][0], results[0][0], rtol, atol)
-    # a gradient within `atol` of the tensor's scale: two float32 sums in different orders
-    # (the generated backward defers the weights' sums to one product) differ by rounding
-    # that grows with the values (both are as close to the float64 gradient)
     for actual, expected in zip(results[1][1], results[0][1]):
-        scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
-        _close(actual, expected, rtol, atol * scale)
+        _close(actual, expected, rtol, atol * _scale(expected))
     with torch.no_grad():  # the CPU fast path
         torch.manual_seed(7)
         expected = explicit_model(x, lengths=lengths)
         torch.manual_seed(7)
         actual = compiled_model(x, lengths=lengths)
     _close(actual, expected, rtol, atol)
+
+
+def _scale(gradient) -> float:
+    """A gradient's absolute bound is `atol` times its largest value (at least 1): the
+    generated backward sums a weight's gradient in another order than autograd's (one
+    product after the loop instead of one per step), and two float32 sums of the same
+    terms differ by rounding that grows with the terms, not with each element's result.
+    test_gradients_are_as_close_to_float64 checks that both are as close to the float64
+    gradient."""
+    return max(1.0, gradient.abs().max().item()) if gradient.numel() else 1.0
+
+
+def _gradients(model, x, lengths) -> list:
+    model.zero_grad()
+    output, finals = model(x, lengths=lengths)
+    sum(
+        (t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view(t.shape)).sum()
+        for t in _flat((output, finals))
+        if t.is_floating_point()
+    ).backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@needs_compiler
+@pytest.mark.parametrize("stack", ["Lstm", "Gru", "Tiny", *STACKS[:4]])
+def test_gradients_are_as_close_to_float64(library, stack):
+    """In float32 the generated backward's gradients are as far from the float64 gradient
+    as autograd's over the explicit loop are (within 2x and a few float32 roundings;
+    measured: at most 1.8x, the layer-norm cell's)."""
+    explicit, compiled = library
+    torch.manual_seed(0)
+    reference = getattr(explicit, stack)().eval()
+    model = getattr(compiled, stack)().eval()
+    model.load_state_dict(reference.state_dict())
+    truth_model = getattr(explicit, stack)().eval()
+    truth_model.load_state_dict(reference.state_dict())
+    truth_model.double()
+    x, lengths = _input(reference), torch.tensor([6, 2, 4])
+    truth = _gradients(truth_model, x.double(), lengths)
+    ours, theirs = _gradients(model, x, lengths), _gradients(reference, x, lengths)
+    assert len(ours) == len(theirs) == len(truth) > 0
+    for a, b, t in zip(ours, theirs, truth):
+        ulp = torch.finfo(torch.float32).eps * _scale(t)
+        ours_error = (a.double() - t).abs().max().item()
+        their_error = (b.double() - t).abs().max().item()
+        assert ours_error <= 2 * their_error + 8 * ulp, (stack, ours_error, their_error, ulp)
 
 
 @needs_compiler

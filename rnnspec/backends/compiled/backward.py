@@ -239,7 +239,8 @@ class TrainCell(Reverse, FusedCell):
     def _header(self) -> list[str]:
         header, _, _, _ = self._frame(self._static_lines())
         header += [
-            f"const Tensor {name} = {matrix}.t();" for matrix, name in self.transposed.items()
+            f"const Matrix {name} = _matrix<scalar_t>({matrix}, batch, a.inputs[0].size(0));"
+            for matrix, name in self.transposed.items()
         ]
         return [
             "const auto options = a.state[0].options();",
