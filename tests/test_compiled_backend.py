@@ -434,6 +434,7 @@ needs_onednn = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN"
 )
 PACKED_BATCH, PACKED_STEPS = 4, 8  # fused.py's kPackedBatch and kPackedSteps
+HOIST_BLOCK = 512  # compiled.py.jinja's _BLOCK: the hoist's rows per oneDNN call
 
 
 def _op_counts(model, x, lengths=None) -> dict:
@@ -510,9 +511,53 @@ def test_onednn_runs_the_products_from_the_batch_threshold(mixed, monkeypatch):
     hoist = _op_counts(model, _input(model, T=T, B=PACKED_BATCH))
     assert hoist.get("mkldnn::_linear_pointwise") == loops * T and "aten::addmm" in hoist
     monkeypatch.delenv("RNNSPEC_COMPILED_ONEDNN")
+    blocks = _op_counts(model, _input(model, T=T, B=HOIST_BLOCK // T * 3))  # 3 blocks less a few
+    assert blocks.get("mkldnn::_reorder_linear_weight") == 2 * loops  # the step's, the hoist's
+    assert blocks.get("mkldnn::_linear_pointwise") == loops * (T + 3)
     with torch.enable_grad():  # gradients: the generic path's ATen calls, autograd records
         model(_input(model, T=T, B=PACKED_BATCH))[0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@needs_compiler
+@needs_onednn
+def test_the_blocked_hoist_reuses_its_buffer_only_where_nothing_holds_it(mixed):
+    _, compiled = mixed
+    torch.manual_seed(3)
+    rows = 2 * HOIST_BLOCK + 7
+    weight, bias = torch.randn(24, 10), torch.randn(24)
+    inputs = [torch.randn(rows, 10) for _ in range(3)]
+    with torch.no_grad():
+        first = compiled._onednn_blocks(inputs[0], weight, bias)
+        second = compiled._onednn_blocks(inputs[1], weight, bias)  # `first` is held
+        assert second.data_ptr() != first.data_ptr()
+        _close(first, torch.nn.functional.linear(inputs[0], weight, bias))
+        _close(second, torch.nn.functional.linear(inputs[1], weight, bias))
+        kept = second.data_ptr()
+        del second
+        third = compiled._onednn_blocks(inputs[2], weight, bias)
+        assert third.data_ptr() == kept  # nothing held the buffer: reused
+        _close(third, torch.nn.functional.linear(inputs[2], weight, bias))
+        view = third[5:9]
+        del third
+        fourth = compiled._onednn_blocks(inputs[0], weight, bias)  # a view holds it
+        assert fourth.data_ptr() != kept
+        _close(view, torch.nn.functional.linear(inputs[2], weight, bias)[5:9])
+        del fourth
+    with torch.inference_mode():  # a buffer made there is not written outside it
+        inside = compiled._onednn_blocks(inputs[1], weight, bias)
+        assert inside.is_inference()
+        del inside
+    with torch.no_grad():
+        outside = compiled._onednn_blocks(inputs[1], weight, bias)
+        _close(outside, torch.nn.functional.linear(inputs[1], weight, bias))
+    model = compiled.Lstm().eval()  # a model's outputs survive its next call
+    x = _input(model, T=PACKED_STEPS + 1, B=rows // (PACKED_STEPS + 1) + 1)
+    with torch.no_grad():
+        before = model(x)
+        again = [t.clone() for t in _flat(before)]
+        model(torch.randn_like(x))
+        _close(before, again, 0, 0)
 
 
 @needs_compiler
