@@ -451,10 +451,11 @@ def _op_counts(model, x, lengths=None) -> dict:
 
 @needs_compiler
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("B", [PACKED_BATCH - 1, PACKED_BATCH + 2, 1400])
+@pytest.mark.parametrize("B", [1, PACKED_BATCH - 1, PACKED_BATCH + 2, 1400])
 def test_fast_path_products_equal_the_explicit_backend(mixed, B, dtype):
     """Below and above the batch from which oneDNN runs the products (float32 only),
     with lengths, reversed and bidirectional layers, a projection (`mm` without bias);
+    B = 1: the generated one-row product (`_gemv`);
     B = 1400: 8400 values a step, from which the loop writes each step's output into the
     result (no final stack)."""
     explicit, compiled = mixed
@@ -478,6 +479,29 @@ def test_fast_path_products_equal_the_explicit_backend(mixed, B, dtype):
     x = _input(model, T=T, B=B, dtype=dtype)
     with torch.no_grad():
         _close(model(x), lstm(x), rtol, atol)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_row_products_equal_the_explicit_backend(library, dtype):
+    """B = 1 from `PACKED_STEPS` steps: every cell of the library through `_gemv`, in the
+    fast path and the generated backward's forward."""
+    explicit, compiled = library
+    rtol, atol = (1e-5, 1e-5) if dtype == torch.float32 else (1e-7, 1e-9)
+    for stack in STACKS:
+        torch.manual_seed(1)
+        reference = getattr(explicit, stack)().to(dtype).eval()
+        model = getattr(compiled, stack)().to(dtype).eval()
+        model.load_state_dict(reference.state_dict())
+        x = _input(reference, T=PACKED_STEPS + 1, B=1, dtype=dtype)
+        _compare(reference, model, x, None, rtol, atol)  # with gradients, then without
+        _compare(reference, model, x, torch.tensor([PACKED_STEPS - 2]), rtol, atol)
+    model = compiled.Lstm().to(dtype).eval()
+    found = _op_counts(model, _input(model, T=PACKED_STEPS + 1, B=1, dtype=dtype))
+    assert "aten::mm" not in found  # the generated product in each step
+    assert found.get("aten::addmm") == 4  # the hoist's (9 rows: ATen's, in Python)
+    short = _op_counts(model, _input(model, T=PACKED_STEPS - 1, B=1, dtype=dtype))
+    assert short.get("aten::mm") == 4 * (PACKED_STEPS - 1)  # ATen's below the steps
 
 
 @needs_compiler

@@ -26,7 +26,16 @@ import warnings
 
 from rnnspec.resources import VERSION
 
-FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-w", "-fno-math-errno", "-fno-trapping-math")
+FLAGS = (
+    "-O3",
+    "-std=c++20",
+    "-shared",
+    "-fPIC",
+    "-w",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fopenmp-simd",
+)
 LIBRARY = "loops.so"
 TIMEOUT = 600  # seconds a build may take
 

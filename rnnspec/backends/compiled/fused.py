@@ -88,9 +88,10 @@ int64_t _row(const Tensor& t) { return t.dim() > 1 ? t.stride(0) : 0; }
 // The recurrent products `v @ W.t()`. On this project's CPU (AMD Zen 5) ATen's fp32 `mm`
 // runs MKL, about 2x slower than oneDNN from 2 rows up; with the weight packed by oneDNN
 // once per call of the loop (0.1-0.4 ms), a step's product at B = 64, H = 512 is 0.6 ms
-// against `mm`'s 1.6 (B = 1: `mm` 16 us, oneDNN 23 us). So oneDNN runs in float32 from
-// `kPackedBatch` rows and `kPackedSteps` steps, where it is built in (`at::hasMKLDNN`) and
-// enabled (`torch.backends.mkldnn.enabled`), unless RNNSPEC_COMPILED_ONEDNN=0.
+// against `mm`'s 1.6 (B = 1: `mm` is faster than oneDNN, and `_gemv` below faster still).
+// So oneDNN runs in float32 from `kPackedBatch` rows and `kPackedSteps` steps, where it is
+// built in (`at::hasMKLDNN`) and enabled (`torch.backends.mkldnn.enabled`), unless
+// RNNSPEC_COMPILED_ONEDNN=0.
 constexpr int64_t kPackedBatch = 4;
 constexpr int64_t kPackedSteps = 8;
 
@@ -123,28 +124,81 @@ const OneDnn& _onednn() {
   return found;
 }
 
-// A weight `W` [n, k] of the step's products: `W.t()` for `mm`, and W packed by oneDNN
-// where the rule above picks it. At one row `mm` by a contiguous copy of `W.t()` is
-// 10-30% faster than by the transposed view (one row times [k, n] row-major reads the
-// weight in order; measured B = 1, H = 64-1024, float32 and float64), so from
-// `kPackedSteps` steps the loop copies it once; from two rows the view is as fast or faster.
+// A weight `W` [n, k] of the step's products: `W.t()` for `mm`, W packed by oneDNN where
+// the rule above picks it, and W itself (`rows`) for one row's product from `kPackedSteps`
+// steps: `_gemv` below, 8 rows of W at a time, each read once and in order. Measured at
+// k = 256, n = 1024 (one thread): ATen's `mm` by the view `W.t()` 21-24 us a step, by a
+// contiguous copy of it 14-16 us plus the copy (0.26 ms a call), `_gemv` as fast as the
+// latter without the copy.
 struct Matrix {
   Tensor t;
   Tensor packed;
+  Tensor rows;
 };
 
 template <typename scalar_t>
 Matrix _matrix(const Tensor& weight, int64_t batch, int64_t steps) {
-  Matrix m{weight.t(), Tensor()};
+  Matrix m{weight.t(), Tensor(), Tensor()};
   const auto& ops = _onednn();
   const bool enabled = at::globalContext().userEnabledMkldnn();
   if (std::is_same_v<scalar_t, float> && ops.reorder && enabled && batch >= kPackedBatch &&
       steps >= kPackedSteps && weight.dim() == 2 && weight.is_contiguous()) {
     m.packed = ops.reorder->call(weight, batch);
-  } else if (batch == 1 && steps >= kPackedSteps && weight.dim() == 2) {
-    m.t = m.t.contiguous();
+  } else if (batch == 1 && steps >= kPackedSteps && weight.dim() == 2 &&
+             weight.is_contiguous()) {
+    m.rows = weight;
   }
   return m;
+}
+
+// y = v @ W.t() (+ bias) for one contiguous row v [1, k]: 8 dot products at a time over
+// the contiguous rows of W, vectorised by `omp simd` (8 independent sums hide the
+// multiply-adds' latency)
+template <typename scalar_t>
+Tensor _gemv(const Tensor& v, const Tensor& weight, const Tensor* bias) {
+  const int64_t n = weight.size(0), k = weight.size(1);
+  Tensor out = at::empty({1, n}, v.options());
+  const scalar_t* x = v.data_ptr<scalar_t>();
+  const scalar_t* w = weight.data_ptr<scalar_t>();
+  const scalar_t* b = bias ? bias->data_ptr<scalar_t>() : nullptr;
+  scalar_t* y = out.data_ptr<scalar_t>();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const scalar_t* r = w + j * k;
+    scalar_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7)
+    for (int64_t i = 0; i < k; ++i) {
+      const scalar_t xi = x[i];
+      a0 += r[i] * xi;
+      a1 += r[k + i] * xi;
+      a2 += r[2 * k + i] * xi;
+      a3 += r[3 * k + i] * xi;
+      a4 += r[4 * k + i] * xi;
+      a5 += r[5 * k + i] * xi;
+      a6 += r[6 * k + i] * xi;
+      a7 += r[7 * k + i] * xi;
+    }
+    const scalar_t sums[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int q = 0; q < 8; ++q) y[j + q] = b ? sums[q] + b[j + q] : sums[q];
+  }
+  for (; j < n; ++j) {
+    const scalar_t* r = w + j * k;
+    scalar_t a = 0;
+#pragma omp simd reduction(+ : a)
+    for (int64_t i = 0; i < k; ++i) a += r[i] * x[i];
+    y[j] = b ? a + b[j] : a;
+  }
+  return out;
+}
+
+bool _one_row(const Tensor& v, const Matrix& m) {
+  return m.rows.defined() && v.dim() == 2 && v.size(0) == 1 && v.is_contiguous() &&
+         v.scalar_type() == m.rows.scalar_type() && v.size(1) == m.rows.size(1);
+}
+
+Tensor _row_product(const Tensor& v, const Matrix& m, const Tensor* bias) {
+  if (v.scalar_type() == at::kFloat) return _gemv<float>(v, m.rows, bias);
+  return _gemv<double>(v, m.rows, bias);
 }
 
 c10::List<std::optional<c10::Scalar>> _no_scalars() {
@@ -152,14 +206,17 @@ c10::List<std::optional<c10::Scalar>> _no_scalars() {
 }
 
 Tensor _mm(const Tensor& v, const Matrix& m) {
+  if (_one_row(v, m)) return _row_product(v, m, nullptr);
   if (!m.packed.defined()) return at::mm(v, m.t);
   return _onednn().linear->call(v, m.packed, std::nullopt, "none", _no_scalars(), std::nullopt);
 }
 
 Tensor _addmm(const Tensor& bias, const Tensor& v, const Matrix& m) {
-  if (!m.packed.defined() || bias.dim() != 1 || !bias.is_contiguous()) {
-    return at::addmm(bias, v, m.t);
+  const bool flat = bias.dim() == 1 && bias.is_contiguous();
+  if (flat && _one_row(v, m) && bias.scalar_type() == v.scalar_type()) {
+    return _row_product(v, m, &bias);
   }
+  if (!m.packed.defined() || !flat) return at::addmm(bias, v, m.t);
   return _onednn().linear->call(v, m.packed, bias, "none", _no_scalars(), std::nullopt);
 }
 
