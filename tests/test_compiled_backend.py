@@ -496,6 +496,7 @@ def test_one_row_products_equal_the_explicit_backend(library, dtype):
         x = _input(reference, T=PACKED_STEPS + 1, B=1, dtype=dtype)
         _compare(reference, model, x, None, rtol, atol)  # with gradients, then without
         _compare(reference, model, x, torch.tensor([PACKED_STEPS - 2]), rtol, atol)
+    assert "_add_mm(v_gates_x, " in compiled._CPP_SOURCE  # `gates_x + W_hh @ h`: no loop
     model = compiled.Lstm().to(dtype).eval()
     found = _op_counts(model, _input(model, T=PACKED_STEPS + 1, B=1, dtype=dtype))
     assert "aten::mm" not in found  # the generated product in each step

@@ -26,16 +26,8 @@ import warnings
 
 from rnnspec.resources import VERSION
 
-FLAGS = (
-    "-O3",
-    "-std=c++20",
-    "-shared",
-    "-fPIC",
-    "-w",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fopenmp-simd",
-)
+FLAGS = ("-O3", "-std=c++20", "-shared", "-fPIC", "-w", "-fno-math-errno", "-fno-trapping-math",
+         "-fopenmp-simd")  # `omp simd` vectorises the one-row product's sums (no OpenMP runtime)
 LIBRARY = "loops.so"
 TIMEOUT = 600  # seconds a build may take
 

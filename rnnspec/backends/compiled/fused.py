@@ -220,6 +220,19 @@ Tensor _addmm(const Tensor& bias, const Tensor& v, const Matrix& m) {
   return _onednn().linear->call(v, m.packed, bias, "none", _no_scalars(), std::nullopt);
 }
 
+// `a + v @ W.t()` with `a` of the product's shape: one row's product starts from `a`
+Tensor _add_mm(const Tensor& a, const Tensor& v, const Matrix& m) {
+  if (_one_row(v, m) && a.is_contiguous() && a.numel() == m.rows.size(0) &&
+      a.scalar_type() == v.scalar_type()) {
+    return _row_product(v, m, &a);
+  }
+  Tensor product = _mm(v, m);
+  if (product.sizes() == a.sizes() && product.scalar_type() == a.scalar_type()) {
+    return product.add_(a);
+  }
+  return a + product;
+}
+
 // `chunk(t, n, -1)` of a [B, n * size] tensor with unit feature stride, as direct views
 std::vector<Tensor> _pieces(const Tensor& t, int64_t n) {
   if (t.dim() != 2 || t.stride(-1) != 1) return at::chunk(t, n, -1);
@@ -251,6 +264,18 @@ bool fusable(const Args& a) {
 """
 
 
+def _weight_operands(node) -> tuple[Node, Node] | None:
+    """(W, v) of a product by a weight (`W @ v`, `linear(v, W, ...)`) with a batched `v`."""
+    if not isinstance(node, Node) or node.op not in ("matmul", "linear"):
+        return None
+    matrix, vector = (
+        (node.args[0], node.args[1]) if node.op == "matmul" else (node.args[1], node.args[0])
+    )
+    if matrix.op in ("param", "local") and vector.batched:
+        return matrix, vector
+    return None
+
+
 class FusedCell(_Cell):
     """A cell's step with each statement's elementwise part one loop."""
 
@@ -261,20 +286,44 @@ class FusedCell(_Cell):
         found = temps.get(id(node))
         if found is not None:
             return found
-        if node.op in ("matmul", "linear"):
-            matrix, vector = (
-                (node.args[0], node.args[1])
-                if node.op == "matmul"
-                else (node.args[1], node.args[0])
-            )
-            if matrix.op in ("param", "local") and vector.batched:
-                name = self.expr(matrix)
-                transposed = self.transposed.setdefault(name, f"tr_{len(self.transposed)}")
-                if node.op == "matmul" or len(node.args) == 2:
-                    return f"_mm({self.expr(vector)}, {transposed})"
-                bias = self.bias(list(node.args[2:]))
-                return f"_addmm({bias}, {self.expr(vector)}, {transposed})"
+        operands = _weight_operands(node)
+        if operands is not None:
+            matrix, vector = operands
+            transposed = self._transposed(matrix)
+            if node.op == "matmul" or len(node.args) == 2:
+                return f"_mm({self.expr(vector)}, {transposed})"
+            bias = self.bias(list(node.args[2:]))
+            return f"_addmm({bias}, {self.expr(vector)}, {transposed})"
         return super().expr(node)
+
+    def _transposed(self, matrix: Node) -> str:
+        """The `Matrix` of a weight, made once before the loop."""
+        name = self.expr(matrix)
+        return self.transposed.setdefault(name, f"tr_{len(self.transposed)}")
+
+    def _add_product(self, node: Node, lines: list[str]) -> str | None:
+        """`a + W @ v` (either order; `a` a tensor of the sum's size, `W` a weight) as
+        `_add_mm`: the product's result is the sum (one row's starts from `a`), no loop."""
+        if node.op != "add" or len(node.args) != 2:
+            return None
+        for product, other in (node.args, node.args[::-1]):
+            operands = _weight_operands(product)
+            if operands is None or product.op == "linear" and len(product.args) > 2:
+                continue
+            if not (_is_tensor(other) and other.batched and self._tensor_leaf(other)):
+                continue
+            if not other.size == product.size == node.size:
+                continue
+            matrix, vector = operands
+            self.materialize(vector, lines)
+            name = f"t{self.count}"
+            self.count += 1
+            transposed = self._transposed(matrix)
+            lines.append(
+                f"Tensor {name} = _add_mm({self.expr(other)}, {self.expr(vector)}, {transposed});"
+            )
+            return name
+        return None
 
     def _tensor_leaf(self, node: Node) -> bool:
         return id(node) in self.temps or node.op in _LEAVES
@@ -285,7 +334,10 @@ class FusedCell(_Cell):
             return self.expr(node)
         if node.op == "chunk":
             raise Unsupported("a chunk inside an expression")
-        if node.op in _ELEMENTWISE:
+        added = self._add_product(node, lines)
+        if added is not None:
+            name = added
+        elif node.op in _ELEMENTWISE:
             self._blocks(node, lines)
             name = self._loop(node, lines)
         else:
