@@ -229,7 +229,7 @@ def run(quick: bool) -> str:
     if quick:  # two cold C++ builds: tests/test_compiled_backend.py builds and checks them
         out += ["Quick run: not measured (its cold builds take a minute).", ""]
     elif compiled_cells.has_compiler():
-        found = compiled_cells.rows(model_rounds, quick)
+        found = compiled_cells.rows(model_rounds, quick, min_seconds=settle)
         out += _table(compiled_cells.HEADERS, compiled_cells.table(found))
         out += ["", compiled_cells.first_call_line(found), ""]
     else:

@@ -203,7 +203,9 @@ def _scripted_layer_norm_lstm(torch):
     return make
 
 
-def rows(rounds: int, quick: bool = False) -> list[dict]:
+def rows(rounds: int, quick: bool = False, min_seconds: float = 0.0) -> list[dict]:
+    """Each row's medians over at least `rounds` interleaved rounds, and over as many as
+    fill `min_seconds` (the B = 1 rows, a few ms a call, get hundreds)."""
     import torch
 
     from rnnspec import check_source
@@ -284,7 +286,7 @@ def rows(rounds: int, quick: bool = False) -> list[dict]:
             }
             for run in contenders.values():
                 run()
-            samples = interleaved_samples(contenders, rounds)
+            samples = interleaved_samples(contenders, rounds, min_seconds)
             times = {who: median(values) for who, values in samples.items()}
             results.append(
                 {
@@ -349,8 +351,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="least seconds of rounds a row (default 3)"
+    )
     arguments = parser.parse_args()
-    found = rows(1 if arguments.quick else arguments.rounds, arguments.quick)
+    quick = arguments.quick
+    found = rows(1 if quick else arguments.rounds, quick, 0.0 if quick else arguments.seconds)
     print("| " + " | ".join(HEADERS) + " |")
     print("|" + "---|" * len(HEADERS))
     for line in table(found):
