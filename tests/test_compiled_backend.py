@@ -721,6 +721,41 @@ def test_two_processes_build_at_once_and_a_third_reads_the_cache():
     assert seconds < 10  # the target is 2 s; the machine is shared
 
 
+def test_a_full_disk_is_a_clear_error_and_the_explicit_backend_runs(tmp_path, monkeypatch):
+    """The cache's disk full when the source is written, or when the compiler writes the
+    library: a BuildError naming it, nothing left in the cache, one warning and no library
+    from load_library (the module then runs the explicit backend, as tested above)."""
+    import errno
+
+    from rnnspec.backends.compiled import build
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RNNSPEC_COMPILED_CACHE", str(cache))
+    monkeypatch.setenv("CXX", str(_fake_compiler(tmp_path, "-never")))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(build, "open", full, raising=False)  # the source's write
+    with pytest.raises(build.BuildError, match="cannot write the cache folder .*No space left"):
+        build.library_path("// a source")
+    assert list(cache.iterdir()) == []  # the build folder removed
+    monkeypatch.undo()
+    monkeypatch.setenv("RNNSPEC_COMPILED_CACHE", str(cache))
+    linker = tmp_path / "full-cxx"
+    linker.write_text(
+        "#!/bin/sh\necho '/usr/bin/ld: final link failed: No space left on device' >&2\nexit 1\n",
+        encoding="utf-8",
+    )
+    linker.chmod(0o755)
+    monkeypatch.setenv("CXX", str(linker))
+    with pytest.raises(build.BuildError, match="failed: .*No space left on device"):
+        build.library_path("// another source")
+    with pytest.warns(RuntimeWarning, match="No space left on device.*explicit backend"):
+        assert build.load_library("// a third source", "rnnspec_full_disk_test") is None
+    assert list(cache.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "compiler, cache, expected",
     [
