@@ -73,24 +73,19 @@ class TrainCell(Reverse, FusedCell):
     # ------------------------------------------------------------ the tape
 
     def materialize(self, node: Node, lines: list[str]) -> str:
-        if self._tensor_leaf(node):
-            return self.expr(node)
-        if node.op == "chunk":
-            raise Unsupported("a chunk inside an expression")
-        if node.op in _ELEMENTWISE:
-            self._blocks(node, lines)
-            name = self._loop(node, lines)
-        else:
-            for arg in node.args:
-                if isinstance(arg, Node) and _is_tensor(arg):
-                    self.materialize(arg, lines)
-            name = f"t{self.count}"
-            self.count += 1
-            lines.append(f"Tensor {name} = ({self.expr(node)}).contiguous();")
-            self.tape.append(("op", name, node, self._operands(node)))
-        self.temps[id(node)] = name
-        self.names.append(name)
+        leaf = self._tensor_leaf(node)
+        name = super().materialize(node, lines)
+        if not leaf:
+            self.names.append(name)
         return name
+
+    def _op(self, node: Node, lines: list[str]) -> str:
+        name = super()._op(node, lines)
+        self.tape.append(("op", name, node, self._operands(node)))
+        return name
+
+    def _add_product(self, node: Node, lines: list[str]) -> None:
+        return None  # `a + W @ v` stays a product and a loop: the tape has their reverses
 
     def _operands(self, node: Node) -> list[str]:
         return [

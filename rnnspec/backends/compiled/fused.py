@@ -334,20 +334,24 @@ class FusedCell(_Cell):
             return self.expr(node)
         if node.op == "chunk":
             raise Unsupported("a chunk inside an expression")
-        added = self._add_product(node, lines)
-        if added is not None:
-            name = added
-        elif node.op in _ELEMENTWISE:
+        name = self._add_product(node, lines)
+        if name is None and node.op in _ELEMENTWISE:
             self._blocks(node, lines)
             name = self._loop(node, lines)
-        else:
-            for arg in node.args:
-                if isinstance(arg, Node) and _is_tensor(arg):
-                    self.materialize(arg, lines)
-            name = f"t{self.count}"
-            self.count += 1
-            lines.append(f"Tensor {name} = ({self.expr(node)}).contiguous();")
+        elif name is None:
+            name = self._op(node, lines)
         self.temps[id(node)] = name
+        return name
+
+    def _op(self, node: Node, lines: list[str]) -> str:
+        """A tensor variable holding a non-elementwise node (an ATen call), its tensor
+        operands first."""
+        for arg in node.args:
+            if isinstance(arg, Node) and _is_tensor(arg):
+                self.materialize(arg, lines)
+        name = f"t{self.count}"
+        self.count += 1
+        lines.append(f"Tensor {name} = ({self.expr(node)}).contiguous();")
         return name
 
     def _blocks(self, node: Node, lines: list[str]) -> None:
