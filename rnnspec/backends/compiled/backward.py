@@ -231,11 +231,13 @@ class TrainCell(Reverse, FusedCell):
             for i in range(len(self.lowered.passed))
         ]
 
-    def _header(self) -> list[str]:
+    def _header(self, products: bool = True) -> list[str]:
+        """The loop's frame; with `products`, each weight's `Matrix` (the forward's; the
+        reverse loop multiplies by the weights themselves)."""
         header, _, _, _ = self._frame(self._static_lines())
         header += [
             f"const Matrix {name} = _matrix<scalar_t>({matrix}, batch, a.inputs[0].size(0));"
-            for matrix, name in self.transposed.items()
+            for matrix, name in (self.transposed.items() if products else ())
         ]
         return [
             "const auto options = a.state[0].options();",
@@ -295,7 +297,7 @@ class TrainCell(Reverse, FusedCell):
             f"std::vector<Tensor> back_{self.index}_fused(const Args& a, at::TensorList saved,",
             "    const Tensor& gout, at::TensorList gfinal) {",
             *_PROLOGUE,
-            *("  " + line for line in self._header()),
+            *("  " + line for line in self._header(products=False)),
             "  const int64_t total = a.inputs[0].size(0);",
             "  std::vector<std::vector<Tensor>> steps, sv;",
             "  for (const auto& input : a.inputs) steps.push_back(input.unbind(0));",

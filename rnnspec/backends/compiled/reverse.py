@@ -117,11 +117,8 @@ class Reverse:
             biases = [f"p_{b.value}" for b in args[2:]] if op == "linear" else []
             names = self.deferred_names
             key = names.setdefault(w, str(len(names)))
-            known = self.deferred.setdefault(w, ([], []))
-            for bias in biases:
-                if bias not in known[0]:
-                    known[0].append(bias)
-            if len(known[0]) != len(biases) or biases != known[0][: len(biases)]:
+            known = self.deferred.setdefault(w, (list(biases), []))
+            if known[0] != biases:  # one G per matrix: each product's biases must agree
                 raise Unsupported("one matrix with different biases")
             lines.append(f"  _acc(g_{v}, at::mm({g}, {w}));")
             lines.append(f"  G_{key}.push_back({g});")
