@@ -394,6 +394,27 @@ def test_gradcheck_float64(mixed, lengths):
     assert torch.autograd.gradcheck(run, (x, h0, *params))
 
 
+@needs_compiler
+@pytest.mark.parametrize("stack", [*STACKS, "TiedStack"])
+def test_gradcheck_float64_every_library_cell(library, stack):
+    """gradcheck (fast mode: random directions) of every cell of the library, through the
+    generated backward where it runs, with lengths, wrt the input and every parameter."""
+    _, compiled = library
+    torch.manual_seed(5)
+    model = getattr(compiled, stack)().double().eval()
+    names = [name for name, _ in model.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    x = (_input(model, T=3, B=2, dtype=torch.float64) * 0.5).requires_grad_()
+    lengths = torch.tensor([3, 2])
+
+    def run(x, *params):
+        state = dict(zip(names, params))
+        out = torch.func.functional_call(model, state, (x,), {"lengths": lengths})
+        return tuple(t for t in _flat(out) if t.is_floating_point())
+
+    assert torch.autograd.gradcheck(run, (x, *params), fast_mode=True)
+
+
 class _NoGenericLoop:
     """The library with its generic loops (`loop_<k>`) refused: only `train_<k>`/`back_<k>`."""
 
