@@ -121,7 +121,7 @@ class TrainCell(Reverse, FusedCell):
         self.versions: dict[str, int] = {}
         self.names: list[str] = []  # every tensor the step names, in order
         self.tape: list[tuple] = []
-        self.chunks: dict[str, tuple[str, int]] = {}  # a piece -> (its source, pieces)
+        self.chunks: dict[str, tuple[str, int, int]] = {}  # a piece -> (source, pieces, k)
         declared: set[str] = set()
         for statement in self.lowered.step:
             node = statement.node
@@ -141,8 +141,7 @@ class TrainCell(Reverse, FusedCell):
                     lines.append(self._set(target, f"pieces_{name}[{k}]{expand}", declared))
                     pieces.append((self.names[-1], k))
                     self.chunks[self.names[-1]] = (name, int(node.value[0]), k)
-                self.tape.append(("chunk", name, node, pieces))
-                self.tape[-1] += (statement.expand is not None,)
+                self.tape.append(("chunk", name, node, pieces, statement.expand is not None))
                 continue
             if len(statement.targets) > 1:
                 raise Unsupported("several targets of one value")
@@ -178,7 +177,6 @@ class TrainCell(Reverse, FusedCell):
         self.saved = list(dict.fromkeys(self.saved))
         self.finals = finals
         self.reads = reads
-        self.body = body
         header = self._header()
         save = [f"saved[{j}].push_back({name});" for j, name in enumerate(self.saved)]
         return [
@@ -199,7 +197,7 @@ class TrainCell(Reverse, FusedCell):
             "    const int64_t t = a.reverse ? total - 1 - i : i;",
             *("    " + line for line in self._step_inputs()),
             *(f"    Tensor {name} = s[{k}];" for k, name in enumerate(reads)),
-            *(["    if (a.keep) v_0 = s[0] * *a.keep;".replace("v_0", reads[0])]),
+            f"    if (a.keep) {reads[0]} = s[0] * *a.keep;",
             *("    " + line for line in body),
             *("    " + line for line in save),
             f"    std::vector<Tensor> n{{{', '.join(finals)}}};",
@@ -249,8 +247,8 @@ class TrainCell(Reverse, FusedCell):
 
     def back(self) -> list[str]:
         """`back_<k>_fused<scalar_t>(a, saved, gout, gfinal)`, after `train()`."""
-        self.deferred: dict[str, tuple[list[str], list]] = {}  # matrix -> (its biases, _)
-        self.deferred_names: dict[str, str] = {}  # matrix -> the suffix of its G, V lists
+        # matrix -> its biases; its place is the suffix of its G, V lists
+        self.deferred: dict[str, list[str]] = {}
         lines: list[str] = []
         for event in reversed(self.tape):
             lines += self._reverse(event)
@@ -282,8 +280,7 @@ class TrainCell(Reverse, FusedCell):
             reads.append(f"_acc(gs[{k}], g_{name});")
         record = [f"gin[{i}][t] = _or_zeros(g_{name}, {name});" for i, name in enumerate(inputs)]
         after = []
-        for matrix, (biases, _) in self.deferred.items():
-            key = self.deferred_names[matrix]
+        for key, (matrix, biases) in enumerate(self.deferred.items()):
             after.append(f"if (!G_{key}.empty()) {{")
             after.append(f"  const Tensor gm = at::cat(G_{key});")
             after.append(f"  _acc(g_{matrix}, gm.t().mm(at::cat(V_{key})));")
@@ -310,7 +307,7 @@ class TrainCell(Reverse, FusedCell):
             "  std::vector<std::vector<Tensor>> gin(a.inputs.size(), std::vector<Tensor>(total));",
             *(f"  Tensor g_p_{role};" for role in self.roles),
             *(f"  Tensor g_{name};" for name in self._static_names()),
-            *(f"  std::vector<Tensor> G_{k}, V_{k};" for k in self.deferred_names.values()),
+            *(f"  std::vector<Tensor> G_{k}, V_{k};" for k in range(len(self.deferred))),
             "  for (int64_t i = total - 1; i >= 0; --i) {",
             "    const int64_t t = a.reverse ? total - 1 - i : i;",
             *("    " + line for line in self._step_inputs()),

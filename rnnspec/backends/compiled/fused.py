@@ -264,6 +264,33 @@ bool fusable(const Args& a) {
 """
 
 
+def element(op: str, args: list[str]) -> str:
+    """One elementwise op at (b, j) over its operands' C++ expressions (the fused loops'
+    and the reverse loops' forward values)."""
+    if op in ("add", "sub", "mul", "div"):
+        symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[op]
+        return f"({args[0]} {symbol} {args[1]})"
+    if op == "neg":
+        return f"(-{args[0]})"
+    if op in _SCALAR:
+        return f"{_SCALAR[op]}({args[0]})"
+    if op in _SYMBOLS:
+        return f"({args[0]} {_SYMBOLS[op]} {args[1]})"
+    if op in ("and", "or"):
+        return f"({args[0]} {'&&' if op == 'and' else '||'} {args[1]})"
+    if op == "not":
+        return f"(!{args[0]})"
+    if op == "where":
+        return f"({args[0]} ? {args[1]} : {args[2]})"
+    if op == "clamp":
+        return f"_clamp({args[0]}, {args[1]}, {args[2]})"
+    if op in ("minimum", "maximum"):
+        return f"{'_min' if op == 'minimum' else '_max'}({args[0]}, {args[1]})"
+    if op == "dropout":
+        return args[0]
+    raise Unsupported(f"`{op}` in a fused loop")
+
+
 def _weight_operands(node) -> tuple[Node, Node] | None:
     """(W, v) of a product by a weight (`W @ v`, `linear(v, W, ...)`) with a batched `v`."""
     if not isinstance(node, Node) or node.op not in ("matmul", "linear"):
@@ -409,33 +436,7 @@ class FusedCell(_Cell):
                 else:
                     text = f"({text} {'+' if sign > 0 else '-'} {part})"
             return text
-        if op in ("mul", "div"):
-            a, b = (self.el(x, pointers) for x in args)
-            return f"({a} {'*' if op == 'mul' else '/'} {b})"
-        if op == "neg":
-            return f"(-{self.el(args[0], pointers)})"
-        if op in _SCALAR:
-            return f"{_SCALAR[op]}({self.el(args[0], pointers)})"
-        if op in _SYMBOLS:
-            a, b = (self.el(x, pointers) for x in args)
-            return f"({a} {_SYMBOLS[op]} {b})"
-        if op in ("and", "or"):
-            a, b = (self.el(x, pointers) for x in args)
-            return f"({a} {'&&' if op == 'and' else '||'} {b})"
-        if op == "not":
-            return f"(!{self.el(args[0], pointers)})"
-        if op == "where":
-            c, a, b = (self.el(x, pointers) for x in args)
-            return f"({c} ? {a} : {b})"
-        if op == "clamp":
-            v, low, high = (self.el(x, pointers) for x in args)
-            return f"_clamp({v}, {low}, {high})"
-        if op in ("minimum", "maximum"):
-            a, b = (self.el(x, pointers) for x in args)
-            return f"{'_min' if op == 'minimum' else '_max'}({a}, {b})"
-        if op == "dropout":
-            return self.el(args[0], pointers)
-        raise Unsupported(f"`{op}` in a fused loop")
+        return element(op, [self.el(x, pointers) for x in args])
 
     def fused(self) -> list[str]:
         """`template <typename scalar_t> ... loop_<k>_fused(const Args& a)`."""

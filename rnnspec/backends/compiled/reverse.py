@@ -11,7 +11,7 @@ slices and a concatenation.
 from __future__ import annotations
 
 from rnnspec.backends.compiled.cpp import Unsupported
-from rnnspec.backends.compiled.fused import _SCALAR, _SYMBOLS
+from rnnspec.backends.compiled.fused import element
 from rnnspec.cells.equations import Node
 
 # The derivative of each elementwise op: `y` its value, `a`/`b`/`c` its operands' values,
@@ -115,11 +115,9 @@ class Reverse:
             if w.startswith("v_") and w not in self._static_names():
                 raise Unsupported("the gradient of a product with a hoisted matrix")
             biases = [f"p_{b.value}" for b in args[2:]] if op == "linear" else []
-            names = self.deferred_names
-            key = names.setdefault(w, str(len(names)))
-            known = self.deferred.setdefault(w, (list(biases), []))
-            if known[0] != biases:  # one G per matrix: each product's biases must agree
+            if self.deferred.setdefault(w, biases) != biases:  # one G per matrix
                 raise Unsupported("one matrix with different biases")
+            key = list(self.deferred).index(w)
             lines.append(f"  _acc(g_{v}, at::mm({g}, {w}));")
             lines.append(f"  G_{key}.push_back({g});")
             lines.append(f"  V_{key}.push_back({v});")
@@ -235,43 +233,13 @@ class Reverse:
         else:
             for arg in args:
                 self._values(arg, leaves, pointers, values, forward, order)
-            text = self._el_of(node, values)
+            text = element(node.op, [values[id(a)] for a in args])
         name = f"f{len(values)}"
         kind = "bool" if self._condition(node) else "scalar_t"
         forward.append(f"const {kind} {name} = {text};")
         values[id(node)] = name
         order.append(node)
         return name
-
-    def _el_of(self, node: Node, values: dict[int, str]) -> str:
-        """The forward expression of one elementwise node over its operands' locals."""
-        op = node.op
-        args = [values[id(a)] for a in node.args if isinstance(a, Node)]
-        if op in ("add", "sub", "mul", "div"):
-            symbol = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[op]
-            return f"({args[0]} {symbol} {args[1]})"
-        if op == "neg":
-            return f"(-{args[0]})"
-        if op == "dropout":
-            return args[0]
-        return self._el_text(op, args)
-
-    def _el_text(self, op: str, args: list[str]) -> str:
-        if op in _SCALAR:
-            return f"{_SCALAR[op]}({args[0]})"
-        if op in _SYMBOLS:
-            return f"({args[0]} {_SYMBOLS[op]} {args[1]})"
-        if op in ("and", "or"):
-            return f"({args[0]} {'&&' if op == 'and' else '||'} {args[1]})"
-        if op == "not":
-            return f"(!{args[0]})"
-        if op == "where":
-            return f"({args[0]} ? {args[1]} : {args[2]})"
-        if op == "clamp":
-            return f"_clamp({args[0]}, {args[1]}, {args[2]})"
-        if op in ("minimum", "maximum"):
-            return f"{'_min' if op == 'minimum' else '_max'}({args[0]}, {args[1]})"
-        raise Unsupported(f"`{op}` in a fused loop")
 
     def _propagate(self, node: Node, values, adjoints, leaves) -> list[str]:
         """The adjoints of `node`'s operands from its own (`adjoints[id(node)]`)."""
